@@ -1,0 +1,86 @@
+"""The test matrix. `nox` with no arguments runs lint and the four test sessions.
+
+    nox -s core        NumPy + matplotlib only: no framework may be importable
+    nox -s torch       PyTorch only
+    nox -s tensorflow  TensorFlow / Keras 3 only
+    nox -s both        both frameworks: cross-framework parity tests
+    nox -s lint        ruff
+    nox -s docs        the documentation site (mkdocs, warnings are errors)
+    nox -s bench       benchmarks/ -> docs/benchmarks.md and benchmarks/results.json
+
+Each test session sets MULTIVIZ_REQUIRE, so a session that asks for a
+framework fails (instead of skipping) when that framework is missing.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "core", "torch", "tensorflow", "both"]
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+
+PYTEST = ("pytest", "-p", "no:cacheprovider")
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"}
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and format check."""
+    session.install("ruff>=0.4")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def core(session: nox.Session) -> None:
+    """No framework: import multiviz and run the NumPy/matplotlib core."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "python", "-c",
+        "import importlib.util as u, sys; "
+        "bad = [m for m in ('torch', 'tensorflow', 'keras') if u.find_spec(m)]; "
+        "sys.exit(f'core session must have no framework, found {bad}' if bad else 0)",
+    )
+    session.run(*PYTEST, "-m", "not torch and not keras and not both", *session.posargs,
+                env={**ENV, "MULTIVIZ_REQUIRE": "none"})
+
+
+@nox.session
+def torch(session: nox.Session) -> None:
+    """PyTorch only (TensorFlow absent)."""
+    session.install("-e", ".[dev,torch]")
+    session.run(*PYTEST, "-m", "not keras and not both", *session.posargs,
+                env={**ENV, "MULTIVIZ_REQUIRE": "torch"})
+
+
+@nox.session
+def tensorflow(session: nox.Session) -> None:
+    """TensorFlow + Keras 3 only (PyTorch absent)."""
+    session.install("-e", ".[dev,tensorflow]")
+    session.run(*PYTEST, "-m", "not torch and not both", *session.posargs,
+                env={**ENV, "MULTIVIZ_REQUIRE": "keras"})
+
+
+@nox.session
+def both(session: nox.Session) -> None:
+    """Both frameworks: the same weights must give the same numbers."""
+    session.install("-e", ".[dev,all]")
+    session.run(*PYTEST, "-m", "both", *session.posargs,
+                env={**ENV, "MULTIVIZ_REQUIRE": "torch,keras"})
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site; warnings are errors."""
+    session.install("-e", ".[docs,all]")
+    session.run("python", "docs/gen_gallery.py", env=ENV)
+    session.run("mkdocs", "build", "--strict", env=ENV)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run benchmarks/ and write the table the docs include."""
+    session.install("-e", ".[all]")
+    session.install("-r", "benchmarks/requirements.txt")
+    session.run("python", "benchmarks/run_all.py", *session.posargs, env=ENV)
