@@ -19,13 +19,22 @@ from multiviz.selection import resolve, split_suffix
 __all__ = ["capture", "forward", "layers"]
 
 
-def layers(model: Any, kind: str | Sequence[str] | None = None) -> list[LayerInfo]:
+def layers(
+    model: Any,
+    kind: str | Sequence[str] | None = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+) -> list[LayerInfo]:
     """List the layers of ``model`` that :func:`capture` can address.
 
     Args:
         model: a ``torch.nn.Module`` or a Keras 3 model.
         kind: keep only layers of this kind (``"conv"``, ``"dense"``, ``"norm"``,
             ``"activation"``, ``"pool"``, ``"container"``, ``"other"``).
+        input_shape: one sample's shape without the batch axis, in the
+            framework's layout (``(3, 224, 224)`` for PyTorch). PyTorch output
+            shapes are only known after a forward pass: pass this to fill them
+            in from one pass on zeros. Keras knows them without it.
 
     Returns:
         One :class:`~multiviz.LayerInfo` per layer, in model order, with its
@@ -37,7 +46,7 @@ def layers(model: Any, kind: str | Sequence[str] | None = None) -> list[LayerInf
         >>> [l.name for l in mv.layers(model, kind="conv")]  # doctest: +SKIP
         ['conv1', 'conv2', 'conv3']
     """
-    infos = get_backend(model).layers(model)
+    infos = get_backend(model).layers(model, input_shape=input_shape)
     if kind is None:
         return infos
     keep = set(resolve(None, infos, kind=kind))

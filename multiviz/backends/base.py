@@ -60,8 +60,13 @@ class Backend(Protocol):
     def owns(self, model: object) -> bool:
         """True when ``model`` belongs to this framework (decided from its type)."""
 
-    def layers(self, model: Any) -> list[LayerInfo]:
-        """Every addressable layer, in model order."""
+    def layers(self, model: Any, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
+        """Every addressable layer, in model order.
+
+        ``input_shape`` (one sample, no batch axis, the framework's layout) lets
+        a backend that cannot know output shapes statically (PyTorch) fill them
+        in from one forward pass on zeros.
+        """
 
     def capture(self, model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
         """One forward pass; the chosen layers' outputs, canonical layout.
