@@ -28,9 +28,9 @@ from multiviz.errors import (
 # public name -> module (relative to the package) that defines it
 _EXPORTS: dict[str, str] = {
     # capture (backends -> Activations)
-    "layers": "capture",
-    "capture": "capture",
-    "forward": "capture",
+    "layers": "capturing",
+    "capture": "capturing",
+    "forward": "capturing",
     "Activations": "activations",
     "LayerInfo": "activations",
     "to_channels_first": "layout",
@@ -64,8 +64,8 @@ _EXPORTS: dict[str, str] = {
     "layer_cam": "attribution.api",
     "guided_backprop": "attribution.api",
     "guided_grad_cam": "attribution.api",
-    "explain": "attribution.api",
-    "plot_explanations": "attribution.api",
+    "explain": "attribution.explain",
+    "plot_explanations": "attribution.explain",
     # cross-framework comparison
     "compare": "compare",
     "ParityReport": "compare",
