@@ -52,3 +52,17 @@ def test_unsupported_model_names_supported_types() -> None:
 
     with pytest.raises(mv.UnsupportedModelError, match=r"torch\.nn\.Module.*Keras 3"):
         mv.capture([1, 2, 3], None)
+
+
+def test_submodule_imports_never_shadow_public_functions() -> None:
+    # `import multiviz.<module>` binds the module as a package attribute; no
+    # module may share its name with a public function, or mv.<name> breaks.
+    code = (
+        "import importlib, pkgutil, inspect, multiviz as mv\n"
+        "for m in pkgutil.walk_packages(mv.__path__, 'multiviz.'):\n"
+        "    if '.backends' not in m.name and not m.name.endswith(('__main__', 'cli')):\n"
+        "        importlib.import_module(m.name)\n"
+        "bad = [n for n in mv.__all__ if inspect.ismodule(getattr(mv, n))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

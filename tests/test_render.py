@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from multiviz import InputShapeError
-from multiviz.normalize import normalize
+from multiviz.normalization import normalize
 from multiviz.reduce import aggregate, layer_stats
 from multiviz.render.colors import background_color, colorize, lookup_table
 from multiviz.render.images import feature_map_image, overlay_image, save_image, select_maps

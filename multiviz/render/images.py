@@ -16,8 +16,8 @@ import numpy as np
 
 from multiviz._maps import infer_layout, take_sample
 from multiviz.errors import InputShapeError
-from multiviz.normalize import NormInfo
-from multiviz.normalize import normalize as normalize_maps  # `normalize` is a parameter here
+from multiviz.normalization import NormInfo
+from multiviz.normalization import normalize as normalize_maps  # `normalize` is a parameter here
 from multiviz.reduce import _check_channels, select_channels
 from multiviz.render.colors import colorize, default_cmap
 from multiviz.render.montage import montage
@@ -44,7 +44,7 @@ class MapSelection:
         values: the chosen maps scaled into [0, 1]: ``(K, H, W)``, ``(K, L)``,
             or for a vector the ``(F,)`` values themselves.
         channels: channel index of each tile (feature indices for a vector).
-        info: :class:`~multiviz.normalize.NormInfo` of the whole sample (index
+        info: :class:`~multiviz.normalization.NormInfo` of the whole sample (index
             it by channel number).
         layout: ``"CHW"``, ``"CL"`` or ``"F"`` (after taking the sample).
         total: channels in the layer (features for a vector).

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from multiviz._maps import infer_layout, take_sample
-from multiviz.normalize import NormInfo
-from multiviz.normalize import normalize as normalize_maps
+from multiviz.normalization import NormInfo
+from multiviz.normalization import normalize as normalize_maps
 from multiviz.reduce import LayerStats, aggregate, layer_stats
 from multiviz.render.colors import background_color, default_cmap, get_cmap
 from multiviz.render.images import MapSelection, overlay, select_maps
