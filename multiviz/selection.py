@@ -72,6 +72,8 @@ def resolve(
     """
     names = [i.name for i in infos]
     order = {n: k for k, n in enumerate(names)}
+    for k, n in enumerate(names):  # "split" addresses a layer listed as "split[0]", "split[1]"
+        order.setdefault(split_suffix(n)[0], k)
     kinds = _check_kinds(kind)
 
     if requested is None:

@@ -63,3 +63,9 @@ def test_bad_kind_names_valid_kinds() -> None:
 def test_non_string_name() -> None:
     with pytest.raises(TypeError, match="strings"):
         resolve([3], INFOS)
+
+
+def test_base_name_of_a_multi_output_layer() -> None:
+    infos = [LayerInfo("split[0]", "Split", "other"), LayerInfo("split[1]", "Split", "other")]
+    assert resolve("split", infos) == ["split"]
+    assert resolve("split[1]", infos) == ["split[1]"]
