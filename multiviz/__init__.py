@@ -36,16 +36,20 @@ _EXPORTS: dict[str, str] = {
     "to_channels_first": "layout",
     "to_channels_last": "layout",
     # NumPy core
-    "normalize": "normalize",
+    "normalize": "normalization",
+    "NormInfo": "normalization",
     "aggregate": "reduce",
     "select_channels": "reduce",
     "channel_stats": "reduce",
     "layer_stats": "reduce",
+    "RunningStats": "reduce",
+    "RunningLayerStats": "reduce",
     # rendering core
     "montage": "render.montage",
     "colorize": "render.colors",
     "feature_map_image": "render.images",
     "save_image": "render.images",
+    "overlay_image": "render.images",
     "plot_feature_maps": "render.plots",
     "plot_aggregate": "render.plots",
     "plot_overlay": "render.plots",
@@ -67,10 +71,15 @@ _EXPORTS: dict[str, str] = {
     "explain": "attribution.explain",
     "plot_explanations": "attribution.explain",
     # cross-framework comparison
-    "compare": "compare",
-    "ParityReport": "compare",
-    "plot_comparison": "compare",
+    "compare": "comparing",
+    "ParityReport": "comparing",
+    "plot_comparison": "comparing",
+    "linear_cka": "metrics",
     "transfer_weights": "transfer",
+    # loading models and images, the HTML report (what the command line uses)
+    "load_model": "loaders",
+    "load_images": "images",
+    "html_report": "report",
 }
 
 __all__ = [
