@@ -37,37 +37,54 @@ def core(session: nox.Session) -> None:
     """No framework: import multiviz and run the NumPy/matplotlib core."""
     session.install("-e", ".[dev]")
     session.run(
-        "python", "-c",
+        "python",
+        "-c",
         "import importlib.util as u, sys; "
         "bad = [m for m in ('torch', 'tensorflow', 'keras') if u.find_spec(m)]; "
         "sys.exit(f'core session must have no framework, found {bad}' if bad else 0)",
     )
-    session.run(*PYTEST, "-m", "not torch and not keras and not both", *session.posargs,
-                env={**ENV, "MULTIVIZ_REQUIRE": "none"})
+    session.run(
+        *PYTEST,
+        "-m",
+        "not torch and not keras and not both",
+        *session.posargs,
+        env={**ENV, "MULTIVIZ_REQUIRE": "none"},
+    )
 
 
 @nox.session
 def torch(session: nox.Session) -> None:
     """PyTorch only (TensorFlow absent)."""
     session.install("-e", ".[dev,torch]")
-    session.run(*PYTEST, "-m", "not keras and not both", *session.posargs,
-                env={**ENV, "MULTIVIZ_REQUIRE": "torch"})
+    session.run(
+        *PYTEST,
+        "-m",
+        "not keras and not both",
+        *session.posargs,
+        env={**ENV, "MULTIVIZ_REQUIRE": "torch"},
+    )
 
 
 @nox.session
 def tensorflow(session: nox.Session) -> None:
     """TensorFlow + Keras 3 only (PyTorch absent)."""
     session.install("-e", ".[dev,tensorflow]")
-    session.run(*PYTEST, "-m", "not torch and not both", *session.posargs,
-                env={**ENV, "MULTIVIZ_REQUIRE": "keras"})
+    session.run(
+        *PYTEST,
+        "-m",
+        "not torch and not both",
+        *session.posargs,
+        env={**ENV, "MULTIVIZ_REQUIRE": "keras"},
+    )
 
 
 @nox.session
 def both(session: nox.Session) -> None:
     """Both frameworks: the same weights must give the same numbers."""
     session.install("-e", ".[dev,all]")
-    session.run(*PYTEST, "-m", "both", *session.posargs,
-                env={**ENV, "MULTIVIZ_REQUIRE": "torch,keras"})
+    session.run(
+        *PYTEST, "-m", "both", *session.posargs, env={**ENV, "MULTIVIZ_REQUIRE": "torch,keras"}
+    )
 
 
 @nox.session

@@ -129,7 +129,9 @@ def _one_framework(
         maps = acts[name][0]
         save(
             mv.plot_feature_maps(
-                maps, cmap="gray" if name == convs[0] else "viridis", normalize="layer",
+                maps,
+                cmap="gray" if name == convs[0] else "viridis",
+                normalize="layer",
                 title=f"{fw} · {name} · {maps.shape[0]} feature maps (one scale for the layer)",
             ),
             f"maps_{name}.png",
@@ -137,21 +139,34 @@ def _one_framework(
     last = convs[-1]
     for how in ("mean", "max"):
         save(
-            mv.plot_aggregate(acts[last][0], reduce=how, cmap="plasma",
-                              title=f"{fw} · {last} · {how} over channels"),
+            mv.plot_aggregate(
+                acts[last][0],
+                reduce=how,
+                cmap="plasma",
+                title=f"{fw} · {last} · {how} over channels",
+            ),
             f"aggregate_{last}_{how}.png",
         )
     save(
-        mv.plot_overlay(picture, mv.aggregate(acts[last][0], "max"),
-                        title=f"{fw} · {last} max map over the input"),
+        mv.plot_overlay(
+            picture,
+            mv.aggregate(acts[last][0], "max"),
+            title=f"{fw} · {last} max map over the input",
+        ),
         f"overlay_{last}.png",
     )
     save(mv.plot_layer_stats(acts), "layer_stats.png")
     cam = mv.grad_cam(model, x, layer=last)
-    save(mv.plot_overlay(picture, cam[0], title=f"{fw} · Grad-CAM at {last} for {label!r}"),
-         "grad_cam.png")
-    maps = mv.explain(model, x, methods=["grad_cam", "grad_cam_plus_plus", "score_cam",
-                                         "layer_cam", "saliency"], layer=last)
+    save(
+        mv.plot_overlay(picture, cam[0], title=f"{fw} · Grad-CAM at {last} for {label!r}"),
+        "grad_cam.png",
+    )
+    maps = mv.explain(
+        model,
+        x,
+        methods=["grad_cam", "grad_cam_plus_plus", "score_cam", "layer_cam", "saliency"],
+        layer=last,
+    )
     save(mv.plot_explanations(picture, maps), "explain.png")
     for path in files:
         log(f"[{fw}] wrote {path}")

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import pytest  # noqa: E402
+import pytest
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_KERAS = (
@@ -66,7 +66,7 @@ def _close_figures():
 def _seed():
     import numpy as np
 
-    np.random.seed(0)
+    np.random.seed(0)  # noqa: NPY002 - for tests that use the legacy global generator
     if HAS_TORCH:
         import torch
 
