@@ -6,7 +6,7 @@
     nox -s both        both frameworks: cross-framework parity tests
     nox -s lint        ruff
     nox -s docs        the documentation site (mkdocs, warnings are errors)
-    nox -s bench       benchmarks/ -> docs/benchmarks.md and benchmarks/results.json
+    nox -s bench       benchmarks/ -> benchmarks/results.md (the docs include it) and results.json
 
 Each test session sets MULTIVIZ_REQUIRE, so a session that asks for a
 framework fails (instead of skipping) when that framework is missing.

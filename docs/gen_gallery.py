@@ -1,0 +1,265 @@
+"""Build the documentation's generated parts into docs/gallery/ (never committed).
+
+Run before ``mkdocs build`` (``nox -s docs`` does)::
+
+    python docs/gen_gallery.py
+
+It writes:
+
+* one PNG per recipe below, made by running the recipe's code on the
+  built-in model — the same code the Gallery page shows, included from the
+  ``.py`` file written next to each image, so the page cannot drift from
+  what ran;
+* ``report.html``, an example HTML report;
+* ``cli-help*.txt``, the help of every ``multiviz`` subcommand;
+
+and checks that the API reference documents every public name of
+``multiviz`` (a name missing from docs/api.md fails the build).
+
+PyTorch is imported before TensorFlow (see docs/pitfalls.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+DOCS = Path(__file__).resolve().parent
+OUT = DOCS / "gallery"
+CLI_COMMANDS = ("layers", "maps", "cam", "report", "compare", "demo")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A snippet of user code that writes ``<name>.png`` into the current folder."""
+
+    name: str
+    code: str
+
+
+PRELUDE = """\
+import torch                        # PyTorch before TensorFlow, always
+import multiviz as mv
+
+model = mv.builtin_model("torch")   # the built-in CNN, trained weights shipped
+x = mv.sample_image(seed=3, label="triangle")[None]   # (1, 3, 64, 64) in [0, 1]
+image = mv.to_channels_last(x)[0]   # (64, 64, 3), for drawing under overlays
+acts = mv.capture(model, x)         # every layer, one forward pass
+"""
+
+RECIPES = [
+    Recipe(
+        "grid",
+        """\
+fig = mv.plot_feature_maps(acts["conv2"], cmap="viridis")
+fig.savefig("grid.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "grid_modes",
+        """\
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+mv.plot_feature_maps(acts["relu3"], normalize="map", max_maps=16, ax=axes[0],
+                     title='normalize="map": each map on its own')
+mv.plot_feature_maps(acts["relu3"], normalize="layer", max_maps=16, ax=axes[1],
+                     colorbar=True, title='normalize="layer": one range, comparable')
+fig.savefig("grid_modes.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "grid_fast",
+        """\
+rgb = mv.feature_map_image(acts["relu1"], cmap="magma", upscale=2)   # uint8, no figure
+mv.save_image(rgb, "grid_fast.png")
+""",
+    ),
+    Recipe(
+        "aggregate",
+        """\
+fig = mv.plot_aggregate(acts["relu3"], "mean")
+fig.savefig("aggregate.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "overlay",
+        """\
+heat = mv.aggregate(acts["relu3"], "max")[0]          # (16, 16)
+fig = mv.plot_overlay(image, heat, alpha=0.5, title="relu3, max over channels")
+fig.savefig("overlay.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "stats",
+        """\
+batch = mv.shapes_dataset(64).images                   # (64, 3, 64, 64)
+fig = mv.plot_layer_stats(mv.capture(model, batch))
+fig.savefig("stats.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "grad_cam",
+        """\
+cams = mv.grad_cam(model, x, layer="relu3")            # (1, 64, 64) in [0, 1]
+fig = mv.plot_overlay(image, cams[0], title="Grad-CAM, relu3")
+fig.savefig("grad_cam.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "explain",
+        """\
+ex = mv.explain(model, x, ["grad_cam", "grad_cam_plus_plus", "layer_cam",
+                           "score_cam", "saliency", "guided_backprop"], layer="relu3")
+fig = ex.plot()
+fig.savefig("explain.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "comparison",
+        """\
+import keras                                           # after torch
+
+keras_model = mv.builtin_model("keras")                # the same weights, in Keras
+report = mv.compare(model, keras_model, x)             # x is NCHW; transposed for Keras
+print(report)
+fig = mv.plot_comparison(report, "conv2")
+fig.savefig("comparison.png", dpi=120)
+""",
+    ),
+]
+
+
+def run_recipes() -> None:
+    """Run the prelude once, then every recipe, in docs/gallery/."""
+    import matplotlib.pyplot as plt
+
+    (OUT / "prelude.py").write_text(PRELUDE)
+    namespace: dict[str, object] = {"__name__": "__gallery__"}
+    cwd = Path.cwd()
+    os.chdir(OUT)
+    try:
+        exec(compile(PRELUDE, "prelude.py", "exec"), namespace)
+        for recipe in RECIPES:
+            t0 = time.perf_counter()
+            (OUT / f"{recipe.name}.py").write_text(recipe.code)
+            printed = _run(recipe, dict(namespace))
+            if printed.strip():
+                (OUT / f"{recipe.name}.txt").write_text(printed)
+            png = OUT / f"{recipe.name}.png"
+            if not png.exists():
+                raise SystemExit(f"gallery recipe {recipe.name!r} wrote no {png.name}")
+            plt.close("all")
+            print(f"  {recipe.name}.png ({time.perf_counter() - t0:.1f} s)")
+    finally:
+        os.chdir(cwd)
+
+
+def _run(recipe: Recipe, namespace: dict[str, object]) -> str:
+    """Execute one recipe; return what it printed."""
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        exec(compile(recipe.code, f"{recipe.name}.py", "exec"), namespace)
+    return buffer.getvalue()
+
+
+def write_report() -> None:
+    """An example HTML report of the built-in model, linked from docs/report.md."""
+    import multiviz as mv
+    from multiviz.builtin import BUILTIN_CLASSES
+    from multiviz.report import write_atomic
+
+    model = mv.builtin_model("torch")
+    html = mv.html_report(
+        model,
+        mv.sample_image(seed=3, label="triangle")[None],
+        class_names=list(BUILTIN_CLASSES),
+        source="multiviz built-in CNN (PyTorch)",
+    )
+    write_atomic(OUT / "report.html", html)
+    print("  report.html")
+
+
+def write_cli_help() -> None:
+    """``multiviz --help`` and each subcommand's, as the installed version prints them."""
+    import contextlib
+    import io
+
+    from multiviz.cli import main as cli_main
+
+    os.environ["COLUMNS"] = "88"  # argparse wraps help to this width
+    for command in ("", *CLI_COMMANDS):
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
+            cli_main([*([command] if command else []), "--help"])
+        text = buffer.getvalue()
+        if not text.startswith("usage: multiviz"):
+            raise SystemExit(f"`multiviz {command} --help` printed no usage: {text[:200]!r}")
+        name = f"cli-help-{command}.txt" if command else "cli-help.txt"
+        (OUT / name).write_text(text)
+    print(f"  cli-help*.txt ({len(CLI_COMMANDS) + 1} files)")
+
+
+def check_api_reference() -> None:
+    """Fail when a public name of ``multiviz`` is not documented on docs/api.md."""
+    import multiviz
+    from multiviz import _EXPORTS
+
+    documented = set(re.findall(r"^::: (multiviz[\w.]*)", (DOCS / "api.md").read_text(), re.M))
+    missing = []
+    for name in multiviz.__all__:
+        if name == "__version__":
+            continue
+        home = _EXPORTS.get(name)
+        module = f"multiviz.{home}" if home else getattr(multiviz, name).__module__
+        if module not in documented:
+            missing.append(f"{name} (from {module})")
+    if missing:
+        raise SystemExit(
+            "docs/api.md documents no module for these public names: "
+            + ", ".join(missing)
+            + ". Add a `::: module` block for each."
+        )
+    print(f"  api.md covers all {len(multiviz.__all__) - 1} public names")
+
+
+def run_port_example() -> None:
+    """examples/port_resnet18.py: the figures docs/comparison.md shows."""
+    import subprocess
+
+    out = OUT / "port_resnet18"
+    example = DOCS.parent / "examples" / "port_resnet18.py"
+    subprocess.run(
+        [sys.executable, str(example), "--size", "32", "--out", str(out)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    print(f"  port_resnet18/ ({len(list(out.glob('*.png')))} figures)")
+
+
+def main() -> int:
+    import torch  # noqa: F401  (before TensorFlow, always)
+
+    OUT.mkdir(exist_ok=True)
+    print(f"writing {OUT.relative_to(DOCS.parent)}/")
+    check_api_reference()
+    run_recipes()
+    write_report()
+    write_cli_help()
+    run_port_example()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
