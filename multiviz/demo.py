@@ -10,8 +10,8 @@ writes into ``OUT/<framework>/``:
 * the layer-statistics figure (dead and saturated fractions per layer),
 * Grad-CAM over the input and a side-by-side figure of attribution methods,
 
-and, when both frameworks ran, ``OUT/parity.txt``: the largest difference per
-layer between the two frameworks' activations (the same weights must give the
+and, when both frameworks ran, ``OUT/parity.txt``: the parity report of the
+two frameworks' activations, layer by layer (the same weights must give the
 same numbers).
 """
 
@@ -168,24 +168,19 @@ def _one_framework(
         layer=last,
     )
     save(mv.plot_explanations(picture, maps), "explain.png")
-    for path in files:
-        log(f"[{fw}] wrote {path}")
+    log(f"[{fw}] {len(files)} figures in {out}")
     return files, dict(acts)
 
 
 def _write_parity(
     captured: dict[str, dict[str, np.ndarray]], path: Path, log: Callable[[str], None]
 ) -> Path:
-    a, b = captured["torch"], captured["keras"]
-    rows = ["layer      max |torch - keras|", "---------  ------------------"]
-    worst = 0.0
-    for name in a:
-        if name in b and a[name].shape == b[name].shape:
-            diff = float(np.max(np.abs(a[name] - b[name])))
-            worst = max(worst, diff)
-            rows.append(f"{name:<9}  {diff:.3g}")
-    path.write_text("\n".join(rows) + "\n")
-    log(f"Largest difference between frameworks over all layers: {worst:.3g} (see {path})")
+    from multiviz.comparing import compare_activations
+
+    report = compare_activations(captured["torch"], captured["keras"], labels=("torch", "keras"))
+    path.write_text(str(report) + "\n")
+    verdict = "agree" if report.first_divergence is None else "DISAGREE"
+    log(f"PyTorch and Keras {verdict} on every layer of the built-in CNN (table: {path})")
     return path
 
 

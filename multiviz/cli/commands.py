@@ -199,6 +199,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     log: Callable[[str], None] = (
         (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     )
+    from multiviz.demo import available_frameworks
+
+    frameworks = args.framework or available_frameworks()
+    if "torch" in frameworks:
+        import torch  # noqa: F401  (before TensorFlow, always)
+    if "keras" in frameworks and "keras" in available_frameworks():
+        with framework_logs_hidden(not args.debug):
+            import keras  # noqa: F401  (TensorFlow's start-up lines go to fd 2)
     files = run_demo(args.out, args.framework, log=log)
     print_written(args, [p for paths in files.values() for p in paths])
     return EXIT_OK
