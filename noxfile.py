@@ -50,6 +50,8 @@ def core(session: nox.Session) -> None:
         *session.posargs,
         env={**ENV, "MULTIVIZ_REQUIRE": "none"},
     )
+    # every docstring example that needs no framework runs here
+    session.run(*PYTEST, "--doctest-modules", "multiviz", "--ignore=multiviz/backends", env=ENV)
 
 
 @nox.session

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Activations", "LayerInfo"]
+__all__ = ["Activations", "LayerInfo", "LayerTable"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,38 @@ class LayerInfo:
     kind: str = "other"
     shape: tuple[int | None, ...] | None = None
     params: int = 0
+
+
+class LayerTable(list[LayerInfo]):
+    """The list :func:`multiviz.layers` returns, printed as a table.
+
+    It is a plain ``list`` of :class:`LayerInfo` in every other respect.
+
+    Example:
+        >>> print(LayerTable([LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224)]))
+        name   type    kind  output shape       params
+        conv1  Conv2d  conv  (None, 8, 32, 32)     224
+    """
+
+    def __str__(self) -> str:
+        head = ("name", "type", "kind", "output shape", "params")
+        rows = [
+            (i.name, i.type, i.kind, "?" if i.shape is None else str(i.shape), f"{i.params:,}")
+            for i in self
+        ]
+        widths = [max(len(r[k]) for r in [head, *rows]) for k in range(5)]
+        lines = []
+        for r in [head, *rows]:
+            cells = [r[k].ljust(widths[k]) for k in range(4)] + [r[4].rjust(widths[4])]
+            lines.append("  ".join(cells))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __getitem__(self, index):  # a slice of a table is a table
+        got = super().__getitem__(index)
+        return LayerTable(got) if isinstance(index, slice) else got
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.activations import Activations, LayerInfo
+from multiviz.activations import Activations, LayerInfo, LayerTable
 from multiviz.backends import get_backend
 from multiviz.selection import resolve, split_suffix
 
@@ -24,7 +24,7 @@ def layers(
     kind: str | Sequence[str] | None = None,
     *,
     input_shape: Sequence[int] | None = None,
-) -> list[LayerInfo]:
+) -> LayerTable:
     """List the layers of ``model`` that :func:`capture` can address.
 
     Args:
@@ -37,8 +37,10 @@ def layers(
             in from one pass on zeros. Keras knows them without it.
 
     Returns:
-        One :class:`~multiviz.LayerInfo` per layer, in model order, with its
-        output shape in the canonical layout where it is known.
+        A :class:`~multiviz.activations.LayerTable`: a list with one
+        :class:`~multiviz.LayerInfo` per layer, in model order, with its
+        output shape in the canonical layout where it is known; it prints as
+        a table.
 
     Example:
         >>> import multiviz as mv
@@ -48,9 +50,9 @@ def layers(
     """
     infos = get_backend(model).layers(model, input_shape=input_shape)
     if kind is None:
-        return infos
+        return LayerTable(infos)
     keep = set(resolve(None, infos, kind=kind))
-    return [i for i in infos if i.name in keep]
+    return LayerTable(i for i in infos if i.name in keep)
 
 
 def capture(
