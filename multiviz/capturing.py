@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.activations import Activations, LayerInfo, LayerTable
+from multiviz.activations import Activations, LayerTable
 from multiviz.backends import get_backend
 from multiviz.selection import resolve, split_suffix
 
