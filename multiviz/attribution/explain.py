@@ -1,0 +1,287 @@
+"""Several attribution methods at once, and one figure comparing them.
+
+:func:`explain` runs the chosen methods on one batch, sharing work between
+them: the gradient-based CAMs and plain saliency come from a single backward
+pass, and every method explains the same class per sample.
+:func:`plot_explanations` draws the image beside each method's map laid
+over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from multiviz.attribution import api, cam_math
+from multiviz.attribution.maps import aggregate_channels, normalize_maps
+from multiviz.attribution.plumbing import ModelCall, pick
+from multiviz.errors import closest
+from multiviz.layout import to_channels_last
+
+__all__ = ["METHODS", "TITLES", "Explanations", "explain", "plot_explanations"]
+
+#: Method name -> the title a figure gives it.
+TITLES: dict[str, str] = {
+    "saliency": "Saliency",
+    "grad_x_input": "Gradient x input",
+    "smoothgrad": "SmoothGrad",
+    "integrated_gradients": "Integrated Gradients",
+    "guided_backprop": "Guided backprop",
+    "cam": "CAM",
+    "grad_cam": "Grad-CAM",
+    "grad_cam_plus_plus": "Grad-CAM++",
+    "layer_cam": "LayerCAM",
+    "score_cam": "Score-CAM",
+    "guided_grad_cam": "Guided Grad-CAM",
+}
+#: The method names :func:`explain` accepts.
+METHODS: tuple[str, ...] = tuple(TITLES)
+
+# methods computed from one shared gradient pass at `layer` (and the input)
+_FROM_LAYER = {
+    "grad_cam": cam_math.grad_cam_map,
+    "grad_cam_plus_plus": cam_math.grad_cam_plus_plus_map,
+    "layer_cam": cam_math.layer_cam_map,
+}
+_FROM_INPUT = ("saliency", "grad_x_input")
+
+
+class Explanations(dict):
+    """Method name -> maps ``(N, H, W)`` in ``[0, 1]``, with what they explain.
+
+    A plain ``dict`` with three more attributes and a figure view.
+
+    Attributes:
+        image: the images for display, channels-last ``(N, H, W, C)`` in ``[0, 1]``.
+        targets: the class explained per sample, ``(N,)``, or ``None`` for a
+            callable target.
+        layer: the layer the CAM methods used, or ``None``.
+    """
+
+    def __init__(
+        self,
+        maps: Mapping[str, np.ndarray],
+        image: np.ndarray,
+        targets: np.ndarray | None,
+        layer: str | None,
+    ) -> None:
+        super().__init__(maps)
+        self.image = image
+        self.targets = targets
+        self.layer = layer
+
+    def plot(self, sample: int = 0, **kwargs: Any) -> Figure:
+        """:func:`plot_explanations` of this result's image and maps."""
+        return plot_explanations(self.image, self, sample=sample, **kwargs)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items())
+        return f"Explanations(layer={self.layer!r}, {shapes})"
+
+
+def explain(
+    model: Any,
+    x: Any,
+    methods: Sequence[str] = ("grad_cam", "score_cam", "saliency"),
+    layer: str | None = None,
+    target: Any = None,
+    image: np.ndarray | None = None,
+    *,
+    batch_size: int = 32,
+    samples: int = 25,
+    steps: int = 50,
+    seed: int | None = 0,
+) -> Explanations:
+    """Run several attribution methods on one batch, all explaining the same class.
+
+    Grad-CAM, Grad-CAM++, LayerCAM, CAM, saliency and gradient x input share
+    one forward/backward pass; Score-CAM, SmoothGrad, Integrated Gradients and
+    the guided methods add their own. Each method is the function of the same
+    name in :mod:`multiviz.attribution.api` (see their docstrings for the
+    papers); guided methods are aggregated over channels (largest magnitude)
+    so that every entry is an ``(N, H, W)`` map in ``[0, 1]``.
+
+    Args:
+        model: a ``torch.nn.Module`` or a Keras 3 model.
+        x: a batch of images in the framework's layout.
+        methods: names from :data:`METHODS`.
+        layer: the CAM methods' layer; ``None`` picks the last spatial layer.
+        target: what is explained (see :mod:`multiviz.attribution.api`);
+            ``None`` becomes each sample's top class, found once.
+        image: the images to draw under the maps, channels-last ``(N, H, W, C)``
+            (e.g. before normalization); default ``x`` scaled to ``[0, 1]``.
+        batch_size: the most inputs sent to the backend at once.
+        samples: SmoothGrad's noisy copies per image.
+        steps: Integrated Gradients' path points.
+        seed: SmoothGrad's noise seed.
+
+    Returns:
+        :class:`Explanations`: a dict name -> float32 ``(N, H, W)`` maps, in
+        the order asked, with ``.image``, ``.targets``, ``.layer`` and ``.plot()``.
+
+    Raises:
+        ValueError: an unknown method name (the closest names are listed).
+
+    Example:
+        >>> import multiviz as mv
+        >>> model = mv.builtin_model("torch")                             # doctest: +SKIP
+        >>> ex = mv.explain(model, mv.sample_image()[None], layer="relu3")  # doctest: +SKIP
+        >>> sorted(ex), ex["grad_cam"].shape                                # doctest: +SKIP
+        (['grad_cam', 'saliency', 'score_cam'], (1, 64, 64))
+        >>> fig = ex.plot()                                                 # doctest: +SKIP
+    """
+    methods = _check_methods(methods)
+    call = ModelCall.make(model, x, batch_size)
+    target = call.check_target(target)
+    uses_layer = [
+        m for m in methods if m in _FROM_LAYER or m in ("cam", "score_cam", "guided_grad_cam")
+    ]
+    name = call.resolve_layer(layer, TITLES[uses_layer[0]]) if uses_layer else None
+
+    maps: dict[str, np.ndarray] = {}
+    shared = [m for m in methods if m in _FROM_LAYER or m in _FROM_INPUT]
+    if shared:
+        names = [name] if any(m in _FROM_LAYER for m in shared) else []
+        result = call.gradients(names, target, wrt_input=any(m in _FROM_INPUT for m in shared))
+        if target is None:
+            target = result.targets
+        for m in shared:
+            if m in _FROM_LAYER:
+                acts = call.spatial(result.activations, name, TITLES[m])
+                low = _FROM_LAYER[m](acts, pick(result.gradients, name))
+                maps[m] = call.at_input(low, True)
+            else:
+                grads = call.input_gradient(result)
+                if m == "grad_x_input":
+                    grads = grads * call.x_canonical()
+                maps[m] = normalize_maps(aggregate_channels(grads, "max_abs"))
+    target = call.fixed_target(target)
+
+    common = {"target": target, "batch_size": batch_size}
+    for m in methods:
+        if m in maps:
+            continue
+        if m == "smoothgrad":
+            maps[m] = api.saliency(
+                model, call.x, method="smoothgrad", samples=samples, seed=seed, **common
+            )
+        elif m == "integrated_gradients":
+            maps[m] = api.integrated_gradients(model, call.x, steps=steps, **common)
+        elif m == "guided_backprop":
+            maps[m] = api.guided_backprop(model, call.x, aggregation="max_abs", **common)
+        elif m == "guided_grad_cam":
+            maps[m] = api.guided_grad_cam(model, call.x, name, aggregation="max_abs", **common)
+        elif m == "cam":
+            maps[m] = api.cam(model, call.x, name, **common)
+        elif m == "score_cam":
+            maps[m] = api.score_cam(model, call.x, name, **common)
+    shown = _display_images(call) if image is None else np.asarray(image)
+    targets = target if isinstance(target, np.ndarray) else None
+    return Explanations({m: maps[m] for m in methods}, shown, targets, name)
+
+
+def _check_methods(methods: Sequence[str] | str) -> list[str]:
+    if isinstance(methods, str):
+        methods = [methods]
+    out = list(dict.fromkeys(methods))
+    for m in out:
+        if m not in TITLES:
+            near = closest(str(m), TITLES)
+            raise ValueError(
+                f"Unknown attribution method {m!r}. Valid: {list(TITLES)}."
+                + (f" Did you mean {near[0]!r}?" if near else "")
+            )
+    if not out:
+        raise ValueError(f"`methods` is empty. Pass some of {list(TITLES)}.")
+    return out
+
+
+def _display_images(call: ModelCall) -> np.ndarray:
+    """The batch as channels-last images, each min-max scaled to ``[0, 1]``."""
+    return to_channels_last(normalize_maps(call.x_canonical()))
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def plot_explanations(
+    image: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    sample: int = 0,
+    *,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    size: float = 2.6,
+) -> Figure:
+    """One row: the image, then each method's map laid over it, titled.
+
+    Args:
+        image: channels-last display image(s): ``(H, W)``, ``(H, W, C)`` or a
+            batch ``(N, H, W, C)`` (then ``sample`` picks one). Floats are
+            shown as they are where they lie in ``[0, 1]``, else min-max scaled.
+        maps: method name -> ``(N, H, W)`` maps (e.g. :func:`explain`'s
+            result); a ``(N, C, H, W)`` entry (guided backprop without
+            aggregation) is drawn as a colour image instead of an overlay.
+        sample: which sample of the batch to draw.
+        alpha: the heatmap's opacity over the image.
+        cmap: the heatmap's matplotlib colormap.
+        size: the side of one panel, in inches.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (not attached to pyplot; save it with
+        ``fig.savefig(...)``).
+
+    Example:
+        >>> heat = np.zeros((1, 8, 8)); heat[0, 2:5, 3:6] = 1.0
+        >>> fig = plot_explanations(np.full((8, 8, 3), 0.5), {"grad_cam": heat})
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Input', 'Grad-CAM']
+    """
+    img = np.asarray(image)
+    if img.ndim == 4:
+        img = img[sample]
+    img = _displayable(img)
+    fig = Figure(figsize=(size * (1 + len(maps)), size + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, 1 + len(maps)))
+    axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
+    axes[0].set_title("Input")
+    for ax, (name, batch) in zip(axes[1:], maps.items(), strict=True):
+        m = np.asarray(batch)
+        m = m[sample] if m.ndim in (3, 4) else m
+        if m.ndim == 3:  # (C, H, W): a per-channel attribution shown as an image
+            ax.imshow(_displayable(to_channels_last(normalize_maps(m[None]))[0]))
+        else:
+            _overlay(ax, img, m, alpha, cmap)
+        ax.set_title(TITLES.get(name, name))
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def _displayable(img: np.ndarray) -> np.ndarray:
+    """An image matplotlib shows as meant: (H, W) or (H, W, 3|4), floats in [0, 1]."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    img = np.nan_to_num(img.astype(np.float32))
+    if img.size and (img.min() < 0.0 or img.max() > 1.0):
+        img = normalize_maps(img[None])[0]
+    return img
+
+
+def _overlay(ax: Any, img: np.ndarray, heat: np.ndarray, alpha: float, cmap: str) -> None:
+    """The heatmap blended over the image, drawn by :func:`multiviz.render.plots.plot_overlay`.
+
+    Maps already in ``[0, 1]`` are drawn as they are (an all-zero map stays
+    "cold"); raw maps are min-max scaled first.
+    """
+    from multiviz.render.plots import plot_overlay
+
+    heat = np.nan_to_num(np.asarray(heat, np.float32))
+    scaled = heat.size > 0 and heat.min() >= 0.0 and heat.max() <= 1.0
+    plot_overlay(img, heat, alpha=alpha, cmap=cmap, normalize="none" if scaled else "map", ax=ax)
