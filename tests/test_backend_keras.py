@@ -572,6 +572,85 @@ def test_failure_inside_model_keeps_cause(backend):
     assert info.value.__cause__ is not None
 
 
+class _Fails(keras.layers.Layer):
+    """Identity that raises a non-shape ValueError once ``armed`` (after the model is built)."""
+
+    armed = False
+
+    def call(self, x):
+        if self.armed:
+            raise ValueError("custom layer refuses: calibration table missing")
+        return x
+
+
+class _NonNegative(keras.layers.Layer):
+    """Identity with a tf.debugging assertion on the values (fails at run time)."""
+
+    def call(self, x):
+        with tf.control_dependencies([tf.debugging.assert_non_negative(x, message="neg!")]):
+            return tf.identity(x)
+
+
+def _failing_net(layer):
+    inp = keras.Input((H, W, C))
+    y = keras.layers.Conv2D(4, 1, activation="relu", name="conv")(inp)
+    y = layer(keras.layers.Conv2D(4, 1, name="mid")(y))
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    return keras.Model(inp, keras.layers.Dense(2, name="fc")(y))
+
+
+@pytest.mark.parametrize("verb", ["capture", "forward", "gradients", "guided", "callable"])
+def test_errors_inside_the_model_propagate_unchanged(backend, verb):
+    fails = _Fails(name="fails")
+    model = _failing_net(fails)
+    fails.armed = True
+    asserting = _failing_net(_NonNegative(name="nonneg"))
+    x = _x()
+
+    def run(m):
+        if verb == "capture":
+            return backend.capture(m, x, ["gap"])
+        if verb == "forward":
+            return backend.forward(m, x)
+        target = (lambda out: out[:, 0]) if verb == "callable" else 0
+        return backend.gradients(m, x, ["mid"], target, wrt_input=True, guided=verb == "guided")
+
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="calibration table missing") as info:
+        run(model)
+    assert not isinstance(info.value, InputShapeError)
+    _assert_same(before, _snapshot(model))  # guided ReLUs swapped back
+    before = _snapshot(asserting)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="neg!") as info:
+        run(asserting)
+    assert not isinstance(info.value, MultivizError)
+    _assert_same(before, _snapshot(asserting))
+
+
+def test_subclassed_model_errors_propagate_unchanged(backend):
+    class Broken(keras.Model):
+        def call(self, x):
+            raise ValueError("broken on purpose")
+
+    with pytest.raises(ValueError, match="broken on purpose") as info:
+        backend.forward(Broken(), _x())
+    assert not isinstance(info.value, MultivizError)
+
+
+def test_input_size_failure_is_an_input_shape_error_on_every_verb(backend):
+    inp = keras.Input((None, None, C))
+    y = keras.layers.Reshape((4 * 4 * 2,), name="flat")(keras.layers.Conv2D(2, 1, name="conv")(inp))
+    model = keras.Model(inp, keras.layers.Dense(2, name="fc")(y))
+    bad = np.zeros((1, 6, 4, C), np.float32)
+    for run in (
+        lambda: backend.forward(model, bad),
+        lambda: backend.gradients(model, bad, ["conv"], target=0),
+        lambda: backend.gradients(model, bad, ["conv"], target=lambda out: out[:, 0]),
+    ):
+        with pytest.raises(InputShapeError, match=r"\(1, 6, 4, 3\).*\(None, None, None, 3\)"):
+            run()
+
+
 # ----------------------------------------------------------------- gradients
 
 
@@ -737,6 +816,207 @@ def test_subclassed_gradients_on_logits(backend):
     np.testing.assert_allclose(res.gradients["h"], np.tile(w2[:, 1], (2, 1)), rtol=1e-5)
     np.testing.assert_allclose(res.input_gradient, (w2[:, 1] * (1 - a**2)) @ w1.T, rtol=1e-4)
     assert all("call" not in layer.__dict__ for layer in model._flatten_layers())
+
+
+# ----------------------------------------------------------------- the fast gradient path
+
+
+def _grad_net(head: str):
+    """conv -> relu (layer) -> conv(relu act) -> gap -> dense head, per ``head``:
+
+    ``"linear"`` (logits out), ``"dense"`` (Dense with softmax), ``"activation"``
+    (Dense then Activation("softmax")), ``"conv"`` (a 1x1 conv with softmax, then
+    a flatten: the score is read behind a layer that is not the output one).
+    """
+    inp = keras.Input((H, W, C))
+    y = keras.layers.Conv2D(4, 3, padding="same", name="c1")(inp)
+    y = keras.layers.ReLU(name="r1")(y)
+    y = keras.layers.Conv2D(6, 1, activation="relu", name="c2")(y)
+    if head == "conv":
+        y = keras.layers.Conv2D(3, 1, activation="softmax", name="out")(y)
+        out = keras.layers.Flatten(name="flat")(y)
+    else:
+        y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+        act = "softmax" if head == "dense" else None
+        out = keras.layers.Dense(5, activation=act, name="fc")(y)
+        if head == "activation":
+            out = keras.layers.Activation("softmax", name="sm")(out)
+    return keras.Model(inp, out, name=f"grad_{head}")
+
+
+def _both_paths(backend, model, x, names, monkeypatch, **kw):
+    from multiviz.backends import _keras_fast
+
+    fast = backend.gradients(model, x, names, **kw)
+    monkeypatch.setattr(_keras_fast, "ENABLED", False)
+    general = backend.gradients(model, x, names, **kw)
+    monkeypatch.setattr(_keras_fast, "ENABLED", True)
+    return fast, general
+
+
+def _assert_results_equal(a, b) -> None:
+    np.testing.assert_allclose(a.output, b.output, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-6)
+    assert (a.targets is None) == (b.targets is None)
+    if a.targets is not None:
+        np.testing.assert_array_equal(a.targets, b.targets)
+    assert list(a.activations) == list(b.activations)
+    assert list(a.gradients) == list(b.gradients)
+    for key in a.activations:
+        np.testing.assert_allclose(a.activations[key], b.activations[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.gradients[key], b.gradients[key], rtol=1e-5, atol=1e-7)
+    assert (a.input_gradient is None) == (b.input_gradient is None)
+    if a.input_gradient is not None:
+        np.testing.assert_allclose(a.input_gradient, b.input_gradient, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("head", ["linear", "dense", "activation", "conv"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"target": np.array([1, 2])},
+        {"target": None, "wrt_input": True},
+        {"target": 0, "wrt_input": True, "guided": True},
+    ],
+    ids=["classes", "top-input", "guided"],
+)
+def test_fast_path_equals_general_path(backend, monkeypatch, head, kw):
+    from multiviz.backends import _keras_fast
+
+    model = _grad_net(head)
+    x = _x()
+    if head == "conv":  # an output of shape (N, H*W*3): class indices still apply
+        kw = {**kw, "target": None if kw["target"] is None else np.array([4, 9])}
+    names = ["c1", "r1", "c2"] + ([] if head == "conv" else ["fc"])
+    fast, general = _both_paths(backend, model, x, names, monkeypatch, **kw)
+    _assert_results_equal(fast, general)
+    assert any(np.abs(g).max() > 0 for g in fast.gradients.values() if g.ndim == 4)
+    (step,) = _keras_fast._FAST[model].values()  # the fast path ran, on one sub-model
+    assert isinstance(step.submodel, keras.Model)
+    assert step.submodel is not model
+
+
+def test_fast_path_scores_on_logits(backend):
+    model = _grad_net("dense")
+    x = _x()
+    res = backend.gradients(model, x, ["gap"], target=3)
+    w, b = model.get_layer("fc").get_weights()
+    gap = res.activations["gap"]
+    np.testing.assert_allclose(res.output, gap @ w + b, rtol=1e-5, atol=1e-6)  # logits
+    np.testing.assert_allclose(res.gradients["gap"], np.tile(w[:, 3], (2, 1)), rtol=1e-5)
+    assert res.input_gradient is None
+
+
+def test_fast_path_callable_target_and_no_layers(backend, monkeypatch):
+    model = _grad_net("activation")
+    x = _x()
+    fast, general = _both_paths(
+        backend, model, x, ["c2"], monkeypatch, target=lambda out: out[:, 1] - out[:, 4]
+    )
+    _assert_results_equal(fast, general)
+    fast, general = _both_paths(backend, model, x, [], monkeypatch, target=None)
+    _assert_results_equal(fast, general)  # the scored forward attribution uses
+
+
+def test_fast_path_one_submodel_per_layer_set_and_target_does_not_retrace(backend):
+    from multiviz.backends import _keras_fast
+
+    model = _grad_net("linear")
+    x = _x()
+    backend.gradients(model, x, ["c2", "c1"], target=0)
+    (step,) = _keras_fast._FAST[model].values()
+    fn = step.compiled(False, False)
+    backend.gradients(model, x, ["c1", "c2"], target=np.array([3, 1]))
+    assert list(_keras_fast._FAST[model].values()) == [step]
+    assert step.compiled(False, False) is fn
+    assert fn.experimental_get_tracing_count() == 1  # a new class index is a new tensor value
+
+
+def test_fast_path_only_for_top_level_layers_of_plain_graph_models(backend):
+    from multiviz.backends import _keras_fast
+
+    model, _, _ = _two_level_nested()
+    backend.gradients(model, _x(), ["mid/inner/iconv"], target=0)
+    assert model not in _keras_fast._FAST  # nested layer: the general path
+    backend.gradients(model, _x(), ["conv"], target=0)
+    assert len(_keras_fast._FAST[model]) == 1
+
+    class Custom(keras.Model):  # a Functional subclass that changes `call`
+        def call(self, inputs, training=None):
+            return super().call(inputs, training=training) * 2.0
+
+    inp = keras.Input((4,))
+    custom = Custom(inp, keras.layers.Dense(2, name="d")(inp))
+    res = backend.gradients(custom, np.ones((1, 4), np.float32), ["d"], target=0)
+    assert custom not in _keras_fast._FAST
+    w = custom.get_layer("d").get_weights()[0]
+    np.testing.assert_allclose(res.gradients["d"], [[1.0, 0.0]])  # graph-scored, as before
+    np.testing.assert_allclose(res.output, np.ones((1, 4)) @ w, rtol=1e-5, atol=1e-6)
+
+
+class _BombGrad(keras.layers.Layer):
+    """Identity whose backward pass fails when it is executed.
+
+    The failing op (a gather one element past the end, the index computed
+    from the data so that tracing cannot see it) is stateless, so a compiled step leaves it out unless a requested
+    gradient needs it.
+    """
+
+    def call(self, x):
+        @tf.custom_gradient
+        def ident(v):
+            def grad(dy):
+                flat = tf.reshape(dy, [-1])
+                past_end = tf.size(dy) + tf.cast(tf.reduce_max(tf.abs(dy)) * 0.0, tf.int32)
+                return dy + 0.0 * tf.gather(flat, past_end)  # out of range: fails when run
+
+            return tf.identity(v), grad
+
+        return ident(x)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_backprop_stops_at_the_chosen_layer(backend, monkeypatch, fast):
+    from multiviz.backends import _keras_fast
+
+    monkeypatch.setattr(_keras_fast, "ENABLED", fast)
+    inp = keras.Input((H, W, C))
+    y = _BombGrad(name="bomb")(keras.layers.Conv2D(4, 1, name="c0")(inp))
+    y = keras.layers.Conv2D(2, 1, name="c1")(y)
+    y = keras.layers.GlobalAveragePooling2D(name="gap")(y)
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(y))
+    x = _x()
+    res = backend.gradients(model, x, ["c1"], target=1)  # Grad-CAM: no input gradient
+    w = model.get_layer("fc").get_weights()[0]
+    expected = np.broadcast_to(w[:, 1][None, :, None, None] / (H * W), (2, 2, H, W))
+    np.testing.assert_allclose(res.gradients["c1"], expected, rtol=1e-5)
+    assert (model in _keras_fast._FAST) is fast
+    with pytest.raises(tf.errors.InvalidArgumentError):  # the backward pass reaches "bomb"
+        backend.gradients(model, x, ["c1"], target=1, wrt_input=True)
+
+
+def test_gradients_reach_layers_of_a_frozen_model(backend):
+    # nothing trainable: the tape must still record the ops behind the chosen layer
+    model = _grad_net("dense")
+    model.trainable = False
+    res = backend.gradients(model, _x(), ["gap"], target=2)
+    w = model.get_layer("fc").get_weights()[0]
+    np.testing.assert_allclose(res.gradients["gap"], np.tile(w[:, 2], (2, 1)), rtol=1e-5)
+
+
+def test_fast_path_leaves_the_model_unchanged(backend):
+    model = _grad_net("activation")
+    x = _x()
+    before = _snapshot(model)
+    for guided in (False, True, False):
+        backend.gradients(model, x, ["c1", "c2"], target=0, wrt_input=True, guided=guided)
+        backend.gradients(model, x, ["sm"], target=lambda out: out[:, 0], guided=guided)
+    _assert_same(before, _snapshot(model))
+    plain = backend.gradients(model, x, ["c1"], target=0).gradients["c1"]
+    guided = backend.gradients(model, x, ["c1"], target=0, guided=True).gradients["c1"]
+    assert not np.allclose(plain, guided)  # the guided trace is a trace of its own
+    again = backend.gradients(model, x, ["c1"], target=0).gradients["c1"]
+    np.testing.assert_array_equal(plain, again)
 
 
 # ----------------------------------------------------------------- keras.applications

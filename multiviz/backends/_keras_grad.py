@@ -11,8 +11,10 @@ that hold a chosen layer, and record the chosen tensors on the way: one pass
 over the full model (the score needs the output anyway), no layer called
 symbolically, so no node is added to a user layer. For class-index targets
 the pass and its gradient are traced once into a cached ``tf.function`` per
-(model, layers, guided) — attribution methods call it many times; a callable
-target (new Python code every call) and subclassed models run eagerly.
+(model, layers, ``wrt_input``, guided) — attribution methods call it many
+times; a callable target (new Python code every call) and subclassed models
+run eagerly. Where every chosen layer is top-level, :mod:`._keras_fast` uses a
+sub-model after all (the score is then computed from its outputs).
 
 The score is taken on *logits*: a model that ends in a softmax (a
 ``Softmax`` / ``Activation("softmax")`` layer, or a ``Dense`` / conv layer with
@@ -47,9 +49,12 @@ __all__ = [
     "callable_scores",
     "check_target",
     "compiled_step",
+    "ends_in_softmax",
     "gradient_step",
     "guided_relus",
+    "is_softmax_layer",
     "logits_of",
+    "output_path",
     "pick_scores",
     "record_forward",
 ]
@@ -177,9 +182,7 @@ def _record_eager_model(
     # No graph: wrap the chosen layers, and every softmax-ending layer so that
     # the one producing the model's output can be recognised afterwards.
     plan = EagerPlan([(s.path[-1][0], split_suffix(s.key)[0]) for s in sites])
-    heads = [
-        layer for layer in model._flatten_layers(include_self=False) if _ends_in_softmax(layer)
-    ]
+    heads = [layer for layer in model._flatten_layers(include_self=False) if ends_in_softmax(layer)]
     seen_in: dict[int, list[Any]] = {}
     with recording(heads, inputs=seen_in) as seen_out:
         out, rec = plan.run(model, (x,), {})
@@ -198,14 +201,14 @@ def _activation_name(layer: Any) -> str:
     return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
-def _is_softmax_layer(layer: Any) -> bool:
+def is_softmax_layer(layer: Any) -> bool:
     if isinstance(layer, keras.layers.Softmax):
         return True
     return isinstance(layer, keras.layers.Activation) and _activation_name(layer) == "softmax"
 
 
-def _ends_in_softmax(layer: Any) -> bool:
-    return _is_softmax_layer(layer) or _activation_name(layer) == "softmax"
+def ends_in_softmax(layer: Any) -> bool:
+    return is_softmax_layer(layer) or _activation_name(layer) == "softmax"
 
 
 def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
@@ -213,7 +216,7 @@ def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
     if head is None:
         return output
     layer, x = head
-    if _is_softmax_layer(layer):
+    if is_softmax_layer(layer):
         return x
     if _activation_name(layer) != "softmax":
         return output
@@ -299,13 +302,23 @@ StepResult = tuple[Any, Any, Any, dict[str, Any], dict[str, Any], Any]
 
 
 def gradient_step(
-    model: Any, x: Any, sites: Sequence[Site], score: Callable[[Any], tuple[Any, Any]]
+    model: Any,
+    x: Any,
+    sites: Sequence[Site],
+    score: Callable[[Any], tuple[Any, Any]],
+    wrt_input: bool = True,
 ) -> StepResult:
-    """Forward under a tape, score the logits, differentiate the summed score."""
+    """Forward under a tape, score the logits, differentiate the summed score.
+
+    The input's gradient (the last item) is computed only when ``wrt_input``:
+    otherwise backpropagation stops at the chosen layers. (The input is
+    watched either way, so that the tape records the ops between the chosen
+    layers and the score even where no weight is trainable.)
+    """
     import tensorflow as tf
 
-    with tf.GradientTape() as tape:
-        tape.watch(x)
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)  # every op from x on is recorded; only asked-for gradients run
         out, rec, head = record_forward(model, x, sites)
         logits = logits_of(out, head)
         scores, idx = score(logits)
@@ -313,10 +326,11 @@ def gradient_step(
     keys = list(rec)
     grads = tape.gradient(
         total,
-        [rec[k] for k in keys] + [x],
+        [rec[k] for k in keys] + ([x] if wrt_input else []),
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
-    return logits, idx, scores, rec, dict(zip(keys, grads[:-1], strict=True)), grads[-1]
+    by_key = dict(zip(keys, grads[: len(keys)], strict=True))
+    return logits, idx, scores, rec, by_key, grads[-1] if wrt_input else None
 
 
 _STEPS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[Any, Any]]] = (
@@ -325,7 +339,7 @@ _STEPS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[Any, Any]]] =
 
 
 def compiled_step(
-    model: Any, sites: Sequence[Site], guided: bool
+    model: Any, sites: Sequence[Site], guided: bool, wrt_input: bool = True
 ) -> Callable[[Any, Any], StepResult]:
     """A cached ``tf.function(x, class_idx)`` running :func:`gradient_step`.
 
@@ -336,7 +350,7 @@ def compiled_step(
     import tensorflow as tf
 
     graph = graph_of(model)
-    key = (tuple(sorted(s.key for s in sites)), guided)
+    key = (tuple(sorted(s.key for s in sites)), guided, wrt_input)
     per_model = _STEPS.setdefault(model, {})
     cached = per_model.get(key)
     if cached is not None and cached[0]() is graph:
@@ -345,7 +359,7 @@ def compiled_step(
     chosen = list(sites)
 
     def step(x: Any, idx: Any) -> StepResult:
-        return gradient_step(ref(), x, chosen, lambda logits: pick_scores(logits, idx))
+        return gradient_step(ref(), x, chosen, lambda logits: pick_scores(logits, idx), wrt_input)
 
     fn = tf.function(step, autograph=False, reduce_retracing=True)
     per_model[key] = (weakref.ref(graph), fn)

@@ -3,9 +3,16 @@
 Validation happens before anything runs, against ``model.inputs[0].shape``, so
 a wrong input gets one clear message naming the fix: a missing batch axis
 (``x[None]``), channels on the wrong axis (``mv.to_channels_last(x)``), or the
-shape the model expects. A failure inside the model that is still about
-shapes is re-raised as :class:`~multiviz.errors.InputShapeError` with the
-original error kept as ``__cause__``.
+shape the model expects.
+
+A failure while the model runs is re-raised as
+:class:`~multiviz.errors.InputShapeError` (original error kept as
+``__cause__``) only when it really is about the input's size: the model's own
+graph, run symbolically (shape inference, no layer called), rejects the
+input's shape but accepts the shape the model was built for — e.g. a
+``Reshape`` that only fits one image size behind an input of unknown height.
+Every other error (a ``tf.debugging`` assertion, a ``ValueError`` raised by a
+custom layer, a model without a graph) propagates unchanged.
 """
 
 from __future__ import annotations
@@ -84,24 +91,28 @@ def check_shape(
 
 @contextlib.contextmanager
 def input_errors(model: Any, x: Any) -> Iterator[None]:
-    """Re-raise a failure inside the model as InputShapeError, cause kept."""
+    """Re-raise a failure caused by the input's size as InputShapeError, cause kept.
+
+    Any other exception leaves the block unchanged (see the module docstring).
+    """
     try:
         yield
     except MultivizError:
         raise
     except Exception as err:
-        if not _is_shape_error(err):
+        if not (_may_be_shape_error(err) and _rejects_input_shape(model, x)):
             raise
         graph = graph_of(model)
-        want = tuple(graph.inputs[0].shape) if graph is not None else "unknown"
+        want = tuple(graph.inputs[0].shape)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputShapeError(
             f"Running model {model.name!r} on input of shape {tuple(np.shape(plain(x)))} "
-            f"failed: {first} The model expects input of shape {want}."
+            f"failed: {first} The model's layers do not accept this input size; it was built "
+            f"for input shape {want}. Resize x to a size the model accepts."
         ) from err
 
 
-def _is_shape_error(err: Exception) -> bool:
+def _may_be_shape_error(err: Exception) -> bool:
     if isinstance(err, ValueError):
         return True
     if keras.backend.backend() == "tensorflow":
@@ -109,3 +120,32 @@ def _is_shape_error(err: Exception) -> bool:
 
         return isinstance(err, tf.errors.InvalidArgumentError)
     return False
+
+
+def _rejects_input_shape(model: Any, x: Any) -> bool:
+    """True when shape inference fails for ``x``'s shape but not for the declared one."""
+    graph = graph_of(model)
+    if graph is None:  # no graph to ask: the error cannot be pinned on the input
+        return False
+    refs = list(graph.inputs)
+    values = list(x) if isinstance(x, (list, tuple)) and len(refs) > 1 else [x]
+    if len(values) != len(refs):
+        return False
+    got = [tuple(int(d) for d in np.shape(plain(v))) for v in values]
+    declared = [tuple(r.shape) for r in refs]
+    return not _infers(graph, got) and _infers(graph, declared)
+
+
+def _infers(graph: Any, shapes: Sequence[tuple[int | None, ...]]) -> bool:
+    # Shape inference through the graph: every op's compute_output_spec, no
+    # layer is called (no node is added), nothing is computed.
+    specs = [keras.KerasTensor(s, dtype=r.dtype) for s, r in zip(shapes, graph.inputs, strict=True)]
+    run = getattr(graph, "_run_through_graph", None)
+    try:
+        if run is not None:  # the long road even for the declared shapes
+            run(specs, operation_fn=lambda op: op.compute_output_spec)
+        else:  # pragma: no cover - other Keras versions
+            graph.compute_output_spec(specs[0] if len(specs) == 1 else specs)
+    except Exception:
+        return False
+    return True

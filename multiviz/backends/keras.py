@@ -24,8 +24,13 @@ What works where:
   (``tf.GradientTape``); on the others they raise a clear
   :class:`~multiviz.errors.MultivizError`.
 * **Gradients** are scored on logits (a final softmax is undone, see
-  :mod:`._keras_grad`); for class-index targets the pass is one cached
-  ``tf.function`` per (model, layers, guided), traced on the first call.
+  :mod:`._keras_grad`). When every chosen layer is a top-level layer of a
+  Functional / Sequential model, one cached sub-model over the chosen outputs
+  and the logits runs under the tape (:mod:`._keras_fast`); layers inside
+  nested models and subclassed models take the general node-by-node pass.
+  For class-index targets either is one cached ``tf.function`` per (model,
+  layers, ``wrt_input``, guided), traced on the first call. The input's
+  gradient is only computed when asked for.
 
 Every array comes back as a float32 NumPy copy in the canonical layout
 (channels first); each layer's channel order is read from the layer (see
@@ -46,6 +51,7 @@ import keras
 import numpy as np
 
 from multiviz.activations import LayerInfo
+from multiviz.backends._keras_fast import fast_step
 from multiviz.backends._keras_grad import (
     callable_scores,
     check_target,
@@ -187,22 +193,32 @@ class KerasBackend:
         x_t = tf.identity(inputs[0])
         n = int(x_t.shape[0])
         graph = graph_of(model)
+        fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
         patches = guided_relus(model) if guided else contextlib.nullcontext()
-        with patches, input_errors(model, x):
+        # the patches are undone before input_errors looks at the model
+        with input_errors(model, x), patches:
             if callable(target):  # new Python code every call: eager
-                step = gradient_step(
-                    model, x_t, sites, lambda logits: (callable_scores(logits, target), None)
-                )
-            elif graph is not None:  # one cached tf.function per (model, layers, guided)
-                idx = check_target(target, n, tuple(graph.outputs[0].shape))
-                step = compiled_step(model, sites, guided)(x_t, tf.constant(idx))
+
+                def scored(logits: Any) -> tuple[Any, Any]:
+                    return callable_scores(logits, target), None
+
+                if fast is not None:
+                    step = fast.run(x_t, scored, wrt_input)
+                else:
+                    step = gradient_step(model, x_t, sites, scored, wrt_input)
+            elif graph is not None:  # one cached tf.function, class indices as a tensor
+                idx = tf.constant(check_target(target, n, tuple(graph.outputs[0].shape)))
+                if fast is not None:
+                    step = fast.compiled(wrt_input, guided)(x_t, idx)
+                else:
+                    step = compiled_step(model, sites, guided, wrt_input)(x_t, idx)
             else:  # subclassed: eager; the output shape is known once it ran
 
                 def score(logits: Any) -> tuple[Any, Any]:
                     idx = check_target(target, n, tuple(logits.shape))
                     return pick_scores(logits, keras.ops.convert_to_tensor(idx))
 
-                step = gradient_step(model, x_t, sites, score)
+                step = gradient_step(model, x_t, sites, score, wrt_input)
         logits, idx, scores, recorded, grads, input_grad = step
         layouts = self._layouts(model)
         wanted = self._keep(list(recorded), model, names)
