@@ -14,6 +14,7 @@ from collections.abc import Iterable
 __all__ = [
     "BackendUnavailableError",
     "InputShapeError",
+    "InputTypeError",
     "LayerNotFoundError",
     "MultivizError",
     "UnsupportedModelError",
@@ -41,6 +42,10 @@ class LayerNotFoundError(MultivizError, KeyError):
 
 class InputShapeError(MultivizError, ValueError):
     """The input's shape or layout does not fit the model."""
+
+
+class InputTypeError(InputShapeError, TypeError):
+    """The input is not an array the backend accepts (NumPy or a framework tensor)."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

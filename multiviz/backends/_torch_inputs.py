@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.errors import InputShapeError
+from multiviz.errors import InputShapeError, InputTypeError
 
 __all__ = [
-    "InputTypeError",
     "entry_check",
     "entry_layer",
     "main_output",
@@ -43,10 +42,6 @@ _CONVS = (
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 # RuntimeError messages from torch that are about the input's shape
 _SHAPE_WORDS = re.compile(r"shape|size|dimension|channel|mat1|mat2|\dD\b|expected.*input", re.I)
-
-
-class InputTypeError(InputShapeError, TypeError):
-    """The input is neither a NumPy array nor a ``torch.Tensor``."""
 
 
 def model_device_dtype(model: nn.Module) -> tuple[torch.device | None, torch.dtype]:
