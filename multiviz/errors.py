@@ -17,6 +17,7 @@ __all__ = [
     "InputTypeError",
     "LayerNotFoundError",
     "MultivizError",
+    "TargetError",
     "UnsupportedModelError",
 ]
 
@@ -46,6 +47,10 @@ class InputShapeError(MultivizError, ValueError):
 
 class InputTypeError(InputShapeError, TypeError):
     """The input is not an array the backend accepts (NumPy or a framework tensor)."""
+
+
+class TargetError(MultivizError, ValueError):
+    """``target`` does not fit the batch or the model's output."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.attribution.errors import TargetError
 from multiviz.backends._torch_capture import snapshot
 from multiviz.backends._torch_inputs import entry_check, main_output, run_model, to_numpy
 from multiviz.backends._torch_layers import is_softmax
 from multiviz.backends._torch_state import eval_mode, frozen_parameters, guided_relus
 from multiviz.backends.base import GradientResult, Target
+from multiviz.errors import TargetError
 
 __all__ = ["compute_gradients", "score"]
 
