@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 import tracemalloc
@@ -52,6 +51,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from capture import time_variants  # one timing protocol for every benchmark
 
 LAST_STAGE = {"torch": "layer4", "keras": "conv5_block3_out"}
 WIDE_LAYER = {"torch": "layer1", "keras": "conv2_block3_out"}  # 256 channels, 1/4 resolution
@@ -88,25 +90,6 @@ QUICK = Config(
 
 
 # --------------------------------------------------------------------------- timing
-
-
-def time_variants(
-    variants: dict[str, Callable[[], Any]], warmup: int, rounds: int
-) -> dict[str, float]:
-    """Median seconds per call of each variant, measured in rotating order."""
-    for _ in range(warmup):
-        for fn in variants.values():
-            fn()
-    keys = list(variants)
-    times: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        shift = r % len(keys)
-        for key in keys[shift:] + keys[:shift]:
-            gc.collect()
-            t0 = time.perf_counter()
-            variants[key]()
-            times[key].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def once(fn: Callable[[], Any]) -> tuple[float, float, float]:

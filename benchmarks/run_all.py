@@ -31,6 +31,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).parent))
+from capture import fmt  # table cells as every benchmark writes them
+
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["capture", "render", "attribution", "peers"]
 TAKES_FRAMEWORK = {"capture", "attribution", "peers"}
@@ -165,14 +168,6 @@ def merge(
 # --------------------------------------------------------------------------- output
 
 
-def _cell(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
 def _escape(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -222,7 +217,7 @@ def markdown(envs: list[dict], scripts: list[dict], rows: list[dict]) -> str:
         fw += f" ({r['device']})" if r.get("device", "cpu") != "cpu" else ""
         body.append(
             f"| {r['benchmark']} | {r['env']} | {fw} | {_escape(r.get('case', '?'))} | "
-            f"{'–' if r.get('failed') else _value(r)} | {_cell(r.get('ratio'))} | "
+            f"{'–' if r.get('failed') else _value(r)} | {fmt(r.get('ratio'))} | "
             f"{_escape(r.get('note', ''))} |"
         )
     checks = [
