@@ -19,7 +19,6 @@ one through :mod:`multiviz.backends`.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.errors import BackendUnavailableError, MultivizError
+from multiviz.backends import EXTRAS, import_backend_module
+from multiviz.errors import MultivizError
 from multiviz.shapes import CLASS_NAMES
 
 __all__ = [
@@ -59,7 +59,6 @@ WEIGHT_SHAPES: dict[str, tuple[int, ...]] = {
     "fc.bias": (4,),
 }
 _META_KEY = "meta"  # a JSON string: accuracy, training set-up
-_FRAMEWORKS = {"torch": "torch", "keras": "tensorflow"}  # framework -> pip extra
 
 
 class WeightsFileError(MultivizError, ValueError):
@@ -96,9 +95,9 @@ def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = 
         >>> BUILTIN_CLASSES[int(logits.argmax())]                   # doctest: +SKIP
         'cross'
     """
-    if framework not in _FRAMEWORKS:
+    if framework not in EXTRAS:
         raise ValueError(
-            f"`framework` must be one of {sorted(_FRAMEWORKS)}. Received: framework={framework!r}"
+            f"`framework` must be one of {sorted(EXTRAS)}. Received: framework={framework!r}"
         )
     arrays = None if weights is None else builtin_weights(weights)
     module = _builder(framework)
@@ -189,10 +188,6 @@ def _open(path: Path) -> Any:
 
 
 def _builder(framework: str) -> Any:
-    try:
-        return importlib.import_module(f"multiviz.backends.builtin_{framework}")
-    except ImportError as err:
-        raise BackendUnavailableError(
-            f"builtin_model({framework!r}) needs {framework} installed ({err}). "
-            f"Install it with: pip install 'multiviz[{_FRAMEWORKS[framework]}]'"
-        ) from err
+    return import_backend_module(
+        f"multiviz.backends.builtin_{framework}", framework, f"builtin_model({framework!r})"
+    )

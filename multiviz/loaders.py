@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from multiviz.backends import EXTRAS, import_backend_module
 from multiviz.errors import BackendUnavailableError, MultivizError
 from multiviz.images import Preprocess
 
@@ -45,7 +46,6 @@ __all__ = [
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2")
-_FRAMEWORK_EXTRA = {"torch": "torch", "keras": "tensorflow"}
 
 
 class ModelLoadError(MultivizError, ValueError):
@@ -134,9 +134,9 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
         ...
         multiviz.loaders.ModelLoadError: Model file not found: 'model.onnx'...
     """
-    if framework is not None and framework not in _FRAMEWORK_EXTRA:
+    if framework is not None and framework not in EXTRAS:
         raise ModelLoadError(
-            f"--framework must be one of {sorted(_FRAMEWORK_EXTRA)}. Received: {framework!r}"
+            f"--framework must be one of {sorted(EXTRAS)}. Received: {framework!r}"
         )
     if spec == "builtin":
         return ModelSpec("builtin", framework or _default_framework(), "builtin", spec)
@@ -281,13 +281,9 @@ _KIND_WORDS = {
 
 
 def _backend_loader(framework: str) -> Any:
-    try:
-        return importlib.import_module(f"multiviz.backends.load_{framework}")
-    except ImportError as err:
-        raise BackendUnavailableError(
-            f"Loading a {framework} model needs {framework} installed ({err}). "
-            f"Install it with: pip install 'multiviz[{_FRAMEWORK_EXTRA[framework]}]'"
-        ) from err
+    return import_backend_module(
+        f"multiviz.backends.load_{framework}", framework, f"Loading a {framework} model"
+    )
 
 
 def _default_framework() -> str:

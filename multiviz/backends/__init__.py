@@ -18,7 +18,18 @@ from typing import Any
 from multiviz.backends.base import Backend, GradientResult, Target
 from multiviz.errors import BackendUnavailableError, UnsupportedModelError
 
-__all__ = ["Backend", "GradientResult", "Target", "backend_by_name", "get_backend"]
+__all__ = [
+    "EXTRAS",
+    "Backend",
+    "GradientResult",
+    "Target",
+    "backend_by_name",
+    "get_backend",
+    "import_backend_module",
+]
+
+#: framework -> the pip extra that installs it
+EXTRAS: dict[str, str] = {"torch": "torch", "keras": "tensorflow"}
 
 # name -> (module with the adapter, class name, top-level modules that mark a model as ours)
 _REGISTRY: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -48,16 +59,29 @@ def backend_by_name(name: str) -> Backend:
         raise ValueError(f"`framework` must be one of {sorted(_REGISTRY)}. Received: {name!r}")
     if name not in _INSTANCES:
         module_name, cls_name, _ = _REGISTRY[name]
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as err:
-            extra = "torch" if name == "torch" else "tensorflow"
-            raise BackendUnavailableError(
-                f"The {name} backend needs {name} installed ({err}). "
-                f"Install it with: pip install 'multiviz[{extra}]'"
-            ) from err
+        module = import_backend_module(module_name, name, f"The {name} backend")
         _INSTANCES[name] = getattr(module, cls_name)()
     return _INSTANCES[name]
+
+
+def import_backend_module(module: str, framework: str, what: str) -> Any:
+    """Import a module of :mod:`multiviz.backends` that needs ``framework``.
+
+    Raises:
+        BackendUnavailableError: the framework is missing; the message says
+            ``"<what> needs <framework> installed"`` and names the extra.
+
+    Example:
+        >>> import_backend_module("multiviz.backends.base", "torch", "The base").__name__
+        'multiviz.backends.base'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise BackendUnavailableError(
+            f"{what} needs {framework} installed ({err}). "
+            f"Install it with: pip install 'multiviz[{EXTRAS[framework]}]'"
+        ) from err
 
 
 def get_backend(model: Any) -> Backend:

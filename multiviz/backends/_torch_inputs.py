@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multiviz.backends._torch_layers import CONV_TYPES
 from multiviz.errors import InputShapeError, InputTypeError
 
 __all__ = [
@@ -31,14 +32,6 @@ __all__ = [
     "to_numpy",
 ]
 
-_CONVS = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
 _SPATIAL = {1: "L", 2: "H, W", 3: "D, H, W"}
 # RuntimeError messages from torch that are about the input's shape
 _SHAPE_WORDS = re.compile(r"shape|size|dimension|channel|mat1|mat2|\dD\b|expected.*input", re.I)
@@ -104,7 +97,7 @@ def _starts_with_embedding(model: nn.Module) -> bool:
 
 
 def _expected(module: nn.Module) -> str:
-    if isinstance(module, _CONVS):
+    if isinstance(module, CONV_TYPES):
         return f"(N, {module.in_channels}, {_SPATIAL.get(len(module.kernel_size), '...')})"
     return f"(N, {module.in_features})"
 
@@ -147,7 +140,7 @@ def entry_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
         ('1', Linear(in_features=4, out_features=2, bias=True))
     """
     named = [(n or "(root)", m) for n, m in model.named_modules()]
-    for kinds in (_CONVS, (nn.Linear,)):
+    for kinds in (CONV_TYPES, (nn.Linear,)):
         found = next(((n, m) for n, m in named if isinstance(m, kinds)), None)
         if found:
             return found

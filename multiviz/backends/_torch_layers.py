@@ -15,7 +15,15 @@ from multiviz.activations import LayerInfo
 from multiviz.errors import LayerNotFoundError, closest
 from multiviz.selection import split_suffix
 
-__all__ = ["find_modules", "is_softmax", "kind_of", "layer_infos", "own_params", "unwrap"]
+__all__ = [
+    "CONV_TYPES",
+    "find_modules",
+    "is_softmax",
+    "kind_of",
+    "layer_infos",
+    "own_params",
+    "unwrap",
+]
 
 
 def _public_classes(module: object, exclude: Sequence[str] = ()) -> tuple[type, ...]:
@@ -33,18 +41,16 @@ _NORMS = (
 )
 
 # checked in this order, before "container": a Conv2d with a parametrization has children
+CONV_TYPES: tuple[type, ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 _KIND_CLASSES: tuple[tuple[str, tuple[type, ...]], ...] = (
-    (
-        "conv",
-        (
-            nn.Conv1d,
-            nn.Conv2d,
-            nn.Conv3d,
-            nn.ConvTranspose1d,
-            nn.ConvTranspose2d,
-            nn.ConvTranspose3d,
-        ),
-    ),
+    ("conv", CONV_TYPES),
     ("dense", (nn.Linear, nn.Bilinear)),
     ("norm", _NORMS),
     ("activation", _public_classes(nn.modules.activation, exclude=("MultiheadAttention",))),
