@@ -10,9 +10,18 @@
 
 Each test session sets MULTIVIZ_REQUIRE, so a session that asks for a
 framework fails (instead of skipping) when that framework is missing.
+
+With MULTIVIZ_NOX_PRUNE=1 (set by .ci/run) each session deletes its virtualenv
+when it ends: the PyTorch wheels alone take about 5.5 GB per venv, and CI
+machines run out of disk if the torch, tensorflow and both venvs are all kept.
 """
 
 from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
 
 import nox
 
@@ -22,6 +31,16 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTEST = ("pytest", "-p", "no:cacheprovider")
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"}
+
+
+@contextlib.contextmanager
+def pruned(session: nox.Session) -> Iterator[None]:
+    """Delete the session's virtualenv afterwards when MULTIVIZ_NOX_PRUNE=1 (CI's disk)."""
+    try:
+        yield
+    finally:
+        if os.environ.get("MULTIVIZ_NOX_PRUNE") == "1":
+            shutil.rmtree(session.virtualenv.location, ignore_errors=True)
 
 
 @nox.session
@@ -35,76 +54,84 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def core(session: nox.Session) -> None:
     """No framework: import multiviz and run the NumPy/matplotlib core."""
-    session.install("-e", ".[dev]")
-    session.run(
-        "python",
-        "-c",
-        "import importlib.util as u, sys; "
-        "bad = [m for m in ('torch', 'tensorflow', 'keras') if u.find_spec(m)]; "
-        "sys.exit(f'core session must have no framework, found {bad}' if bad else 0)",
-    )
-    session.run(
-        *PYTEST,
-        "-m",
-        "not torch and not keras and not both",
-        *session.posargs,
-        env={**ENV, "MULTIVIZ_REQUIRE": "none"},
-    )
-    # every docstring example that needs no framework runs here
-    session.run(*PYTEST, "--doctest-modules", "multiviz", "--ignore=multiviz/backends", env=ENV)
+    with pruned(session):
+        session.install("-e", ".[dev]")
+        session.run(
+            "python",
+            "-c",
+            "import importlib.util as u, sys; "
+            "bad = [m for m in ('torch', 'tensorflow', 'keras') if u.find_spec(m)]; "
+            "sys.exit(f'core session must have no framework, found {bad}' if bad else 0)",
+        )
+        session.run(
+            *PYTEST,
+            "-m",
+            "not torch and not keras and not both",
+            *session.posargs,
+            env={**ENV, "MULTIVIZ_REQUIRE": "none"},
+        )
+        # every docstring example that needs no framework runs here
+        session.run(*PYTEST, "--doctest-modules", "multiviz", "--ignore=multiviz/backends", env=ENV)
 
 
 @nox.session
 def torch(session: nox.Session) -> None:
     """PyTorch only (TensorFlow absent)."""
-    session.install("-e", ".[dev,torch]")
-    session.run(
-        *PYTEST,
-        "-m",
-        "not keras and not both",
-        *session.posargs,
-        env={**ENV, "MULTIVIZ_REQUIRE": "torch"},
-    )
+    with pruned(session):
+        session.install("-e", ".[dev,torch]")
+        session.run(
+            *PYTEST,
+            "-m",
+            "not keras and not both",
+            *session.posargs,
+            env={**ENV, "MULTIVIZ_REQUIRE": "torch"},
+        )
 
 
 @nox.session
 def tensorflow(session: nox.Session) -> None:
     """TensorFlow + Keras 3 only (PyTorch absent)."""
-    session.install("-e", ".[dev,tensorflow]")
-    session.run(
-        *PYTEST,
-        "-m",
-        "not torch and not both",
-        *session.posargs,
-        env={**ENV, "MULTIVIZ_REQUIRE": "keras"},
-    )
+    with pruned(session):
+        session.install("-e", ".[dev,tensorflow]")
+        session.run(
+            *PYTEST,
+            "-m",
+            "not torch and not both",
+            *session.posargs,
+            env={**ENV, "MULTIVIZ_REQUIRE": "keras"},
+        )
 
 
 @nox.session
 def both(session: nox.Session) -> None:
     """Both frameworks: the same weights must give the same numbers."""
-    session.install("-e", ".[dev,all]")
-    session.run(
-        *PYTEST, "-m", "both", *session.posargs, env={**ENV, "MULTIVIZ_REQUIRE": "torch,keras"}
-    )
+    with pruned(session):
+        session.install("-e", ".[dev,all]")
+        session.run(
+            *PYTEST, "-m", "both", *session.posargs, env={**ENV, "MULTIVIZ_REQUIRE": "torch,keras"}
+        )
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site; warnings are errors."""
-    session.install("-e", ".[docs,all]")
-    session.run("python", "docs/gen_gallery.py", env=ENV)
-    session.run("mkdocs", "build", "--strict", env=ENV)
+    with pruned(session):
+        session.install("-e", ".[docs,all]")
+        session.run("python", "docs/gen_gallery.py", env=ENV)
+        session.run("mkdocs", "build", "--strict", env=ENV)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run benchmarks/ and write the table the docs include."""
-    session.install("-e", ".[all]")
-    # One peer at a time: a peer that cannot be installed gets a row saying so
-    # in the table, instead of stopping the whole session.
-    for line in open("benchmarks/requirements.txt").read().splitlines():
-        requirement = line.split("#")[0].strip()
-        if requirement:
-            session.run("python", "-m", "pip", "install", "-q", requirement, success_codes=[0, 1])
-    session.run("python", "benchmarks/run_all.py", *session.posargs, env=ENV)
+    with pruned(session):
+        session.install("-e", ".[all]")
+        # One peer at a time: a peer that cannot be installed gets a row saying so
+        # in the table, instead of stopping the whole session.
+        for line in open("benchmarks/requirements.txt").read().splitlines():
+            requirement = line.split("#")[0].strip()
+            if requirement:
+                session.run(
+                    "python", "-m", "pip", "install", "-q", requirement, success_codes=[0, 1]
+                )
+        session.run("python", "benchmarks/run_all.py", *session.posargs, env=ENV)
