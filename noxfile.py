@@ -19,6 +19,7 @@ machines run out of disk if the torch, tensorflow and both venvs are all kept.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 from collections.abc import Iterator
@@ -31,6 +32,17 @@ nox.options.reuse_existing_virtualenvs = True
 
 PYTEST = ("pytest", "-p", "no:cacheprovider")
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"}
+
+
+def backend_doctests(framework: str) -> list[str]:
+    """pytest arguments running the docstring examples of one framework's backend modules."""
+    modules = sorted(glob.glob(f"multiviz/backends/*{framework}*.py"))
+    return [
+        "--doctest-modules",
+        "multiviz/backends/__init__.py",
+        "multiviz/backends/base.py",
+        *modules,
+    ]
 
 
 @contextlib.contextmanager
@@ -86,6 +98,7 @@ def torch(session: nox.Session) -> None:
             *session.posargs,
             env={**ENV, "MULTIVIZ_REQUIRE": "torch"},
         )
+        session.run(*PYTEST, *backend_doctests("torch"), env=ENV)
 
 
 @nox.session
@@ -100,6 +113,7 @@ def tensorflow(session: nox.Session) -> None:
             *session.posargs,
             env={**ENV, "MULTIVIZ_REQUIRE": "keras"},
         )
+        session.run(*PYTEST, *backend_doctests("keras"), env=ENV)
 
 
 @nox.session

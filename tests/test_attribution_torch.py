@@ -146,17 +146,22 @@ def test_integrated_gradients_completeness(builtin):
     np.testing.assert_allclose(delta, total - gap, atol=1e-3)
 
 
-def test_guided_backprop_matches_a_hand_written_guided_relu(builtin, shapes):
-    class GuidedReLU(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return x.clamp(min=0)
+class HandGuidedReLU(torch.autograd.Function):
+    """Guided backpropagation's ReLU written out (Springenberg et al. 2015)."""
 
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * (x > 0) * (g > 0)
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp(min=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g * (x > 0) * (g > 0)
+
+
+def test_guided_backprop_matches_a_hand_written_guided_relu(builtin, shapes):
+    GuidedReLU = HandGuidedReLU
 
     class Guided(nn.Module):
         def forward(self, x):
@@ -173,6 +178,100 @@ def test_guided_backprop_matches_a_hand_written_guided_relu(builtin, shapes):
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-6)
     plain = mv.saliency(builtin, shapes.images, aggregation=None, normalize=False)
     assert not np.allclose(got, plain, atol=1e-4)  # guidance changed something
+
+
+class FunctionalReLUNet(nn.Module):
+    """ReLUs called as functions in ``forward()``, one of them in place: no module to hook."""
+
+    def __init__(self, relu=None):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 4)
+        self.relu = relu  # None: the real functions
+
+    def forward(self, x):
+        if self.relu is None:
+            h = torch.nn.functional.relu(self.conv1(x))
+            h = self.conv2(h)
+            h.relu_()  # in place; the return value is dropped on purpose
+            h = torch.relu(h - 0.05)
+        else:
+            h = self.relu(self.conv1(x))
+            h = self.relu(self.relu(self.conv2(h)) - 0.05)
+        return self.fc(h.mean(dim=(2, 3)))
+
+
+def test_guided_backprop_through_functional_and_in_place_relus():
+    net = FunctionalReLUNet().eval()
+    ref = copy.deepcopy(net)
+    ref.relu = HandGuidedReLU.apply
+    x = torch.randn(3, 3, 8, 10, generator=torch.Generator().manual_seed(0))
+    xr = x.clone().requires_grad_(True)
+    out = ref(xr)
+    (want,) = torch.autograd.grad(out[torch.arange(3), torch.tensor([0, 1, 3])].sum(), [xr])
+    np.testing.assert_allclose(net(x).detach().numpy(), out.detach().numpy(), atol=1e-6)
+    got = mv.guided_backprop(net, x.numpy(), [0, 1, 3], normalize=False)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-6)
+    plain = mv.saliency(net, x.numpy(), [0, 1, 3], aggregation=None, normalize=False)
+    assert not np.allclose(got, plain, atol=1e-4)  # guidance changed something
+    # the guiding is gone afterwards: a ReLU outside the call has its plain gradient
+    t = torch.tensor([-1.0, 2.0], requires_grad=True)
+    torch.relu(t).backward(torch.tensor([3.0, -4.0]))
+    np.testing.assert_array_equal(t.grad.numpy(), [0.0, -4.0])
+
+
+def test_guided_backprop_through_relu6_modules_and_functions():
+    class Clamp6(torch.autograd.Function):  # guided ReLU6 written out
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x.clamp(0, 6)
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            return g * (x > 0) * (x < 6) * (g > 0)
+
+    torch.manual_seed(5)
+    conv1, conv2, fc = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3), nn.Linear(4, 2)
+    with torch.no_grad():
+        conv1.weight *= 8  # so that some units pass 6
+    relu6 = nn.ReLU6(inplace=True)
+
+    class Net(nn.Module):
+        def __init__(self, act1, act2):
+            super().__init__()
+            self.conv1, self.conv2, self.fc, self.act1 = conv1, conv2, fc, act1
+            self.act2 = act2
+
+        def forward(self, x):
+            h = self.act2(self.conv2(self.act1(self.conv1(x))))
+            return self.fc(h.mean(dim=(2, 3)))
+
+    x = torch.randn(2, 3, 7, 7, generator=torch.Generator().manual_seed(1))
+    net = Net(relu6, torch.nn.functional.relu6).eval()
+    ref = Net(Clamp6.apply, Clamp6.apply)
+    xr = x.clone().requires_grad_(True)
+    out = ref(xr)
+    assert (conv1(x) > 6).any()  # the upper bound matters in this test
+    (want,) = torch.autograd.grad(out[:, 1].sum(), [xr])
+    got = mv.guided_backprop(net, x.numpy(), 1, normalize=False)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_guided_backprop_leaves_no_guiding_behind_when_forward_raises():
+    class Boom(nn.Module):
+        def forward(self, x):
+            torch.relu(x * 2)
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        mv.guided_backprop(Boom(), np.ones((1, 3, 4, 4), np.float32), 0)
+    t = torch.tensor([1.0], requires_grad=True)
+    torch.relu(t).backward(torch.tensor([-2.0]))
+    assert t.grad.item() == -2.0
 
 
 def test_score_cam_matches_a_direct_torch_implementation(builtin, shapes):

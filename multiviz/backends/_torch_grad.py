@@ -169,7 +169,7 @@ def compute_gradients(
         chosen: (name, module) pairs.
         target: see :data:`multiviz.backends.base.Target`.
         wrt_input: also return d(score)/d(input).
-        guided: guided backpropagation through every ``nn.ReLU`` module.
+        guided: guided backpropagation through every ReLU (module or function).
 
     Returns:
         A :class:`GradientResult` of float32 NumPy arrays.
@@ -182,7 +182,7 @@ def compute_gradients(
         stack.enter_context(torch.enable_grad())
         stack.enter_context(entry_check(model, x))
         if guided:  # first, so a chosen ReLU's gradient is the one arriving from above
-            stack.enter_context(guided_relus(model))
+            stack.enter_context(guided_relus())
         for name, module in chosen:
             stack.enter_context(module.register_forward_hook(watcher.chosen_hook(name)))
         for module in model.modules():

@@ -8,11 +8,12 @@ exception — is the only way out, and it puts back precisely what it found
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 __all__ = ["eval_mode", "frozen_parameters", "guided_relus"]
 
@@ -72,41 +73,107 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
-class _GuidedReLUGrad(torch.autograd.Function):
-    """Identity forward; guided backpropagation's rule backward.
+class _GuidedReLU(torch.autograd.Function):
+    """ReLU (or ReLU6: ``upper=6``) forward; guided backpropagation's rule backward.
 
-    Applied to a ReLU's output ``out``: the gradient passed down is
-    ``grad * (out > 0) * (grad > 0)`` (Springenberg et al. 2015) — only
-    positive gradients through units that were active.
+    The gradient passed down is ``max(grad, 0)`` where the unit was active
+    (``0 < out < upper``) and 0 elsewhere (Springenberg et al. 2015): only
+    positive gradients, through active units. ``inplace=True`` rewrites the
+    input, as ``relu_`` does.
     """
 
     @staticmethod
-    def forward(ctx: Any, out: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, inplace: bool, upper: float | None) -> torch.Tensor:
+        if inplace:
+            out = x.clamp_(min=0, max=upper)
+            ctx.mark_dirty(x)
+        else:
+            out = x.clamp(min=0, max=upper)
         ctx.save_for_backward(out)
-        return out.clone()
+        ctx.upper = upper
+        return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (out,) = ctx.saved_tensors
-        return grad * (out > 0) * (grad > 0)
+        active = out > 0
+        if ctx.upper is not None:
+            active &= out < ctx.upper
+        return grad.clamp(min=0) * active, None, None
 
 
-def _guide(module: nn.Module, args: tuple[Any, ...], out: Any) -> Any:
-    if isinstance(out, torch.Tensor) and out.requires_grad:
-        return _GuidedReLUGrad.apply(out)
+def _relu_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``(input, inplace, upper)`` when ``func(*args, **kwargs)`` is a ReLU, else None.
+
+    The entry points: ``F.relu`` (what ``nn.ReLU`` calls), ``F.relu_``,
+    ``torch.relu(_)``, ``Tensor.relu(_)``, ``F.relu6`` and ``F.hardtanh`` with
+    ``min_val=0`` (what ``nn.ReLU6`` calls).
+    """
+    F = torch.nn.functional
+
+    def arg(i: int, name: str, default: Any) -> Any:
+        return args[i] if len(args) > i else kwargs.get(name, default)
+
+    x = arg(0, "input", None)
+    if func in (torch.relu, torch.Tensor.relu):
+        return x, False, None
+    if func in (torch.relu_, torch.Tensor.relu_, F.relu_):
+        return x, True, None
+    if func is F.relu:
+        return x, bool(arg(1, "inplace", False)), None
+    if func is F.relu6:
+        return x, bool(arg(1, "inplace", False)), 6.0
+    if func is F.hardtanh and arg(1, "min_val", -1.0) == 0:
+        return x, bool(arg(3, "inplace", False)), float(arg(2, "max_val", 1.0))
     return None
 
 
-@contextmanager
-def guided_relus(model: nn.Module) -> Iterator[None]:
-    """Guided backpropagation through every ``nn.ReLU`` module, for this block only.
+class _GuidedReLUMode(TorchFunctionMode):
+    """Routes every ReLU call on a tensor that needs a gradient through ``_GuidedReLU``."""
 
-    Only ``nn.ReLU`` modules are guided: a ``torch.relu`` / ``F.relu`` call
-    inside a ``forward()`` method has no module to hook and keeps its plain
-    gradient.
+    def __init__(self) -> None:
+        super().__init__()
+        F = torch.nn.functional
+        self.relus = {
+            F.relu,
+            F.relu_,
+            F.relu6,
+            F.hardtanh,
+            torch.relu,
+            torch.relu_,
+            torch.Tensor.relu,
+            torch.Tensor.relu_,
+        }
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        call = _relu_call(func, args, kwargs) if func in self.relus else None
+        if call is None:
+            return func(*args, **kwargs)
+        x, inplace, upper = call
+        if not (isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()):
+            return func(*args, **kwargs)
+        return _GuidedReLU.apply(x, inplace, upper)
+
+
+@contextmanager
+def guided_relus() -> Iterator[None]:
+    """Guided backpropagation through every ReLU and ReLU6 run inside this block.
+
+    Catches ``nn.ReLU`` / ``nn.ReLU6`` modules and ``F.relu`` /
+    ``torch.relu`` / ``Tensor.relu`` / ``F.relu6`` calls alike (in place or
+    not), through a ``TorchFunctionMode``: no module is changed and nothing
+    stays behind.
+
+    Example:
+        >>> x = torch.tensor([-1.0, 2.0, 3.0], requires_grad=True)
+        >>> with guided_relus():
+        ...     y = torch.relu(x)
+        >>> y.backward(torch.tensor([5.0, -4.0, 1.0]))
+        >>> x.grad  # negative input, negative gradient: both blocked
+        tensor([0., 0., 1.])
     """
-    with ExitStack() as stack:
-        for module in model.modules():
-            if isinstance(module, nn.ReLU):
-                stack.enter_context(module.register_forward_hook(_guide))
+    with _GuidedReLUMode():
         yield

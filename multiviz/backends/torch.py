@@ -16,8 +16,11 @@ Behaviour to know about:
   before it (see :mod:`multiviz.backends._torch_capture`).
 * A model ending in ``nn.Softmax`` / ``nn.LogSoftmax`` is scored on the logits
   entering it by ``gradients``, and those logits are its ``output``.
-* ``guided=True`` guides ``nn.ReLU`` modules only; ``F.relu`` / ``torch.relu``
-  calls inside ``forward()`` cannot be hooked and keep the plain gradient.
+* ``guided=True`` guides every ReLU and ReLU6 the forward pass runs,
+  ``nn.ReLU`` modules and ``F.relu`` / ``torch.relu`` calls alike (a
+  ``TorchFunctionMode`` for the duration of the call), as the Keras backend
+  guides ``relu`` / ``relu6`` activations and ``ReLU`` layers; other
+  activations keep their plain gradient.
 * A module reached only through ``module.forward(x)`` (not ``module(x)``) runs
   no hooks and cannot be captured.
 """
@@ -175,7 +178,7 @@ class TorchBackend:
                 The score is summed over samples, so per-sample gradients are
                 independent. A final softmax is skipped: logits are scored.
             wrt_input: also return d(score)/d(input) (NCHW).
-            guided: guided backpropagation through ``nn.ReLU`` modules.
+            guided: guided backpropagation through every ReLU (module or function).
 
         Returns:
             :class:`GradientResult`.
