@@ -2,7 +2,7 @@
 
     nox -s core        NumPy + matplotlib only: no framework may be importable
     nox -s torch       PyTorch only
-    nox -s tensorflow  TensorFlow / Keras 3 only
+    nox -s tensorflow  TensorFlow / Keras 3 only (and JAX, for Keras on its JAX backend)
     nox -s both        both frameworks: cross-framework parity tests
     nox -s lint        ruff
     nox -s docs        the documentation site (mkdocs, warnings are errors)
@@ -103,15 +103,15 @@ def torch(session: nox.Session) -> None:
 
 @nox.session
 def tensorflow(session: nox.Session) -> None:
-    """TensorFlow + Keras 3 only (PyTorch absent)."""
+    """TensorFlow + Keras 3 only (PyTorch absent); JAX too, for Keras on its JAX backend."""
     with pruned(session):
-        session.install("-e", ".[dev,tensorflow]")
+        session.install("-e", ".[dev,tensorflow]", "jax")
         session.run(
             *PYTEST,
             "-m",
             "not torch and not both",
             *session.posargs,
-            env={**ENV, "MULTIVIZ_REQUIRE": "keras"},
+            env={**ENV, "MULTIVIZ_REQUIRE": "keras,jax"},
         )
         session.run(*PYTEST, *backend_doctests("keras"), env=ENV)
 

@@ -4,7 +4,7 @@ Import order matters with torch's CUDA build: importing TensorFlow before
 torchvision / torch._dynamo can segfault the process, so torch and
 torchvision are imported first here, before any test module can import keras.
 
-A test marked ``torch``, ``keras`` or ``both`` is skipped when its framework is
+A test marked ``torch``, ``keras``, ``both`` or ``jax`` is skipped when its framework is
 missing — unless the nox session asked for that framework through
 MULTIVIZ_REQUIRE, in which case the run fails instead of skipping.
 """
@@ -32,7 +32,9 @@ if HAS_TORCH:  # before TensorFlow, always (see module docstring)
     if importlib.util.find_spec("torchvision") is not None:
         import torchvision  # noqa: F401
 
-AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS}
+HAS_JAX = importlib.util.find_spec("jax") is not None  # Keras 3 on its JAX backend
+
+AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS, "jax": HAS_JAX}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,10 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both"}
+        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both", "jax"}
         if "both" in needs:
             needs |= {"torch", "keras"}
-        absent = [f for f in ("torch", "keras") if f in needs and not AVAILABLE[f]]
+        absent = [f for f in ("torch", "keras", "jax") if f in needs and not AVAILABLE[f]]
         if absent:
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(absent)} (not installed)"))
 

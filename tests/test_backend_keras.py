@@ -1064,38 +1064,58 @@ def test_applications_gradients_on_logits(mobilenet_v2):
 # ----------------------------------------------------------------- other Keras backends
 
 
-@pytest.mark.slow
-def test_capture_on_the_torch_keras_backend():
-    pytest.importorskip("torch")
-    script = textwrap.dedent(
-        """
-        import os
+OTHER_BACKEND_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    if sys.argv[1] == "torch":
         import torch  # noqa: F401  (before keras)
-        import keras, numpy as np
-        import multiviz as mv
-        from multiviz.backends import get_backend
-        from multiviz.errors import MultivizError
-        assert keras.backend.backend() == "torch"
-        inp = keras.Input((5, 7, 3))
-        conv = keras.layers.Conv2D(4, 1, name="conv")
-        model = keras.Model(inp, keras.layers.ReLU(name="relu")(conv(inp)))
-        x = np.random.default_rng(0).standard_normal((2, 5, 7, 3)).astype("float32")
-        acts = mv.capture(model, x, ["conv", "relu"])
-        w, b = conv.get_weights()
-        want = np.einsum("nhwc,cd->ndhw", x, w[0, 0]) + b[None, :, None, None]
-        np.testing.assert_allclose(acts["conv"], want, atol=1e-5)
-        np.testing.assert_allclose(mv.forward(model, x), np.maximum(want, 0).transpose(0, 2, 3, 1), atol=1e-5)
-        try:
-            get_backend(model).gradients(model, x, ["conv"])
-        except MultivizError as err:
-            assert "TensorFlow backend" in str(err)
-        else:
-            raise AssertionError("gradients should need TensorFlow")
-        print("ok")
-        """
-    )
-    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    import keras, numpy as np
+    import multiviz as mv
+    from multiviz.backends import get_backend
+    from multiviz.errors import MultivizError
+    assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+    inp = keras.Input((5, 7, 3))
+    conv = keras.layers.Conv2D(4, 1, name="conv")
+    model = keras.Model(inp, keras.layers.ReLU(name="relu")(conv(inp)))
+    assert get_backend(model).name == "keras"
+    assert [i.name for i in mv.layers(model)] == ["conv", "relu"]
+    x = np.random.default_rng(0).standard_normal((2, 5, 7, 3)).astype("float32")
+    acts = mv.capture(model, x, ["conv", "relu"])
+    w, b = conv.get_weights()
+    want = np.einsum("nhwc,cd->ndhw", x, w[0, 0]) + b[None, :, None, None]
+    np.testing.assert_allclose(acts["conv"], want, atol=1e-5)
+    np.testing.assert_allclose(acts["relu"], np.maximum(want, 0), atol=1e-5)
+    np.testing.assert_allclose(mv.forward(model, x), np.maximum(want, 0).transpose(0, 2, 3, 1), atol=1e-5)
+    try:
+        get_backend(model).gradients(model, x, ["conv"])
+    except MultivizError as err:
+        assert "TensorFlow backend" in str(err)
+    else:
+        raise AssertionError("gradients should need TensorFlow")
+    print("ok")
+    """
+)
+
+
+def _run_on_keras_backend(name: str) -> None:
+    env = {**os.environ, "KERAS_BACKEND": name, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", OTHER_BACKEND_SCRIPT, name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.both  # needs torch too: runs in the `both` session
+def test_capture_on_the_torch_keras_backend():
+    _run_on_keras_backend("torch")
+
+
+@pytest.mark.slow
+@pytest.mark.jax  # the tensorflow session installs JAX for this
+def test_capture_on_the_jax_keras_backend():
+    _run_on_keras_backend("jax")
