@@ -68,7 +68,7 @@ class Config:
     size: int = 224
     batch: int = 8
     warmup: int = 2
-    rounds: int = 7
+    rounds: int = 11
     score_images: int = 1
     score_batches: tuple[int, ...] = (32, 8)  # the first is timed
     smooth_images: int = 1
