@@ -7,7 +7,7 @@ exception — is the only way out, and it puts back precisely what it found
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -102,30 +102,35 @@ class _GuidedReLU(torch.autograd.Function):
         return grad.clamp(min=0) * active, None, None
 
 
-def _relu_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    """``(input, inplace, upper)`` when ``func(*args, **kwargs)`` is a ReLU, else None.
+Arg = Callable[[int, str, Any], Any]  # arg(position, keyword, default) of one call
 
-    The entry points: ``F.relu`` (what ``nn.ReLU`` calls), ``F.relu_``,
-    ``torch.relu(_)``, ``Tensor.relu(_)``, ``F.relu6`` and ``F.hardtanh`` with
-    ``min_val=0`` (what ``nn.ReLU6`` calls).
+
+def _relu_entry_points() -> dict[Any, Callable[[Arg], tuple[bool, float | None] | None]]:
+    """Every ReLU entry point -> how to read ``(inplace, upper)`` off its call.
+
+    ``F.relu`` is what ``nn.ReLU`` calls, ``F.hardtanh`` with ``min_val=0`` what
+    ``nn.ReLU6`` calls; a reader returns None for a call that is no ReLU.
     """
     F = torch.nn.functional
 
-    def arg(i: int, name: str, default: Any) -> Any:
-        return args[i] if len(args) > i else kwargs.get(name, default)
+    def fixed(inplace: bool) -> Callable[[Arg], tuple[bool, None]]:
+        return lambda arg: (inplace, None)
 
-    x = arg(0, "input", None)
-    if func in (torch.relu, torch.Tensor.relu):
-        return x, False, None
-    if func in (torch.relu_, torch.Tensor.relu_, F.relu_):
-        return x, True, None
-    if func is F.relu:
-        return x, bool(arg(1, "inplace", False)), None
-    if func is F.relu6:
-        return x, bool(arg(1, "inplace", False)), 6.0
-    if func is F.hardtanh and arg(1, "min_val", -1.0) == 0:
-        return x, bool(arg(3, "inplace", False)), float(arg(2, "max_val", 1.0))
-    return None
+    def hardtanh(arg: Arg) -> tuple[bool, float] | None:
+        if arg(1, "min_val", -1.0) != 0:
+            return None
+        return bool(arg(3, "inplace", False)), float(arg(2, "max_val", 1.0))
+
+    return {
+        torch.relu: fixed(False),
+        torch.Tensor.relu: fixed(False),
+        torch.relu_: fixed(True),
+        torch.Tensor.relu_: fixed(True),
+        F.relu_: fixed(True),
+        F.relu: lambda arg: (bool(arg(1, "inplace", False)), None),
+        F.relu6: lambda arg: (bool(arg(1, "inplace", False)), 6.0),
+        F.hardtanh: hardtanh,
+    }
 
 
 class _GuidedReLUMode(TorchFunctionMode):
@@ -133,29 +138,25 @@ class _GuidedReLUMode(TorchFunctionMode):
 
     def __init__(self) -> None:
         super().__init__()
-        F = torch.nn.functional
-        self.relus = {
-            F.relu,
-            F.relu_,
-            F.relu6,
-            F.hardtanh,
-            torch.relu,
-            torch.relu_,
-            torch.Tensor.relu,
-            torch.Tensor.relu_,
-        }
+        self.relus = _relu_entry_points()
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
     ) -> Any:
         kwargs = kwargs or {}
-        call = _relu_call(func, args, kwargs) if func in self.relus else None
-        if call is None:
+        read = self.relus.get(func)
+        if read is None:
             return func(*args, **kwargs)
-        x, inplace, upper = call
-        if not (isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()):
+
+        def arg(i: int, name: str, default: Any) -> Any:
+            return args[i] if len(args) > i else kwargs.get(name, default)
+
+        x, call = arg(0, "input", None), read(arg)
+        if call is None or not (
+            isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()
+        ):
             return func(*args, **kwargs)
-        return _GuidedReLU.apply(x, inplace, upper)
+        return _GuidedReLU.apply(x, *call)
 
 
 @contextmanager
