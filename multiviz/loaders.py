@@ -269,6 +269,19 @@ def load_model(
     return loader.load(parsed, weights=weights, arch=arch, unsafe=unsafe)
 
 
+def builtin_weights(weights: str) -> str | None:
+    """``builtin_model``'s ``weights=`` for a ``--weights`` value of the built-in model.
+
+    ``"default"`` is the shipped file, ``"none"`` random weights; anything else
+    is an ``.npz`` path, passed on.
+
+    Example:
+        >>> builtin_weights("default"), builtin_weights("none"), builtin_weights("w.npz")
+        ('builtin', None, 'w.npz')
+    """
+    return {"default": "builtin", "none": None}.get(weights, weights)
+
+
 _KIND_WORDS = {
     "builtin": "built-in model",
     "torchvision": "torchvision model",

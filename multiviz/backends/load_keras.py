@@ -17,7 +17,14 @@ import keras
 
 from multiviz.errors import closest
 from multiviz.images import Preprocess
-from multiviz.loaders import LoadedModel, ModelLoadError, ModelSpec, NoNetworkError, UnsafeFileError
+from multiviz.loaders import (
+    LoadedModel,
+    ModelLoadError,
+    ModelSpec,
+    NoNetworkError,
+    UnsafeFileError,
+    builtin_weights,
+)
 
 __all__ = ["load"]
 
@@ -35,8 +42,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
     if spec.kind == "builtin":
         from multiviz.builtin import BUILTIN_CLASSES, builtin_model
 
-        chosen = {"default": "builtin", "none": None}.get(weights, weights)
-        model = builtin_model("keras", weights=chosen)
+        model = builtin_model("keras", weights=builtin_weights(weights))
         shape = _input_shape(model)
         return LoadedModel(model, "keras", spec, _BUILTIN_PRESET, shape, BUILTIN_CLASSES)
     if spec.kind == "keras_app":

@@ -23,7 +23,14 @@ from torch import nn
 
 from multiviz.errors import closest
 from multiviz.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from multiviz.loaders import LoadedModel, ModelLoadError, ModelSpec, NoNetworkError, UnsafeFileError
+from multiviz.loaders import (
+    LoadedModel,
+    ModelLoadError,
+    ModelSpec,
+    NoNetworkError,
+    UnsafeFileError,
+    builtin_weights,
+)
 
 __all__ = ["load"]
 
@@ -61,8 +68,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
 def _builtin(spec: ModelSpec, weights: str) -> LoadedModel:
     from multiviz.builtin import BUILTIN_CLASSES, builtin_model
 
-    chosen = {"default": "builtin", "none": None}.get(weights, weights)
-    model = builtin_model("torch", weights=chosen)
+    model = builtin_model("torch", weights=builtin_weights(weights))
     return LoadedModel(model, "torch", spec, _BUILTIN_PRESET, (3, None, None), BUILTIN_CLASSES)
 
 
