@@ -533,6 +533,21 @@ def test_score_cam_by_hand_and_chunked(fake):
         assert verbs.count("forward" if kind is True else "gradients") > 1
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda net, x: mv.saliency(net, x, aggregation="maxabs"),
+        lambda net, x: mv.integrated_gradients(net, x, aggregation="maxabs"),
+        lambda net, x: mv.guided_backprop(net, x, aggregation="maxabs"),
+        lambda net, x: mv.guided_grad_cam(net, x, "relu", aggregation="maxabs"),
+    ],
+)
+def test_a_bad_aggregation_fails_before_any_model_work(fake, method):
+    with pytest.raises(ValueError, match=r"`aggregation` must be one of .*'maxabs'"):
+        method(FakeNet(), images())
+    assert fake.calls == []
+
+
 def test_guided_backprop_and_guided_grad_cam(fake):
     net, x = FakeNet(), images()
     cls = net.run(x)["fc"].argmax(1)

@@ -14,7 +14,12 @@ import numpy as np
 
 from multiviz.attribution import cam_math, gradient_math
 from multiviz.attribution.errors import CamHeadError, TargetError
-from multiviz.attribution.maps import aggregate_channels, finish_maps, upsample_maps
+from multiviz.attribution.maps import (
+    aggregate_channels,
+    check_aggregation,
+    finish_maps,
+    upsample_maps,
+)
 from multiviz.attribution.plumbing import BATCH_SIZE, ModelCall, Targets, chunks, pick
 from multiviz.selection import resolve, split_suffix
 
@@ -368,7 +373,7 @@ def guided_grad_cam(
         >>> mv.guided_grad_cam(model, mv.sample_image()[None], "relu3").shape  # doctest: +SKIP
         (1, 3, 64, 64)
     """
-    aggregate_channels(np.zeros((1, 1, 1, 1)), aggregation)
+    check_aggregation(aggregation)
     call = ModelCall.make(model, x, batch_size)
     name = call.resolve_layer(layer, "Guided Grad-CAM")
     target = call.check_target(target)

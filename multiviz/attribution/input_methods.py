@@ -11,7 +11,12 @@ from typing import Any
 import numpy as np
 
 from multiviz.attribution import gradient_math
-from multiviz.attribution.maps import aggregate_channels, finish_maps, normalize_maps
+from multiviz.attribution.maps import (
+    aggregate_channels,
+    check_aggregation,
+    finish_maps,
+    normalize_maps,
+)
 from multiviz.attribution.plumbing import BATCH_SIZE, ModelCall, Targets, as_numpy, chunks, rows_of
 
 __all__ = ["SALIENCY_METHODS", "guided_backprop", "integrated_gradients", "saliency"]
@@ -81,7 +86,7 @@ def saliency(
         raise ValueError(
             f"`method` must be one of {list(SALIENCY_METHODS)}. Received: method={method!r}"
         )
-    aggregate_channels(np.zeros((1, 1, 1, 1)), aggregation)  # check before any model work
+    check_aggregation(aggregation)
     call = ModelCall.make(model, x, batch_size)
     target = call.check_target(target)
     if method == "smoothgrad":
@@ -162,7 +167,7 @@ def integrated_gradients(
         >>> x = mv.shapes_dataset(2, size=64).images                    # doctest: +SKIP
         >>> maps, delta = mv.integrated_gradients(model, x, steps=64, return_delta=True)  # doctest: +SKIP
     """
-    aggregate_channels(np.zeros((1, 1, 1, 1)), aggregation)
+    check_aggregation(aggregation)
     alphas, weights = gradient_math.integration_points(steps, rule)
     call = ModelCall.make(model, x, batch_size)
     target = call.fixed_target(call.check_target(target))
@@ -247,7 +252,7 @@ def guided_backprop(
         >>> mv.guided_backprop(model, x).shape                 # doctest: +SKIP
         (2, 3, 64, 64)
     """
-    aggregate_channels(np.zeros((1, 1, 1, 1)), aggregation)
+    check_aggregation(aggregation)
     call = ModelCall.make(model, x, batch_size)
     result = call.gradients([], call.check_target(target), wrt_input=True, guided=True)
     return finish_maps(aggregate_channels(call.input_gradient(result), aggregation), normalize)

@@ -13,6 +13,7 @@ from multiviz.resize import resize_bilinear
 __all__ = [
     "AGGREGATIONS",
     "aggregate_channels",
+    "check_aggregation",
     "finish_maps",
     "normalize_maps",
     "upsample_maps",
@@ -44,6 +45,7 @@ def aggregate_channels(values: np.ndarray, how: str | None) -> np.ndarray:
         >>> [float(aggregate_channels(g, h)[0, 0, 0]) for h in ("max_abs", "sum", "abs_sum")]
         [3.0, 0.0, 6.0]
     """
+    check_aggregation(how)
     values = np.asarray(values)
     if how is None:
         return values.astype(np.float32)
@@ -57,13 +59,27 @@ def aggregate_channels(values: np.ndarray, how: str | None) -> np.ndarray:
         out = values.sum(axis=1)
     elif how == "mean":
         out = values.mean(axis=1)
-    elif how == "l2":
+    else:  # "l2"
         out = np.sqrt((values.astype(np.float64) ** 2).sum(axis=1))
-    else:
+    return out.astype(np.float32)
+
+
+def check_aggregation(how: str | None) -> None:
+    """Raise ``ValueError`` unless ``how`` is one of :data:`AGGREGATIONS`.
+
+    The methods call it before any model work, so a typo fails at once.
+
+    Example:
+        >>> check_aggregation("max_abs")
+        >>> check_aggregation("maxabs")
+        Traceback (most recent call last):
+        ...
+        ValueError: `aggregation` must be one of ['max_abs', 'abs_sum', 'abs_mean', 'sum', 'mean', 'l2', None]. Received: aggregation='maxabs'
+    """
+    if how not in AGGREGATIONS:
         raise ValueError(
             f"`aggregation` must be one of {list(AGGREGATIONS)}. Received: aggregation={how!r}"
         )
-    return out.astype(np.float32)
 
 
 def normalize_maps(maps: np.ndarray) -> np.ndarray:
