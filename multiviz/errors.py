@@ -9,7 +9,7 @@ valid, and how to fix it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 __all__ = [
     "BackendUnavailableError",
@@ -66,3 +66,16 @@ def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
         low = name.lower()
         found = [c for c in candidates if low in c.lower() or c.lower() in low][:n]
     return found
+
+
+def layer_hint(name: str, names: Collection[str]) -> str:
+    """The end of a "no such layer" message: the closest names, and where to see all.
+
+    Example:
+        >>> layer_hint("conv", ["conv1", "fc"])
+        " Closest layer names: ['conv1']. See mv.layers(model) for all 2."
+    """
+    near = closest(name, names)
+    if near:
+        return f" Closest layer names: {near}. See mv.layers(model) for all {len(names)}."
+    return f" See mv.layers(model) for the {len(names)} layer names."

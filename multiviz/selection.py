@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from multiviz.activations import LayerInfo
-from multiviz.errors import LayerNotFoundError, closest
+from multiviz.errors import LayerNotFoundError, layer_hint
 
 __all__ = ["KINDS", "resolve", "split_suffix"]
 
@@ -99,7 +99,7 @@ def resolve(
             if not hits:
                 raise LayerNotFoundError(
                     f"Pattern {item!r} matched no layer."
-                    + _hint(item.replace("*", "").replace("?", ""), names)
+                    + layer_hint(item.replace("*", "").replace("?", ""), names)
                 )
             found.extend(hits)
             continue
@@ -107,7 +107,7 @@ def resolve(
         if item in order or base in order:
             found.append(item)
             continue
-        raise LayerNotFoundError(f"No layer named {item!r}." + _hint(item, names))
+        raise LayerNotFoundError(f"No layer named {item!r}." + layer_hint(item, names))
 
     if kinds:
         found = [n for n in found if _kind_of(n, infos) in kinds]
@@ -129,10 +129,3 @@ def _check_kinds(kind: str | Sequence[str] | None) -> set[str]:
 def _kind_of(name: str, infos: Sequence[LayerInfo]) -> str:
     base = split_suffix(name)[0]
     return next((i.kind for i in infos if i.name in (name, base)), "other")
-
-
-def _hint(name: str, names: Sequence[str]) -> str:
-    near = closest(name, names)
-    if near:
-        return f" Closest layer names: {near}. See mv.layers(model) for all {len(names)}."
-    return f" See mv.layers(model) for the {len(names)} layer names."

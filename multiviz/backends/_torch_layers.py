@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from multiviz.activations import LayerInfo
-from multiviz.errors import LayerNotFoundError, closest
+from multiviz.errors import LayerNotFoundError, layer_hint
 from multiviz.selection import split_suffix
 
 __all__ = [
@@ -141,11 +141,8 @@ def find_modules(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.M
     for name in dict.fromkeys(names):
         base = name if name in table else split_suffix(name)[0]
         if base not in table:
-            near = closest(name, table)
             raise LayerNotFoundError(
-                f"No layer named {name!r} in this {type(model).__name__}."
-                + (f" Closest layer names: {near}." if near else "")
-                + f" See mv.layers(model) for all {len(table)} names."
+                f"No layer named {name!r} in this {type(model).__name__}." + layer_hint(name, table)
             )
         if all(base != n for n, _ in found):
             found.append((base, table[base]))

@@ -71,7 +71,7 @@ from multiviz.backends._keras_graph import (
 from multiviz.backends._keras_inputs import check_shape, input_errors, plain, to_tensor
 from multiviz.backends._keras_plan import EagerPlan, runner_for
 from multiviz.backends.base import GradientResult, Target
-from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizError, closest
+from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizError, layer_hint
 from multiviz.selection import split_suffix
 
 __all__ = ["KerasBackend"]
@@ -275,11 +275,8 @@ class KerasBackend:
             elif base in by_key and not by_key[base].in_graph:  # "#k" found at run time
                 found = [by_key[base]]
             else:
-                near = closest(name, by_key)
                 raise LayerNotFoundError(
-                    f"No layer named {name!r} in model {model.name!r}."
-                    + (f" Closest layer names: {near}." if near else "")
-                    + f" See mv.layers(model) for all {len(by_key)}."
+                    f"No layer named {name!r} in model {model.name!r}." + layer_hint(name, by_key)
                 )
             chosen.update((s.key, s) for s in found)
         return list(chosen.values())
