@@ -3,13 +3,18 @@
 Sources: the built-in CNN, ``keras.applications`` (with that application's own
 ``preprocess_input``), and saved ``.keras`` / ``.h5`` files. Saved files load
 with ``safe_mode=True``: a ``Lambda`` layer holding Python bytecode is refused
-unless the caller allows unsafe loading.
+unless the caller allows unsafe loading. A legacy ``.h5`` model is refused
+before Keras reads it if its configuration holds any ``Lambda`` layer: the
+legacy format can name a function by module and attribute, which Keras would
+import and call.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import urllib.error
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +94,15 @@ def _application(spec: ModelSpec, weights: str) -> LoadedModel:
 
 
 def _saved(spec: ModelSpec, unsafe: bool) -> LoadedModel:
+    if not unsafe and Path(spec.name).suffix.lower() in (".h5", ".hdf5"):
+        lambdas = _h5_lambda_layers(spec)
+        if lambdas:
+            raise UnsafeFileError(
+                f"{spec.text!r} holds Lambda layers {lambdas[:3]}; loading them could run code "
+                "stored in the file.\nhint: save the model without Lambda layers "
+                "(model.save('model.keras')), or pass --unsafe-load (unsafe=True) only if you "
+                "trust the file."
+            )
     try:
         model = keras.saving.load_model(spec.name, compile=False, safe_mode=not unsafe)
     except ValueError as err:
@@ -112,6 +126,42 @@ def _saved(spec: ModelSpec, unsafe: bool) -> LoadedModel:
         layout="channels_last" if channels_last else "channels_first",
     )
     return LoadedModel(model, "keras", spec, preset, shape, None)
+
+
+def _h5_lambda_layers(spec: ModelSpec) -> list[str]:
+    """Names of the ``Lambda`` layers in a legacy ``.h5`` model's configuration."""
+    import h5py
+
+    try:
+        with h5py.File(spec.name, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError as err:
+        raise _unreadable(spec, err) from err
+    if raw is None:
+        return []
+    try:
+        config = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except ValueError as err:
+        raise _unreadable(spec, err) from err
+    return [
+        str(item.get("config", {}).get("name", "?"))
+        if isinstance(item.get("config"), dict)
+        else "?"
+        for item in _config_items(config)
+        if item.get("class_name") == "Lambda"
+    ]
+
+
+def _config_items(node: Any) -> Iterator[dict[str, Any]]:
+    """Every dict in a nested Keras configuration."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            yield item
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 def _input_shape(model: Any) -> tuple[int | None, ...] | None:

@@ -5,16 +5,29 @@ One function per source: the built-in CNN, ``torchvision.models``, a
 ``torch.save`` file (a state dict plus ``--arch``; a whole pickled model only
 when the caller allows unsafe loading).
 
-Safety: :func:`torch.load` always runs with ``weights_only=True`` — tensors and
-plain containers only — unless the caller passed ``unsafe=True``. A
-``torch.export`` program and a TorchScript archive hold a graph, not Python
-code, and load without unpickling arbitrary objects.
+Safety, unless the caller passed ``unsafe=True``:
+
+- :func:`torch.load` always runs with ``weights_only=True`` (tensors and plain
+  containers only).
+- A ``torch.export`` program (``.pt2``) is inspected before torch sees it, since
+  :func:`torch.export.load` unpickles parts of the archive with
+  ``weights_only=False`` (sample inputs that fail the safe unpickler, weights
+  marked ``"use_pickle": true``, custom and opaque objects) and loads compiled
+  AOTInductor libraries. :func:`check_exported_archive` refuses every entry
+  that would unpickle beyond ``weights_only=True``, every entry torch would
+  load as native code, and graph targets outside PyTorch's operator namespaces.
+- A TorchScript archive is code by design: it loads, and the loaded model
+  carries a note saying so.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import re
 import urllib.error
-from collections.abc import Mapping
+import zipfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +45,7 @@ from multiviz.loaders import (
     builtin_weights,
 )
 
-__all__ = ["load"]
+__all__ = ["check_exported_archive", "load"]
 
 _BUILTIN_PRESET = Preprocess("builtin", size=(64, 64), layout="channels_first")
 _IMAGENET_PRESET = Preprocess(
@@ -56,6 +69,8 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
         classes = None if weights == "none" else classes  # random weights: the names mean nothing
         return LoadedModel(model.eval(), "torch", spec, preset, (3, None, None), classes)
     if spec.kind == "torch_export":
+        if not unsafe:
+            check_exported_archive(Path(spec.name))
         return _exported(spec)
     if spec.kind == "torchscript":
         return _torchscript(spec)
@@ -150,6 +165,159 @@ def _exported(spec: ModelSpec) -> LoadedModel:
     return LoadedModel(model, "torch", spec, preset, shape, None, notes)
 
 
+# What a torch.export archive may hold, relative to its one root folder. Anything
+# else (data/aotinductor/ holds shared libraries torch dlopens, data/executorch/,
+# xl_model_weights/, the legacy format's top-level files) is refused.
+_PT2_ALLOWED = re.compile(
+    r"(archive_format|archive_version|byteorder|\.data/[^/]+|models/[^/]+\.json"
+    r"|data/weights/[^/]+|data/constants/[^/]+|data/sample_inputs/[^/]+\.pt|extra/.+)"
+)
+# Graph targets torch's deserializer resolves by attribute lookup from these roots.
+_PT2_TARGET = re.compile(
+    r"(torch\.ops(\.[A-Za-z_][A-Za-z0-9_]*){2,3}|_operator\.[A-Za-z_][A-Za-z0-9_]*"
+    r"|math\.[A-Za-z_][A-Za-z0-9_]*|torch\.sym_[A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def check_exported_archive(path: Path) -> None:
+    """Refuse a ``.pt2`` whose loading by :func:`torch.export.load` could run code.
+
+    Checked before torch reads the file:
+
+    - the archive has one root folder and no name twice (so Python's view of
+      it is the one torch's reader has);
+    - every entry is one torch.export writes for a program (no AOTInductor
+      shared libraries, no legacy-format files torch falls back to);
+    - every payload torch would unpickle (sample inputs, legacy weight and
+      constant files, entries a weights or constants config marks
+      ``"use_pickle": true``) loads with ``torch.load(weights_only=True)``;
+    - no custom (TorchBind) or opaque object constants, which torch unpickles
+      without restriction;
+    - every graph node's target lies in ``torch.ops``, ``_operator``, ``math``
+      or the ``torch.sym_*`` functions, with no dunder attribute on the way.
+
+    Raises:
+        UnsafeFileError: the archive holds something on this list; the message
+            names the entry and says to pass ``unsafe=True`` (``--unsafe-load``)
+            only for a trusted file.
+        ModelLoadError: the archive is not a readable zip file.
+
+    Example:
+        >>> check_exported_archive(Path("no-such.pt2"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        multiviz.loaders.ModelLoadError: 'no-such.pt2' could not be read as a torch.export archive...
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = _archive_entries(path, archive)
+            for name in entries:
+                if not _PT2_ALLOWED.fullmatch(name):
+                    _refuse(path, f"holds {name!r}, which torch.export.load would load as code")
+            configs = {n: _json(path, archive, e) for n, e in entries.items() if _is_config(n)}
+            for name, entry in entries.items():
+                if name.startswith("data/sample_inputs/") or (
+                    name.endswith(".pt") and name.count("/") == 2 and name.startswith("data/")
+                ):
+                    _check_safe_pickle(path, name, archive.read(entry))
+            for config_name, config in configs.items():
+                folder = config_name.rsplit("/", 1)[0]
+                for fqn, meta in _payloads(config):
+                    file_name = str(meta.get("path_name", ""))
+                    if file_name.startswith(("custom_obj_", "opaque_obj_")):
+                        _refuse(path, f"holds the pickled object {fqn!r} ({file_name})")
+                    if meta.get("use_pickle"):
+                        entry = entries.get(f"{folder}/{file_name}")
+                        if entry is None:
+                            _refuse(path, f"marks {fqn!r} as pickled but lacks its file")
+                        _check_safe_pickle(path, f"{folder}/{file_name}", archive.read(entry))
+            for name, entry in entries.items():
+                if name.startswith("models/"):
+                    for target in _targets(_json(path, archive, entry)):
+                        if "__" in target or not _PT2_TARGET.fullmatch(target):
+                            _refuse(path, f"calls {target!r}, which is not a PyTorch operator")
+    except zipfile.BadZipFile as err:
+        raise ModelLoadError(
+            f"{str(path)!r} could not be read as a torch.export archive ({_short(err)})."
+        ) from err
+    except OSError as err:
+        raise ModelLoadError(
+            f"{str(path)!r} could not be read as a torch.export archive ({_short(err)})."
+        ) from err
+
+
+def _archive_entries(path: Path, archive: zipfile.ZipFile) -> dict[str, str]:
+    """Entry name without its root folder -> the zip's own name; one root, no repeats."""
+    entries: dict[str, str] = {}
+    roots = set()
+    for info in archive.infolist():
+        root, sep, rest = info.filename.partition("/")
+        if not sep or not rest:
+            if info.is_dir():
+                continue
+            _refuse(path, f"holds {info.filename!r} outside the archive's folder")
+        roots.add(root)
+        if rest in entries:
+            _refuse(path, f"holds {rest!r} twice")
+        if not info.is_dir():
+            entries[rest] = info.filename
+    if len(roots) > 1:
+        _refuse(path, f"has several root folders {sorted(roots)[:3]}")
+    return entries
+
+
+def _is_config(name: str) -> bool:
+    return name.startswith(("data/weights/", "data/constants/")) and name.endswith("config.json")
+
+
+def _json(path: Path, archive: zipfile.ZipFile, entry: str) -> Any:
+    try:
+        return json.loads(archive.read(entry))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ModelLoadError(
+            f"{str(path)!r} holds {entry!r}, which is not valid JSON ({_short(err)})."
+        ) from err
+
+
+def _payloads(config: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    entries = config.get("config", {}) if isinstance(config, dict) else {}
+    if isinstance(entries, dict):
+        for fqn, meta in entries.items():
+            if isinstance(meta, dict):
+                yield str(fqn), meta
+
+
+def _targets(node: Any) -> Iterator[str]:
+    """Every graph node's ``target`` string, nested graphs included."""
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if isinstance(item.get("target"), str):
+                yield item["target"]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _check_safe_pickle(path: Path, name: str, data: bytes) -> None:
+    """Refuse a payload that ``torch.load(weights_only=True)`` rejects."""
+    if not data:
+        return
+    try:
+        torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception:
+        _refuse(path, f"holds {name!r}, a pickle that needs weights_only=False")
+
+
+def _refuse(path: Path, why: str) -> None:
+    raise UnsafeFileError(
+        f"{path.name!r} {why}; loading it could run code stored in the file.\n"
+        "hint: re-export the model with torch.export.save, or pass --unsafe-load "
+        "(unsafe=True) only if you trust the file."
+    )
+
+
 def _unflatten(program: Any) -> nn.Module:
     """The program with its module hierarchy back, so forward hooks on layers fire.
 
@@ -198,13 +366,15 @@ def _torchscript(spec: ModelSpec) -> LoadedModel:
             f"{spec.text!r} could not be read as a TorchScript archive ({_short(err)}). "
             "Save one with torch.jit.save(torch.jit.script(model), 'model.pt')."
         ) from err
-    note = (
+    notes = [
         "TorchScript models run as a whole: PyTorch cannot hook their inner layers, so only "
         "the model's output is available. For feature maps, save the model with torch.export "
-        "(.pt2) or as a state dict with --arch."
-    )
+        "(.pt2) or as a state dict with --arch.",
+        "TorchScript archives are code: the model runs what the file holds. Use only archives "
+        "you trust.",
+    ]
     return LoadedModel(
-        model.eval(), "torch", spec, _PLAIN_PRESET, None, None, [note], capturable=False
+        model.eval(), "torch", spec, _PLAIN_PRESET, None, None, notes, capturable=False
     )
 
 
