@@ -3,7 +3,7 @@
 Each function asks the backend for one layer's activations (and gradients, or
 scores of masked inputs) and hands them to :mod:`~multiviz.attribution.cam_math`.
 The conventions shared by every attribution function (input layout, targets,
-layers, scaling, memory) are in :mod:`multiviz.attribution.api`.
+layers, scaling, memory) are in :mod:`multiviz.attribution`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from typing import Any
 import numpy as np
 
 from multiviz.attribution import cam_math, gradient_math
-from multiviz.attribution.errors import CamHeadError, TargetError
 from multiviz.attribution.maps import (
     aggregate_channels,
     check_aggregation,
     finish_maps,
     upsample_maps,
 )
-from multiviz.attribution.plumbing import BATCH_SIZE, ModelCall, Targets, chunks, pick
-from multiviz.selection import resolve, split_suffix
+from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, Targets, chunks
+from multiviz.core.names import resolve
+from multiviz.errors import CamHeadError, TargetError
 
 __all__ = [
     "cam",
@@ -150,7 +150,7 @@ def _gradient_cam(
     name = call.resolve_layer(layer, method)
     result = call.gradients([name], call.check_target(target))
     acts = call.spatial(result.activations, name, method)
-    return call.at_input(formula(acts, pick(result.gradients, name)), normalize)
+    return call.at_input(formula(acts, call.pick(result.gradients, name)), normalize)
 
 
 def cam(
@@ -219,8 +219,8 @@ def cam(
         pool = _pool_layer(call, name, pool_layer)
         result = call.gradients([name, pool], target)
         acts = call.spatial(result.activations, name, "CAM")
-        _check_pooling(acts, pick(result.activations, pool), name, pool)
-        weights = pick(result.gradients, pool).reshape(call.n, -1)
+        _check_pooling(acts, call.pick(result.activations, pool), name, pool)
+        weights = call.pick(result.gradients, pool).reshape(call.n, -1)
     return call.at_input(cam_math.cam_map(acts, weights), normalize)
 
 
@@ -251,7 +251,7 @@ def _pool_layer(call: ModelCall, name: str, pool_layer: str | None) -> str:
         if len(names) != 1:
             raise ValueError(f"`pool_layer` must name one layer; {pool_layer!r} matches {names}.")
         return names[0]
-    base = split_suffix(name)[0]
+    base = call.request(name).layer
     index = next((k for k, i in enumerate(infos) if i.name == base), -1)
     shape = infos[index].shape if index >= 0 else None
     channels = shape[1] if shape is not None and len(shape) == 4 else None
@@ -379,7 +379,7 @@ def guided_grad_cam(
     target = call.check_target(target)
     result = call.gradients([name], target)
     acts = call.spatial(result.activations, name, "Guided Grad-CAM")
-    heat = call.at_input(cam_math.grad_cam_map(acts, pick(result.gradients, name)), True)
+    heat = call.at_input(cam_math.grad_cam_map(acts, call.pick(result.gradients, name)), True)
     same = target if target is not None else result.targets
     guided = call.input_gradient(call.gradients([], same, wrt_input=True, guided=True))
     product = gradient_math.guided_grad_cam(guided, heat)

@@ -1,7 +1,7 @@
 """Attribution from the gradient with respect to the input: saliency, Integrated Gradients, guided backprop.
 
 The conventions shared by every attribution function (input layout, targets,
-scaling, memory) are in :mod:`multiviz.attribution.api`.
+scaling, memory) are in :mod:`multiviz.attribution`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from multiviz.attribution.maps import (
     finish_maps,
     normalize_maps,
 )
-from multiviz.attribution.plumbing import BATCH_SIZE, ModelCall, Targets, as_numpy, chunks, rows_of
+from multiviz.attribution.model_call import (
+    BATCH_SIZE,
+    ModelCall,
+    Targets,
+    as_numpy,
+    chunks,
+    rows_of,
+)
 
 __all__ = ["SALIENCY_METHODS", "guided_backprop", "integrated_gradients", "saliency"]
 

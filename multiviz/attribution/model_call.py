@@ -3,29 +3,31 @@
 The math in :mod:`~multiviz.attribution.cam_math` and
 :mod:`~multiviz.attribution.gradient_math` never sees a model. This module is
 the only part of attribution that talks to a backend, and only through the
-contract's verbs (:meth:`~multiviz.backends.base.Backend.forward`,
-:meth:`~multiviz.backends.base.Backend.capture`,
-:meth:`~multiviz.backends.base.Backend.gradients`). Every call is split into
+contract's verbs (:meth:`~multiviz.backends.contract.Backend.forward`,
+:meth:`~multiviz.backends.contract.Backend.capture`,
+:meth:`~multiviz.backends.contract.Backend.gradients`). Every call is split into
 chunks of at most ``batch_size`` inputs, so memory stays bounded however many
-samples, noisy copies, path points or masks a method needs.
+samples, noisy copies, path points or masks a method needs. Layer names are
+read by :mod:`multiviz.core.names`, targets checked by the contract
+(:func:`~multiviz.backends.contract.check_target`), as everywhere else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from multiviz.activations import LayerInfo
 from multiviz.attribution.cam_math import softmax
-from multiviz.attribution.errors import NotSpatialLayerError, TargetError
 from multiviz.attribution.maps import finish_maps, upsample_maps
 from multiviz.backends import Backend, GradientResult, get_backend
-from multiviz.errors import InputShapeError, LayerNotFoundError
-from multiviz.layout import to_channels_first, to_channels_last
-from multiviz.selection import resolve, split_suffix
+from multiviz.backends.contract import check_target
+from multiviz.core.layout import to_channels_first, to_channels_last
+from multiviz.core.names import Request, requests, select
+from multiviz.core.records import LayerInfo
+from multiviz.errors import InputShapeError, LayerNotFoundError, NotSpatialLayerError
 
 __all__ = [
     "BATCH_SIZE",
@@ -33,7 +35,6 @@ __all__ = [
     "as_numpy",
     "chunks",
     "merge_results",
-    "pick",
     "rows_of",
 ]
 
@@ -107,19 +108,6 @@ def rows_of(target: Targets, rows: np.ndarray) -> Targets:
     return target[rows] if isinstance(target, np.ndarray) else target
 
 
-def pick(arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
-    """``arrays[name]``; a name without ``#k`` means the layer's first call."""
-    if name in arrays:
-        return arrays[name]
-    base, _ = split_suffix(name)
-    if base in arrays:
-        return arrays[base]
-    raise LayerNotFoundError(
-        f"The backend returned no output for layer {name!r} (it returned {sorted(arrays)}). "
-        "Was the layer called in this forward pass?"
-    )
-
-
 @dataclass
 class ModelCall:
     """One model and one input batch, with the facts attribution needs about them.
@@ -137,6 +125,8 @@ class ModelCall:
     backend: Backend
     layout: str
     batch_size: int
+    _infos: list[LayerInfo] | None = field(default=None, repr=False)
+    _requests: dict[str, Request] = field(default_factory=dict, repr=False)
 
     @classmethod
     def make(cls, model: Any, x: Any, batch_size: int) -> ModelCall:
@@ -197,29 +187,13 @@ class ModelCall:
     def check_target(self, target: Any) -> Targets:
         """``None``, a callable, or ``(N,)`` int64 class indices from an int or a sequence.
 
+        The contract's check (:func:`~multiviz.backends.contract.check_target`),
+        up front, before any backend call.
+
         Raises:
             TargetError: the target is not an int, ``N`` ints, a callable or None.
         """
-        if target is None or callable(target):
-            return target
-        arr = as_numpy(target, dtype=None)
-        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
-            arr = arr.astype(np.int64)
-        if arr.dtype.kind not in "iu":
-            raise TargetError(
-                f"`target` must be None (the top class), a class index, one class index per "
-                f"sample, or a callable scoring the model's output. Received: {target!r}."
-            )
-        if arr.ndim == 0:
-            arr = np.full(self.n, int(arr), np.int64)
-        if arr.shape != (self.n,):
-            raise TargetError(
-                f"`target` has shape {arr.shape}; a batch of {self.n} needs one class index per "
-                f"sample, shape ({self.n},), or a single int for all."
-            )
-        if np.any(arr < 0):
-            raise TargetError(f"Class indices must be >= 0. Received: target={arr.tolist()}")
-        return arr.astype(np.int64)
+        return check_target(target, self.n)
 
     def fixed_target(self, target: Targets) -> Targets:
         """Replace ``None`` by the class the model scores highest for each clean sample.
@@ -258,12 +232,13 @@ class ModelCall:
                 entry per row of ``inputs``.
         """
         data = self.x if inputs is None else inputs
+        layers = list(dict.fromkeys(self.request(n).layer for n in names))
         parts = []
         for s in chunks(int(data.shape[0]), self.batch_size):
             t = target[s] if isinstance(target, np.ndarray) else target
             parts.append(
                 self.backend.gradients(
-                    self.model, data[s], list(names), t, wrt_input=wrt_input, guided=guided
+                    self.model, data[s], layers, t, wrt_input=wrt_input, guided=guided
                 )
             )
         return merge_results(parts)
@@ -305,9 +280,9 @@ class ModelCall:
 
     def capture(self, name: str) -> np.ndarray:
         """One layer's output for the batch, canonical layout."""
-        base = split_suffix(name)[0]
+        layer = self.request(name).layer
         parts = [
-            pick(self.backend.capture(self.model, self.x[s], [base]), name)
+            self.pick(self.backend.capture(self.model, self.x[s], [layer]), name)
             for s in chunks(self.n, self.batch_size)
         ]
         return np.concatenate(parts)
@@ -316,8 +291,50 @@ class ModelCall:
 
     def layer_infos(self, with_shapes: bool = False) -> list[LayerInfo]:
         """The model's layers; ``with_shapes`` fills in output shapes from one sample's shape."""
-        shape = tuple(int(d) for d in self.x.shape[1:]) if with_shapes else None
+        if not with_shapes:
+            if self._infos is None:
+                self._infos = self.backend.layers(self.model)
+            return self._infos
+        shape = tuple(int(d) for d in self.x.shape[1:])
         return self.backend.layers(self.model, input_shape=shape)
+
+    def request(self, name: str) -> Request:
+        """What ``name`` (one layer, call or output) asks a backend for, read once.
+
+        Raises:
+            LayerNotFoundError: no such layer (closest names in the message).
+            ValueError: ``name`` matches several layers.
+        """
+        if name not in self._requests:
+            found = requests(name, self.layer_infos())
+            if len(found) != 1:
+                keys = [r.key for r in found]
+                raise ValueError(
+                    f"Attribution needs exactly one layer; {name!r} matches {len(keys)}: "
+                    f"{keys[:8]}{' …' if len(keys) > 8 else ''}. Pass one of them."
+                )
+            self._requests[name] = found[0]
+        return self._requests[name]
+
+    def pick(self, arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
+        """The array of ``name`` among what a backend returned (every call and output).
+
+        A layer name without ``#k`` means its first call.
+
+        Raises:
+            LayerNotFoundError: the layer did not run, ``#k`` names a call that
+                did not happen, or the layer has several outputs and ``name``
+                picks none of them.
+        """
+        got = select(arrays, [self.request(name)])
+        if name in got:
+            return got[name]
+        if len(got) == 1:
+            return next(iter(got.values()))
+        raise LayerNotFoundError(
+            f"Layer {name!r} gave {len(got)} outputs ({', '.join(list(got)[:6])}); "
+            f"pass one of them, e.g. layer={next(iter(got))!r}."
+        )
 
     def resolve_layer(self, layer: str | None, method: str) -> str:
         """The one layer ``layer`` names; ``None`` picks the last spatial layer.
@@ -337,13 +354,15 @@ class ModelCall:
                 f"`layer` must be one layer name (a str). Received: {layer!r}. "
                 "See mv.layers(model) for the names."
             )
-        names = resolve(layer, self.layer_infos())
-        if len(names) != 1:
+        found = requests(layer, self.layer_infos())
+        if len(found) != 1:
+            keys = [r.key for r in found]
             raise ValueError(
-                f"{method} needs exactly one layer; layer={layer!r} matches {len(names)}: "
-                f"{names[:8]}{' …' if len(names) > 8 else ''}. Pass one of them."
+                f"{method} needs exactly one layer; layer={layer!r} matches {len(keys)}: "
+                f"{keys[:8]}{' …' if len(keys) > 8 else ''}. Pass one of them."
             )
-        return names[0]
+        self._requests[found[0].key] = found[0]
+        return found[0].key
 
     def spatial(self, arrays: dict[str, np.ndarray], name: str, method: str) -> np.ndarray:
         """``arrays[name]``, checked to be a map ``(N, C, h, w)`` with more than one pixel.
@@ -352,7 +371,7 @@ class ModelCall:
             NotSpatialLayerError: it is a vector, a 1-D map or a 1x1 map; the
                 message lists the model's last spatial layers.
         """
-        arr = pick(arrays, name)
+        arr = self.pick(arrays, name)
         if arr.ndim == 4 and arr.shape[2] * arr.shape[3] > 1:
             return arr
         shape = tuple(arr.shape)

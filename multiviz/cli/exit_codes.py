@@ -1,4 +1,9 @@
-"""What the command line can fail with, and the exit code each failure gets.
+"""The exit code each command-line failure gets.
+
+The errors themselves live with every other in :mod:`multiviz.errors`
+(:class:`~multiviz.errors.UsageError` for a wrong command line,
+:class:`~multiviz.errors.ModelsDifferError` when ``compare`` finds the models
+differ); :func:`multiviz.cli.exit_code` maps an error to its code.
 
 Example:
     >>> EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_DIFFERENT
@@ -7,26 +12,9 @@ Example:
 
 from __future__ import annotations
 
-from multiviz.errors import MultivizError
-
-__all__ = [
-    "EXIT_DIFFERENT",
-    "EXIT_FAILURE",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "ModelsDifferError",
-    "UsageError",
-]
+__all__ = ["EXIT_DIFFERENT", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_DIFFERENT = 3
-
-
-class UsageError(MultivizError, ValueError):
-    """The command line itself is wrong (an unknown option, a bad value)."""
-
-
-class ModelsDifferError(MultivizError):
-    """``compare`` ran, and the models disagree beyond the tolerance."""

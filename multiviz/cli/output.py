@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.cli.errors import UsageError
+from multiviz.errors import UsageError
 
 __all__ = [
     "check_cmap",

@@ -25,7 +25,7 @@ from typing import Literal, overload
 
 import numpy as np
 
-from multiviz._maps import infer_layout, map_ndim
+from multiviz.core.layout import infer_layout, map_ndim
 
 __all__ = ["MODES", "NormInfo", "normalize"]
 

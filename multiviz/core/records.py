@@ -33,6 +33,11 @@ class LayerInfo:
         shape: output shape in the canonical layout (batch axis as ``None``)
             where it is known without running the model, else ``None``.
         params: number of parameters the layer owns directly.
+        base: the layer this entry is one call or output of, as a backend is
+            asked for it: ``"split"`` for ``"split[0]"``, ``"relu"`` for
+            ``"relu#1"``; the name itself for an entry that is the whole layer
+            (the default). Read by :mod:`multiviz.core.names`, never parsed
+            from the name: a layer may be literally named ``"conv[3x3]"``.
 
     Example:
         >>> LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224).kind
@@ -44,6 +49,13 @@ class LayerInfo:
     kind: str = "other"
     shape: tuple[int | None, ...] | None = None
     params: int = 0
+    base: str = field(default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            object.__setattr__(self, "base", self.name)
+        elif not self.name.startswith(self.base):
+            raise ValueError(f"LayerInfo {self.name!r} cannot be an entry of layer {self.base!r}.")
 
 
 class LayerTable(list[LayerInfo]):

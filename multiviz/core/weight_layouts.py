@@ -1,6 +1,6 @@
 """Per-layer parameters without a framework, and their layout conversions.
 
-A weights backend (``multiviz.backends.weights_torch`` / ``weights_keras``)
+A weights backend (``multiviz.backends.torch.weights`` / ``keras.weights``)
 reads each layer into a :class:`LayerParams`: the layer's own arrays under the
 framework's own names and layout, plus the few settings that decide how they
 convert. This module turns them into one *canonical* form — PyTorch's layout
@@ -31,12 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.errors import MultivizError
+from multiviz.errors import TransferError
 
 __all__ = [
     "SUPPORTED",
     "LayerParams",
-    "TransferError",
     "canonical_shapes",
     "from_canonical",
     "to_canonical",
@@ -54,10 +53,6 @@ _KERAS_BN = {
     "moving_mean": "running_mean",
     "moving_variance": "running_var",
 }
-
-
-class TransferError(MultivizError, ValueError):
-    """Weights cannot be converted or copied between two layers."""
 
 
 @dataclass

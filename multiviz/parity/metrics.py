@@ -193,7 +193,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(
             "linear_cka needs two 2-D (examples, features) arrays with the same number of rows. "
-            f"Received: {x.shape} and {y.shape}. Use multiviz.metrics.features() to build them."
+            f"Received: {x.shape} and {y.shape}. Use multiviz.parity.metrics.features() to build them."
         )
     x = x - x.mean(axis=0, keepdims=True)
     y = y - y.mean(axis=0, keepdims=True)

@@ -32,8 +32,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from multiviz.core.weight_layouts import LayerParams, canonical_shapes
 from multiviz.errors import LayerNotFoundError, closest
-from multiviz.params import LayerParams, canonical_shapes
 
 __all__ = ["LayerSpec", "Pair", "Pairing", "Unpaired", "pair_layers", "param_signature"]
 

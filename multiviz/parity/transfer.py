@@ -1,9 +1,9 @@
 """Copy weights between a PyTorch and a Keras model, layouts converted.
 
 :func:`transfer_weights` reads both models' per-layer parameters (through
-``multiviz.backends.weights_torch`` / ``weights_keras``), pairs the layers
-(:mod:`multiviz.pairing`), converts every array through the canonical PyTorch
-layout (:mod:`multiviz.params`), checks everything — shapes, layer types, and
+``multiviz.backends.torch.weights`` / ``keras.weights``), pairs the layers
+(:mod:`multiviz.parity.pairing`), converts every array through the canonical PyTorch
+layout (:mod:`multiviz.core.weight_layouts`), checks everything — shapes, layer types, and
 the settings that change what a layer computes — and only then writes. On any
 error nothing has been written.
 
@@ -18,7 +18,6 @@ reported in the result's notes, not an error.
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from collections.abc import Mapping
@@ -27,43 +26,25 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.errors import UnsupportedModelError
-from multiviz.pairing import LayerSpec, Pair, PairsArg, Unpaired, pair_layers, param_signature
-from multiviz.params import LayerParams, TransferError, from_canonical, to_canonical
+from multiviz.backends import get_backend, plugin
+from multiviz.core.weight_layouts import LayerParams, from_canonical, to_canonical
+from multiviz.errors import TransferError
+from multiviz.parity.pairing import (
+    LayerSpec,
+    Pair,
+    PairsArg,
+    Unpaired,
+    pair_layers,
+    param_signature,
+)
 
-__all__ = ["TransferError", "TransferReport", "read_params", "transfer_weights"]
+__all__ = ["TransferReport", "read_params", "transfer_weights"]
 
 _FAMILY = {"conv": "conv", "depthwise": "conv", "dense": "dense", "batchnorm": "batchnorm"}
 
 
-def framework_of(model: Any) -> str:
-    """``"keras"`` or ``"torch"``, from the model's type alone (imports nothing new).
-
-    Keras is checked first: a Keras 3 model on the torch backend is also an
-    ``nn.Module``.
-
-    Raises:
-        UnsupportedModelError: neither.
-
-    Example:
-        >>> framework_of(object())
-        Traceback (most recent call last):
-        ...
-        multiviz.errors.UnsupportedModelError: Weights can be read from a torch.nn.Module or a Keras 3 model. Received: builtins.object.
-    """
-    roots = {c.__module__.split(".")[0] for c in type(model).__mro__}
-    for name, markers in (("keras", {"keras", "tf_keras"}), ("torch", {"torch"})):
-        if roots & markers:
-            return name
-    cls = type(model)
-    raise UnsupportedModelError(
-        "Weights can be read from a torch.nn.Module or a Keras 3 model. "
-        f"Received: {cls.__module__}.{cls.__qualname__}."
-    )
-
-
 def _weights_backend(model: Any) -> Any:
-    return importlib.import_module(f"multiviz.backends.weights_{framework_of(model)}")
+    return plugin(get_backend(model).name, "weights")
 
 
 def read_params(model: Any) -> list[LayerParams]:
@@ -233,7 +214,7 @@ def transfer_weights(
         pairs: ``"auto"`` (names if they agree, else structure: execution
             order, layer kind and parameter shapes), ``"names"``, or an
             explicit mapping ``{source_name: target_name}`` / list of tuples.
-            See :mod:`multiviz.pairing`.
+            See :mod:`multiviz.parity.pairing`.
         check_config: refuse to copy between layers whose settings make them
             compute different things: BatchNorm ``eps``, conv stride/dilation.
         strict: every layer with parameters on either side must be paired
@@ -259,7 +240,7 @@ def transfer_weights(
     """
     src_params = [p for p in read_params(source) if p.has_params]
     dst_params = [p for p in read_params(target) if p.has_params]
-    labels = (framework_of(source), framework_of(target))
+    labels = (get_backend(source).name, get_backend(target).name)
     if labels[0] == labels[1]:
         labels = (f"source {labels[0]}", f"target {labels[1]}")
     pairing = pair_layers(

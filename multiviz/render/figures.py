@@ -1,4 +1,4 @@
-"""matplotlib figures: feature-map grids, aggregate maps, overlays, layer statistics.
+"""matplotlib figures: feature-map grids, aggregate maps, overlays, layer statistics, attribution maps.
 
 Every function returns a ``matplotlib.figure.Figure``. Without ``ax=`` it
 makes its own ``Figure()`` (object-oriented API: no pyplot, nothing left in a
@@ -20,15 +20,23 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
-from multiviz._maps import infer_layout, take_sample
-from multiviz.normalization import NormInfo
-from multiviz.normalization import normalize as normalize_maps
-from multiviz.reduce import LayerStats, aggregate, layer_stats
+from multiviz.attribution.maps import normalize_maps as scale_each_sample
+from multiviz.core.layout import infer_layout, take_sample, to_channels_last
+from multiviz.core.normalize import NormInfo
+from multiviz.core.normalize import normalize as normalize_maps
+from multiviz.core.reduce import aggregate
+from multiviz.core.stats import LayerStats, layer_stats
 from multiviz.render.colors import background_color, default_cmap, get_cmap
-from multiviz.render.images import MapSelection, overlay, select_maps
 from multiviz.render.montage import Tiling, montage, tiling, vector_grid_shape
+from multiviz.render.rgb import MapSelection, overlay, select_maps
 
-__all__ = ["plot_aggregate", "plot_feature_maps", "plot_layer_stats", "plot_overlay"]
+__all__ = [
+    "plot_aggregate",
+    "plot_explanations",
+    "plot_feature_maps",
+    "plot_layer_stats",
+    "plot_overlay",
+]
 
 DPI = 100
 #: how each normalization mode reads in a title
@@ -466,7 +474,7 @@ def plot_overlay(
 ) -> Figure:
     """Draw a heatmap (a CAM, an aggregate map) over an image.
 
-    The picture is :func:`multiviz.render.images.overlay_image`, drawn with one
+    The picture is :func:`multiviz.render.rgb.overlay_image`, drawn with one
     ``imshow``; the optional colorbar shows the heatmap's own values.
 
     Args:
@@ -529,7 +537,7 @@ def plot_layer_stats(
         activations_or_stats: captured activations (layer name -> batch
             array; statistics are computed with :func:`multiviz.layer_stats`),
             or the records of :func:`multiviz.layer_stats` /
-            :class:`multiviz.reduce.RunningLayerStats`.
+            :class:`multiviz.core.reduce.RunningLayerStats`.
         ax: draw into this axes.
         title: default says how many samples the statistics cover.
         eps: a value counts as zero when ``|v| <= eps`` (activations only).
@@ -638,3 +646,86 @@ def _symlog_threshold(lo: np.ndarray, hi: np.ndarray) -> float | None:
     if scale.size < 2 or scale.max() / scale.min() < 100.0:
         return None
     return float(10.0 ** np.floor(np.log10(scale.min() / 10.0)))
+
+
+# --------------------------------------------------------------------------- attribution maps
+
+
+def plot_explanations(
+    image: np.ndarray,
+    maps: Mapping[str, np.ndarray],
+    sample: int = 0,
+    *,
+    alpha: float = 0.5,
+    cmap: str = "jet",
+    size: float = 2.6,
+) -> Figure:
+    """One row: the image, then each method's map laid over it, titled.
+
+    Args:
+        image: channels-last display image(s): ``(H, W)``, ``(H, W, C)`` or a
+            batch ``(N, H, W, C)`` (then ``sample`` picks one). Floats are
+            shown as they are where they lie in ``[0, 1]``, else min-max scaled.
+        maps: method name -> ``(N, H, W)`` maps (e.g. :func:`multiviz.explain`'s
+            result); a ``(N, C, H, W)`` entry (guided backprop without
+            aggregation) is drawn as a colour image instead of an overlay.
+        sample: which sample of the batch to draw.
+        alpha: the heatmap's opacity over the image.
+        cmap: the heatmap's matplotlib colormap.
+        size: the side of one panel, in inches.
+
+    Returns:
+        A ``matplotlib.figure.Figure`` (not attached to pyplot; save it with
+        ``fig.savefig(...)``).
+
+    Example:
+        >>> heat = np.zeros((1, 8, 8)); heat[0, 2:5, 3:6] = 1.0
+        >>> fig = plot_explanations(np.full((8, 8, 3), 0.5), {"grad_cam": heat})
+        >>> [ax.get_title() for ax in fig.axes]
+        ['Input', 'Grad-CAM']
+    """
+    from multiviz.attribution.explain import TITLES  # each method's name for a title
+
+    img = np.asarray(image)
+    if img.ndim == 4:
+        img = img[sample]
+    img = _displayable(img)
+    fig = Figure(figsize=(size * (1 + len(maps)), size + 0.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, 1 + len(maps)))
+    axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
+    axes[0].set_title("Input")
+    for ax, (name, batch) in zip(axes[1:], maps.items(), strict=True):
+        m = np.asarray(batch)
+        m = m[sample] if m.ndim in (3, 4) else m
+        if m.ndim == 3:  # (C, H, W): a per-channel attribution shown as an image
+            ax.imshow(_displayable(to_channels_last(scale_each_sample(m[None]))[0]))
+        else:
+            _overlay(ax, img, m, alpha, cmap)
+        ax.set_title(TITLES.get(name, name))
+    for ax in axes:
+        ax.set_axis_off()
+    return fig
+
+
+def _displayable(img: np.ndarray) -> np.ndarray:
+    """An image matplotlib shows as meant: (H, W) or (H, W, 3|4), floats in [0, 1]."""
+    img = np.asarray(img)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.dtype == np.uint8:
+        return img.astype(np.float32) / 255.0
+    img = np.nan_to_num(img.astype(np.float32))
+    if img.size and (img.min() < 0.0 or img.max() > 1.0):
+        img = scale_each_sample(img[None])[0]
+    return img
+
+
+def _overlay(ax: Axes, img: np.ndarray, heat: np.ndarray, alpha: float, cmap: str) -> None:
+    """The heatmap blended over the image, drawn by :func:`plot_overlay`.
+
+    Maps already in ``[0, 1]`` are drawn as they are (an all-zero map stays
+    "cold"); raw maps are min-max scaled first.
+    """
+    heat = np.nan_to_num(np.asarray(heat, np.float32))
+    scaled = heat.size > 0 and heat.min() >= 0.0 and heat.max() <= 1.0
+    plot_overlay(img, heat, alpha=alpha, cmap=cmap, normalize="none" if scaled else "map", ax=ax)

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from multiviz._maps import infer_layout, take_sample
+from multiviz.core.layout import infer_layout, take_sample
+from multiviz.core.normalize import NormInfo
+from multiviz.core.normalize import normalize as normalize_maps  # `normalize` is a parameter here
+from multiviz.core.reduce import check_channels, select_channels
+from multiviz.core.resize import resize_bilinear
 from multiviz.errors import InputShapeError
-from multiviz.normalization import NormInfo
-from multiviz.normalization import normalize as normalize_maps  # `normalize` is a parameter here
-from multiviz.reduce import _check_channels, select_channels
 from multiviz.render.colors import colorize, default_cmap
 from multiviz.render.montage import montage
-from multiviz.resize import resize_bilinear
 
 __all__ = [
     "MapSelection",
@@ -44,7 +44,7 @@ class MapSelection:
         values: the chosen maps scaled into [0, 1]: ``(K, H, W)``, ``(K, L)``,
             or for a vector the ``(F,)`` values themselves.
         channels: channel index of each tile (feature indices for a vector).
-        info: :class:`~multiviz.normalization.NormInfo` of the whole sample (index
+        info: :class:`~multiviz.core.normalize.NormInfo` of the whole sample (index
             it by channel number).
         layout: ``"CHW"``, ``"CL"`` or ``"F"`` (after taking the sample).
         total: channels in the layer (features for a vector).
@@ -95,7 +95,7 @@ def select_maps(
         arr, normalize, percentile=percentile, layout=lay, return_info=True
     )
     if lay == "F":  # one map: the vector; `channels` picks features, max_maps does not apply
-        idx = _check_channels(channels, arr.shape[0])
+        idx = check_channels(channels, arr.shape[0])
     else:
         idx = select_channels(arr, channels, layout=lay)
         if max_maps is not None:

@@ -1,6 +1,6 @@
 """The multiviz built-in CNN: a small trained model that ships with the package.
 
-"multiviz built-in CNN" classifies the images of :mod:`multiviz.shapes`
+"multiviz built-in CNN" classifies the images of :mod:`multiviz.sources.shapes_dataset`
 (circle, square, triangle, cross). It is defined identically in PyTorch and
 Keras, with the same layer names —
 
@@ -26,15 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.backends import EXTRAS, import_backend_module
-from multiviz.errors import MultivizError
-from multiviz.shapes import CLASS_NAMES
+from multiviz.backends import EXTRAS, plugin
+from multiviz.errors import WeightsFileError
+from multiviz.sources.shapes_dataset import CLASS_NAMES
 
 __all__ = [
     "BUILTIN_CLASSES",
     "BUILTIN_INPUT_SIZE",
     "BUILTIN_WEIGHTS_PATH",
-    "WeightsFileError",
     "builtin_metadata",
     "builtin_model",
     "builtin_weights",
@@ -45,7 +44,7 @@ BUILTIN_CLASSES: tuple[str, ...] = CLASS_NAMES
 #: The image side the model was trained on (it accepts other sizes too).
 BUILTIN_INPUT_SIZE: int = 64
 #: Where the shipped weights live.
-BUILTIN_WEIGHTS_PATH: Path = Path(__file__).parent / "data" / "builtin_cnn.npz"
+BUILTIN_WEIGHTS_PATH: Path = Path(__file__).parent.parent / "data" / "builtin_cnn.npz"
 
 # PyTorch-layout parameter shapes: conv OIHW, linear (out, in)
 WEIGHT_SHAPES: dict[str, tuple[int, ...]] = {
@@ -59,10 +58,6 @@ WEIGHT_SHAPES: dict[str, tuple[int, ...]] = {
     "fc.bias": (4,),
 }
 _META_KEY = "meta"  # a JSON string: accuracy, training set-up
-
-
-class WeightsFileError(MultivizError, ValueError):
-    """A weights file for the built-in model is missing, unreadable or does not fit."""
 
 
 def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = "builtin") -> Any:
@@ -89,7 +84,7 @@ def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = 
 
     Example:
         >>> import multiviz as mv
-        >>> from multiviz.builtin import BUILTIN_CLASSES
+        >>> from multiviz.sources.builtin import BUILTIN_CLASSES
         >>> model = mv.builtin_model("torch")                       # doctest: +SKIP
         >>> logits = mv.forward(model, mv.sample_image(label="cross")[None])  # doctest: +SKIP
         >>> BUILTIN_CLASSES[int(logits.argmax())]                   # doctest: +SKIP
@@ -100,7 +95,7 @@ def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = 
             f"`framework` must be one of {sorted(EXTRAS)}. Received: framework={framework!r}"
         )
     arrays = None if weights is None else builtin_weights(weights)
-    module = _builder(framework)
+    module = plugin(framework, "builtin")
     return module.build(arrays)
 
 
@@ -185,9 +180,3 @@ def _open(path: Path) -> Any:
             "with np.savez(path, **{'conv1.weight': ..., ...})."
         )
     return npz
-
-
-def _builder(framework: str) -> Any:
-    return import_backend_module(
-        f"multiviz.backends.builtin_{framework}", framework, f"builtin_model({framework!r})"
-    )

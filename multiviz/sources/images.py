@@ -28,13 +28,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from multiviz.errors import InputShapeError, MultivizError
+from multiviz.errors import ImageError, InputShapeError
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ImageBatch",
-    "ImageError",
     "Preprocess",
     "image_files",
     "load_images",
@@ -48,10 +47,6 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 _LAYOUTS = ("channels_first", "channels_last")
-
-
-class ImageError(MultivizError, ValueError):
-    """An image file is missing, unreadable, or holds something that is not an image."""
 
 
 # --------------------------------------------------------------------------- reading
@@ -70,7 +65,7 @@ def image_files(folder: str | Path) -> list[Path]:
         >>> image_files("no/such/folder")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.images.ImageError: No image files in 'no/such/folder'...
+        multiviz.sources.images.ImageError: No image files in 'no/such/folder'...
     """
     folder = Path(folder)
     suffixes = _known_suffixes()
@@ -108,7 +103,7 @@ def read_image(path: str | Path) -> np.ndarray:
         >>> read_image("missing.png")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.images.ImageError: Image file not found: 'missing.png'...
+        multiviz.sources.images.ImageError: Image file not found: 'missing.png'...
     """
     path = Path(path)
     if not path.is_file():
@@ -199,7 +194,7 @@ def read_array(path: str | Path) -> np.ndarray:
         >>> read_array("missing.npy")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.images.ImageError: Array file not found: 'missing.npy'...
+        multiviz.sources.images.ImageError: Array file not found: 'missing.npy'...
     """
     path = Path(path)
     if not path.is_file():
@@ -248,7 +243,7 @@ def read_images(source: str | Path) -> tuple[list[np.ndarray], list[str]]:
         >>> read_images("nowhere.jpg")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.images.ImageError: Image file not found: 'nowhere.jpg'...
+        multiviz.sources.images.ImageError: Image file not found: 'nowhere.jpg'...
     """
     source = Path(source)
     paths = image_files(source) if source.is_dir() else [source]

@@ -13,7 +13,7 @@ A spec names where a model comes from:
 
 This module only parses specs and looks inside files (a ``.pt`` is a zip
 archive whose entries say what it holds); loading itself happens in
-:mod:`multiviz.backends.load_torch` and :mod:`multiviz.backends.load_keras`,
+:mod:`multiviz.backends.torch.load` and :mod:`multiviz.backends.keras.load`,
 the only places that import a framework for it. Nothing here runs pickled code
 from a file unless ``unsafe=True``.
 """
@@ -28,36 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from multiviz.backends import EXTRAS, import_backend_module
-from multiviz.errors import BackendUnavailableError, MultivizError
-from multiviz.images import Preprocess
+from multiviz.backends import EXTRAS, plugin
+from multiviz.errors import BackendUnavailableError, ModelLoadError
+from multiviz.sources.images import Preprocess
 
 __all__ = [
     "KERAS_SUFFIXES",
     "TORCH_SUFFIXES",
     "LoadedModel",
-    "ModelLoadError",
     "ModelSpec",
-    "NoNetworkError",
-    "UnsafeFileError",
     "load_model",
     "parse_spec",
 ]
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 TORCH_SUFFIXES = (".pt", ".pth", ".pt2")
-
-
-class ModelLoadError(MultivizError, ValueError):
-    """A model spec or file cannot be loaded; the message says why and what to pass instead."""
-
-
-class UnsafeFileError(ModelLoadError):
-    """Loading the file would run code stored in it; pass ``unsafe=True`` only for a trusted file."""
-
-
-class NoNetworkError(MultivizError, RuntimeError):
-    """Pretrained weights had to be downloaded and the download failed."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +117,7 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
         >>> parse_spec("model.onnx")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.loaders.ModelLoadError: Model file not found: 'model.onnx'...
+        multiviz.sources.models.ModelLoadError: Model file not found: 'model.onnx'...
     """
     if framework is not None and framework not in EXTRAS:
         raise ModelLoadError(
@@ -265,7 +250,7 @@ def load_model(
             f"Weights file not found: {weights!r}. Pass --weights none, --weights default, "
             "or the path of an existing weights file."
         )
-    loader = _backend_loader(parsed.framework)
+    loader = plugin(parsed.framework, "load")
     return loader.load(parsed, weights=weights, arch=arch, unsafe=unsafe)
 
 
@@ -291,12 +276,6 @@ _KIND_WORDS = {
     "torchscript": "TorchScript archive",
     "torch_pickle": "torch.save file",
 }
-
-
-def _backend_loader(framework: str) -> Any:
-    return import_backend_module(
-        f"multiviz.backends.load_{framework}", framework, f"Loading a {framework} model"
-    )
 
 
 def _default_framework() -> str:

@@ -24,9 +24,9 @@ What works where:
   (``tf.GradientTape``); on the others they raise a clear
   :class:`~multiviz.errors.MultivizError`.
 * **Gradients** are scored on logits (a final softmax is undone, see
-  :mod:`._keras_grad`). When every chosen layer is a top-level layer of a
+  :mod:`.gradients_tf`). When every chosen layer is a top-level layer of a
   Functional / Sequential model, one cached sub-model over the chosen outputs
-  and the logits runs under the tape (:mod:`._keras_fast`); layers inside
+  and the logits runs under the tape (:mod:`.gradients_tf_fast`); layers inside
   nested models and subclassed models take the general node-by-node pass.
   For class-index targets either is one cached ``tf.function`` per (model,
   layers, ``wrt_input``, guided), traced on the first call. The input's
@@ -34,15 +34,13 @@ What works where:
 
 Every array comes back as a float32 NumPy copy in the canonical layout
 (channels first); each layer's channel order is read from the layer (see
-:mod:`._keras_graph`), never guessed from the shape. The model is never
+:mod:`.layers`), never guessed from the shape. The model is never
 modified: no layer is called symbolically (no inbound node is added), and
 anything patched for a call is restored on the way out.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -50,17 +48,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from multiviz.activations import LayerInfo
-from multiviz.backends._keras_fast import fast_step
-from multiviz.backends._keras_grad import (
-    callable_scores,
-    check_target,
-    compiled_step,
-    gradient_step,
-    guided_relus,
-    pick_scores,
-)
-from multiviz.backends._keras_graph import (
+from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.keras.capture import EagerPlan, runner_for
+from multiviz.backends.keras.gradients import compute_gradients
+from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
+from multiviz.backends.keras.layers import (
     LAST,
     Site,
     canonical_shape,
@@ -68,17 +60,14 @@ from multiviz.backends._keras_graph import (
     list_sites,
     own_params,
 )
-from multiviz.backends._keras_inputs import check_shape, input_errors, plain, to_tensor
-from multiviz.backends._keras_plan import EagerPlan, runner_for
-from multiviz.backends.base import GradientResult, Target
+from multiviz.core.names import owner, suffix_order
+from multiviz.core.records import LayerInfo
 from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizError, layer_hint
-from multiviz.selection import split_suffix
 
 __all__ = ["KerasBackend"]
 
 _SITES: weakref.WeakKeyDictionary[Any, tuple[Any, list[Site]]] = weakref.WeakKeyDictionary()
 _FORWARD: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
-_SUFFIX_NUMBERS = re.compile(r"#(\d+)|\[(\d+)\]")
 
 
 class KerasBackend:
@@ -126,17 +115,17 @@ class KerasBackend:
         return [self._info(s, canonical_shape(s.shape, s.layout)) for s in sites]
 
     def capture(self, model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """One forward pass; the outputs of ``names``, canonical layout.
+        """One forward pass; every call and output of the layers ``names``, canonical layout.
 
-        A name without suffix selects every call and output of that layer
-        (``"relu"`` -> ``"relu"``, ``"relu#1"``); ``"relu#1"`` or ``"split[0]"``
-        select one.
+        A layer name (a :attr:`~multiviz.LayerInfo.base`) gives each of its
+        calls and outputs: ``"relu"`` -> ``"relu"``, ``"relu#1"``; ``"split"``
+        -> ``"split[0]"``, ``"split[1]"`` (:mod:`multiviz.core.names` keeps
+        the ones a caller asked for).
 
         Raises:
             LayerNotFoundError: a name is not a layer of the model.
             InputShapeError: ``x`` does not fit the model's input.
         """
-        names = [names] if isinstance(names, str) else list(names)
         inputs = self._inputs(model, x)
         sites = self._select(model, names)
         if not sites:
@@ -144,7 +133,8 @@ class KerasBackend:
         runner = runner_for(model, sites)
         with input_errors(model, x):
             tensors = runner(model, inputs)
-        return self._arrays(tensors, model, names)
+        # the runner already returned the canonical layout
+        return {k: _numpy(tensors[k]) for k in self._ordered(model, tensors)}
 
     def forward(self, model: Any, x: Any) -> np.ndarray:
         """The model's (first) output for ``x``, float32 NumPy, ``training=False``."""
@@ -166,62 +156,28 @@ class KerasBackend:
         """Activations of ``names`` and gradients of the summed target score.
 
         The score is read from the logits: a model ending in a softmax is
-        scored on the softmax's input (see :mod:`._keras_grad`). ``target``:
+        scored on the softmax's input (see :mod:`.gradients`). ``target``:
         ``None`` (each sample's top class), an int, an int array of shape
         (N,), or a callable mapping the logits tensor to (N,) scores.
 
         Raises:
-            MultivizError: the Keras backend is not TensorFlow, or ``target``
-                does not fit the output.
+            TargetError: ``target`` does not fit the batch or the output (the
+                contract's check, as for PyTorch).
+            MultivizError: Keras runs on a backend whose gradients are not
+                supported yet (see :mod:`.gradients`).
         """
-        if keras.backend.backend() != "tensorflow":
-            raise MultivizError(
-                "Gradients need Keras on the TensorFlow backend (tf.GradientTape). This "
-                f"process runs Keras on {keras.backend.backend()!r}. Set "
-                "KERAS_BACKEND=tensorflow before importing keras; capture() and forward() "
-                "work on every backend."
-            )
-        import tensorflow as tf
-
-        names = [names] if isinstance(names, str) else list(names)
         inputs = self._inputs(model, x)
         if len(inputs) != 1:
             raise MultivizError(
                 f"Gradients support models with one input; this model has {len(inputs)}."
             )
         sites = self._select(model, names)
-        x_t = tf.identity(inputs[0])
-        n = int(x_t.shape[0])
-        graph = graph_of(model)
-        fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
-        patches = guided_relus(model) if guided else contextlib.nullcontext()
-        # the patches are undone before input_errors looks at the model
-        with input_errors(model, x), patches:
-            if callable(target):  # new Python code every call: eager
-
-                def scored(logits: Any) -> tuple[Any, Any]:
-                    return callable_scores(logits, target), None
-
-                if fast is not None:
-                    step = fast.run(x_t, scored, wrt_input)
-                else:
-                    step = gradient_step(model, x_t, sites, scored, wrt_input)
-            elif graph is not None:  # one cached tf.function, class indices as a tensor
-                idx = tf.constant(check_target(target, n, tuple(graph.outputs[0].shape)))
-                if fast is not None:
-                    step = fast.compiled(wrt_input, guided)(x_t, idx)
-                else:
-                    step = compiled_step(model, sites, guided, wrt_input)(x_t, idx)
-            else:  # subclassed: eager; the output shape is known once it ran
-
-                def score(logits: Any) -> tuple[Any, Any]:
-                    idx = check_target(target, n, tuple(logits.shape))
-                    return pick_scores(logits, keras.ops.convert_to_tensor(idx))
-
-                step = gradient_step(model, x_t, sites, score, wrt_input)
-        logits, idx, scores, recorded, grads, input_grad = step
+        with input_errors(model, x):
+            logits, idx, scores, recorded, grads, input_grad = compute_gradients(
+                model, inputs[0], sites, target, wrt_input, guided
+            )
         layouts = self._layouts(model)
-        wanted = self._keep(list(recorded), model, names)
+        wanted = self._ordered(model, recorded)
         return GradientResult(
             output=_numpy(logits),
             targets=None if idx is None else np.asarray(idx, np.int64),
@@ -255,84 +211,77 @@ class KerasBackend:
         return sites
 
     def _info(self, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
-        return LayerInfo(site.key, site.type, site.kind, shape, own_params(site.layer))
+        return LayerInfo(site.key, site.type, site.kind, shape, own_params(site.layer), site.base)
 
     def _select(self, model: Any, names: Sequence[str]) -> list[Site]:
-        sites = self._sites(model)
-        by_key = {s.key: s for s in sites}
+        """Every site (call and output) of each named layer."""
+        names = [names] if isinstance(names, str) else list(names)
         by_base: dict[str, list[Site]] = {}
-        for s in sites:
-            by_base.setdefault(split_suffix(s.key)[0], []).append(s)
+        for s in self._sites(model):
+            by_base.setdefault(s.base, []).append(s)
         chosen: dict[str, Site] = {}
         for name in names:
             if not isinstance(name, str):
                 raise TypeError(f"Layer names must be strings. Received: {name!r}.")
-            base = split_suffix(name)[0]
-            if name in by_base:  # every call and output of the layer
-                found = by_base[name]
-            elif name in by_key:
-                found = [by_key[name]]
-            elif base in by_key and not by_key[base].in_graph:  # "#k" found at run time
-                found = [by_key[base]]
-            else:
+            if name not in by_base:
                 raise LayerNotFoundError(
-                    f"No layer named {name!r} in model {model.name!r}." + layer_hint(name, by_key)
+                    f"No layer named {name!r} in model {model.name!r}." + layer_hint(name, by_base)
                 )
-            chosen.update((s.key, s) for s in found)
+            chosen.update((s.key, s) for s in by_base[name])
         return list(chosen.values())
 
-    def _keep(self, keys: Sequence[str], model: Any, names: Sequence[str]) -> list[str]:
-        # keys produced for the chosen sites, reduced to what ``names`` asked for,
-        # in model order
-        asked = set(names)
+    def _ordered(self, model: Any, keys: Any) -> list[str]:
+        """``keys`` in model order: by layer, then call, then output."""
+        sites = self._sites(model)
+        order = {s.key: i for i, s in enumerate(sites)}
+        first = {}
+        for i, s in enumerate(sites):
+            first.setdefault(s.base, i)
 
-        def wanted(key: str) -> bool:
-            if key in asked or split_suffix(key)[0] in asked:
-                return True
-            return any(key.startswith(a) and key[len(a) : len(a) + 1] in ("#", "[") for a in asked)
+        def rank(key: str) -> tuple[int, tuple[int, tuple[str, ...]]]:
+            if key in order:
+                return order[key], suffix_order("")
+            read = owner(key, first)  # "relu#1" of a layer found at run time
+            if read is None:
+                return len(order), suffix_order("")
+            return first[read[0]], suffix_order(read[1])
 
-        order = {s.key: i for i, s in enumerate(self._sites(model))}
-
-        def rank(key: str) -> tuple[int, list[int]]:
-            base = split_suffix(key)[0]
-            numbers = [int(a or b) for a, b in _SUFFIX_NUMBERS.findall(key[len(base) :])]
-            return order.get(key, order.get(base, len(order))), numbers
-
-        return sorted((k for k in keys if wanted(k)), key=rank)
+        return sorted(keys, key=rank)
 
     def _layouts(self, model: Any) -> Any:
         by_key = {s.key: s.layout for s in self._sites(model)}
+        by_base = {s.base: s.layout for s in self._sites(model)}
         default = keras.config.image_data_format()
 
         def layout(key: str) -> str:
-            return by_key.get(key) or by_key.get(split_suffix(key)[0], default)
+            if key in by_key:
+                return by_key[key]
+            read = owner(key, by_base)
+            return by_base[read[0]] if read else default
 
         return layout
-
-    def _arrays(
-        self, tensors: dict[str, Any], model: Any, names: Sequence[str]
-    ) -> dict[str, np.ndarray]:
-        # the runner already returned the canonical layout
-        return {k: _numpy(tensors[k]) for k in self._keep(list(tensors), model, names)}
 
     def _run_for_shapes(
         self, model: Any, sites: list[Site], input_shape: Sequence[int]
     ) -> list[LayerInfo]:
         # one eager pass on zeros; a layer that never runs keeps shape None
-        plan = EagerPlan([(s.layer, split_suffix(s.key)[0]) for s in sites], strict=False)
+        plan = EagerPlan([(s.layer, s.base) for s in sites], strict=False)
         zeros = to_tensor(np.zeros((1, *input_shape)), "float32")
         with input_errors(model, zeros):
             tensors = plan(model, (zeros,), {})
         layout = self._layouts(model)
+        bases = {s.base for s in sites}
+        ordered = self._ordered(model, tensors)
         infos = []
         for site in sites:
-            base = split_suffix(site.key)[0]
-            mine = self._keep(list(tensors), model, [base])
+            mine = [k for k in ordered if (owner(k, bases) or ("",))[0] == site.base]
             if not mine:
                 infos.append(self._info(site, None))
             for key in mine:
                 shape = canonical_shape(tuple(tensors[key].shape), layout(key))
-                infos.append(LayerInfo(key, site.type, site.kind, shape, own_params(site.layer)))
+                infos.append(
+                    LayerInfo(key, site.type, site.kind, shape, own_params(site.layer), site.base)
+                )
         return infos
 
     def _build_if_needed(self, model: Any, batch_shape: tuple[int | None, ...]) -> None:

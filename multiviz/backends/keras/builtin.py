@@ -1,6 +1,6 @@
 """The multiviz built-in CNN in Keras 3.
 
-The same network as :mod:`multiviz.backends.builtin_torch`, layer for layer and
+The same network as :mod:`multiviz.backends.torch.builtin`, layer for layer and
 name for name, channels-last. Weights are stored once, in PyTorch layout;
 :func:`build` converts them (conv OIHW -> HWIO, dense (out, in) -> (in, out)).
 Use :func:`multiviz.builtin_model` rather than this module.

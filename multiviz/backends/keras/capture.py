@@ -12,7 +12,7 @@ sub-model also outputs the nested model's input tensors, and a plan of the
 nested model (recursively) maps them to the inner outputs. A layer with no
 graph (a subclassed model, or a user-defined layer owning sublayers) is
 reached by an :class:`EagerPlan`: its sublayers' ``call`` is wrapped on the
-instance for the length of one call (see :mod:`._keras_record`).
+instance for the length of one call (see :mod:`.state`).
 
 Plans are cached per model (weakly: a deleted model frees its plans) and per
 set of names. On the TensorFlow backend the plan runs inside one cached
@@ -27,10 +27,10 @@ from typing import Any
 
 import keras
 
-from multiviz.backends._keras_graph import LAST, Site, Step, graph_of
-from multiviz.backends._keras_record import call_layer, recording
+from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
+from multiviz.backends.keras.state import call_layer, recording
+from multiviz.core.names import owner
 from multiviz.errors import MultivizError
-from multiviz.selection import split_suffix
 
 __all__ = ["EagerPlan", "GraphPlan", "Runner", "runner_for"]
 
@@ -112,7 +112,7 @@ class EagerPlan:
 
     @classmethod
     def from_items(cls, items: Sequence[tuple[Site, tuple[Step, ...]]]) -> EagerPlan:
-        return cls([(rest[-1][0], split_suffix(site.key)[0]) for site, rest in items])
+        return cls([(rest[-1][0], site.base) for site, rest in items])
 
     def __call__(self, layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensors:
         return self.run(layer, args, kwargs)[1]
@@ -169,7 +169,7 @@ class Runner:
     def __init__(self, model: Any, sites: Sequence[Site]) -> None:
         self.plan = build_plan(model, sites)
         self.layouts = {s.key: s.layout for s in sites}
-        self.layouts.update({split_suffix(s.key)[0]: s.layout for s in sites if not s.in_graph})
+        self.layouts.update({s.base: s.layout for s in sites if not s.in_graph})
         graph = graph_of(model)
         self.graph_ref = weakref.ref(graph) if graph is not None and graph is not model else None
         self._fn: Callable[..., Tensors] | None = None
@@ -186,7 +186,10 @@ class Runner:
         """Channels-last outputs of rank 3-5 with their channel axis moved to 1."""
         out = {}
         for key, t in tensors.items():
-            layout = self.layouts.get(key) or self.layouts.get(split_suffix(key)[0])
+            layout = self.layouts.get(key)
+            if layout is None:  # "relu#1" of a layer found at run time
+                read = owner(key, self.layouts)
+                layout = self.layouts[read[0]] if read else None
             rank = len(t.shape)
             if layout == LAST and 3 <= rank <= 5:
                 t = keras.ops.transpose(t, (0, rank - 1, *range(1, rank - 1)))

@@ -13,7 +13,7 @@ symbolically, so no node is added to a user layer. For class-index targets
 the pass and its gradient are traced once into a cached ``tf.function`` per
 (model, layers, ``wrt_input``, guided) — attribution methods call it many
 times; a callable target (new Python code every call) and subclassed models
-run eagerly. Where every chosen layer is top-level, :mod:`._keras_fast` uses a
+run eagerly. Where every chosen layer is top-level, :mod:`.gradients_tf_fast` uses a
 sub-model after all (the score is then computed from its outputs).
 
 The score is taken on *logits*: a model that ends in a softmax (a
@@ -31,24 +31,23 @@ activation is relu / relu6, and ``call`` on ``ReLU`` layers.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
-import numpy as np
 
-from multiviz.backends._keras_graph import Site, Step, graph_of, node_index
-from multiviz.backends._keras_plan import EagerPlan
-from multiviz.backends._keras_record import call_layer, recording, swapped
-from multiviz.errors import MultivizError
-from multiviz.selection import split_suffix
+from multiviz.backends.contract import check_scores, class_indices
+from multiviz.backends.keras.capture import EagerPlan
+from multiviz.backends.keras.layers import Site, Step, graph_of, node_index
+from multiviz.backends.keras.state import call_layer, recording, swapped
 
 __all__ = [
     "callable_scores",
-    "check_target",
     "compiled_step",
+    "compute_gradients",
     "ends_in_softmax",
     "gradient_step",
     "guided_relus",
@@ -79,7 +78,7 @@ def _want_for(sites: Sequence[Site], logits_path: tuple[Step, ...] | None) -> Wa
         path = site.path
         for i, (layer, k) in enumerate(path):
             if k is None:  # graph-less from here: record by wrapping the target's call
-                want.eager.append((path[-1][0], split_suffix(site.key)[0]))
+                want.eager.append((path[-1][0], site.base))
                 break
             key = (id(layer), k)
             if i == len(path) - 1:
@@ -181,7 +180,7 @@ def _record_eager_model(
 ) -> tuple[Any, dict[str, Any], tuple[Any, Any] | None]:
     # No graph: wrap the chosen layers, and every softmax-ending layer so that
     # the one producing the model's output can be recognised afterwards.
-    plan = EagerPlan([(s.path[-1][0], split_suffix(s.key)[0]) for s in sites])
+    plan = EagerPlan([(s.path[-1][0], s.base) for s in sites])
     heads = [layer for layer in model._flatten_layers(include_self=False) if ends_in_softmax(layer)]
     seen_in: dict[int, list[Any]] = {}
     with recording(heads, inputs=seen_in) as seen_out:
@@ -243,36 +242,6 @@ def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
 # --------------------------------------------------------------------------- scores
 
 
-def check_target(target: Any, n: int, output_shape: Sequence[int | None]) -> np.ndarray:
-    """Class index per sample as int64 (N,); ``-1`` means "the top class".
-
-    Raises:
-        MultivizError: ``target`` does not fit an output of ``output_shape``.
-    """
-    if len(output_shape) != 2:
-        raise MultivizError(
-            f"An integer target scores one class of an output of shape (N, classes); this "
-            f"model's output has shape {tuple(output_shape)}. Pass a callable target that "
-            "returns one score per sample, e.g. lambda out: out[:, 0, 5, 5]."
-        )
-    if target is None:
-        return np.full(n, -1, np.int64)
-    idx = np.asarray(target)
-    if idx.ndim == 0:
-        idx = np.full(n, idx)
-    if idx.shape != (n,) or not np.issubdtype(idx.dtype, np.integer):
-        raise MultivizError(
-            f"`target` must be None, an int or an int array of shape ({n},). "
-            f"Received: {target!r} (shape {idx.shape}, dtype {idx.dtype})."
-        )
-    classes = output_shape[1]
-    if idx.min() < 0 or (classes is not None and idx.max() >= classes):
-        raise MultivizError(
-            f"`target` class indices must lie in [0, {classes}). Received: {idx.tolist()}."
-        )
-    return idx.astype(np.int64)
-
-
 def pick_scores(logits: Any, idx: Any) -> tuple[Any, Any]:
     """``logits[n, idx[n]]`` per sample, ``idx == -1`` replaced by the argmax."""
     ops = keras.ops
@@ -282,15 +251,9 @@ def pick_scores(logits: Any, idx: Any) -> tuple[Any, Any]:
 
 
 def callable_scores(logits: Any, fn: Callable[[Any], Any]) -> Any:
-    """``fn(logits)``, checked to be one score per sample."""
-    n = int(logits.shape[0])
+    """``fn(logits)``, checked by the contract to be one score per sample."""
     scores = fn(logits)
-    if tuple(scores.shape) != (n,):
-        raise MultivizError(
-            f"A callable target must return one score per sample, shape ({n},). "
-            f"Received shape {tuple(scores.shape)}. Reduce the extra axes, e.g. "
-            "lambda out: out[:, 3]."
-        )
+    check_scores(scores, int(logits.shape[0]), is_tensor=keras.ops.is_tensor(scores))
     return scores
 
 
@@ -413,3 +376,58 @@ def _relu_patches(model: Any) -> Iterator[tuple[Any, str, Any]]:
 def guided_relus(model: Any) -> Any:
     """Context manager: guided-backprop ReLUs in ``model`` (all nested layers)."""
     return swapped(list(_relu_patches(model)))
+
+
+# --------------------------------------------------------------------------- the entry
+
+
+def compute_gradients(
+    model: Any,
+    x: Any,
+    sites: Sequence[Site],
+    target: Any,
+    wrt_input: bool,
+    guided: bool,
+) -> StepResult:
+    """Activations of ``sites`` and gradients of the summed target score, on TensorFlow.
+
+    Picks the cheapest correct route: the fast sub-model path
+    (:mod:`.gradients_tf_fast`) when every site is a top-level layer of a
+    graph model, else the node-by-node pass; for class-index targets one
+    cached ``tf.function``, for a callable target (new Python code every
+    call) or a subclassed model an eager pass. The target is checked by the
+    contract (:func:`~multiviz.backends.contract.class_indices`), as for PyTorch.
+
+    Returns:
+        logits, class index per sample (or ``None``), scores, recorded
+        tensors, their gradients and the input's gradient (or ``None``).
+    """
+    import tensorflow as tf
+
+    from multiviz.backends.keras.gradients_tf_fast import fast_step  # it builds on this module
+
+    x_t = tf.identity(x)
+    n = int(x_t.shape[0])
+    graph = graph_of(model)
+    fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
+    with guided_relus(model) if guided else contextlib.nullcontext():
+        if callable(target):  # new Python code every call: eager
+
+            def scored(logits: Any) -> tuple[Any, Any]:
+                return callable_scores(logits, target), None
+
+            if fast is not None:
+                return fast.run(x_t, scored, wrt_input)
+            return gradient_step(model, x_t, sites, scored, wrt_input)
+        if graph is not None:  # one cached tf.function, class indices as a tensor
+            idx = tf.constant(class_indices(target, n, tuple(graph.outputs[0].shape)))
+            if fast is not None:
+                return fast.compiled(wrt_input, guided)(x_t, idx)
+            return compiled_step(model, sites, guided, wrt_input)(x_t, idx)
+
+        # subclassed: eager; the output shape is known once it ran
+        def score(logits: Any) -> tuple[Any, Any]:
+            idx = class_indices(target, n, tuple(logits.shape))
+            return pick_scores(logits, keras.ops.convert_to_tensor(idx))
+
+        return gradient_step(model, x_t, sites, score, wrt_input)

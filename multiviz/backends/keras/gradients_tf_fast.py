@@ -2,7 +2,7 @@
 
 When every chosen layer is a top-level layer of a model with a symbolic graph
 (Functional, or a built Sequential; not a subclass that overrides ``call``),
-gradients need no node-by-node interpretation (see :mod:`._keras_grad` for
+gradients need no node-by-node interpretation (see :mod:`.gradients_tf` for
 why nested layers do). One
 ``keras.Model(model.inputs, [chosen outputs..., score source])`` over the
 model's own symbolic tensors computes, under ``tf.GradientTape``, both the
@@ -13,7 +13,7 @@ computed *from* the recorded tensors and the tape reaches them:
   ends in a softmax, that layer's input: the logits themselves behind a
   ``Softmax`` / ``Activation("softmax")`` layer, or the input of a ``Dense`` /
   conv layer with ``activation="softmax"``, whose linear part is then computed
-  from its kernel and bias (:func:`._keras_grad.logits_of`, shared with the
+  from its kernel and bias (:func:`.gradients_tf.logits_of`, shared with the
   general path);
 * the input is watched only when its gradient is asked for, so Grad-CAM
   backpropagates from the score to the chosen layer and no further.
@@ -25,7 +25,7 @@ capture's sub-models. Class-index targets run in one ``tf.function`` per
 argument, so a new target value does not retrace. A guided and a plain trace
 are cached apart: a trace keeps whatever ReLU the layers held while it was
 traced, so the guided one is only ever called inside
-:func:`._keras_grad.guided_relus`. Callable targets use the same sub-model
+:func:`.gradients_tf.guided_relus`. Callable targets use the same sub-model
 eagerly.
 """
 
@@ -37,7 +37,7 @@ from typing import Any
 
 import keras
 
-from multiviz.backends._keras_grad import (
+from multiviz.backends.keras.gradients_tf import (
     StepResult,
     ends_in_softmax,
     is_softmax_layer,
@@ -45,7 +45,7 @@ from multiviz.backends._keras_grad import (
     output_path,
     pick_scores,
 )
-from multiviz.backends._keras_graph import Site, graph_of
+from multiviz.backends.keras.layers import Site, graph_of
 
 __all__ = ["FastStep", "fast_step", "fast_step_for"]
 

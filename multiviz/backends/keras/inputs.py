@@ -24,7 +24,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from multiviz.backends._keras_graph import LAST, graph_of
+from multiviz.backends.keras.layers import LAST, graph_of
 from multiviz.errors import InputShapeError, MultivizError
 
 __all__ = ["check_shape", "input_errors", "plain", "to_tensor"]

@@ -88,6 +88,8 @@ class Site:
 
     Attributes:
         key: the name a user passes (``"enc/conv#1[0]"``).
+        base: the layer's name without the call and output suffix
+            (``"enc/conv"``): what :meth:`KerasBackend.capture` is asked for.
         layer: the Keras layer that produces it.
         path: ``(layer, node index)`` steps from the top-level graph down to
             ``layer``; the node index is ``None`` below a layer without a graph.
@@ -97,6 +99,7 @@ class Site:
     """
 
     key: str
+    base: str
     layer: Any
     path: tuple[Step, ...]
     output_index: int | None
@@ -313,13 +316,15 @@ def _graph_sites(
     for layer, k, node in graph_layer_nodes(graph):
         occ = occurrences[id(layer)]
         occurrences[id(layer)] += 1
-        name = prefix + layer.name + (f"#{occ}" if occ else "")
+        base = prefix + layer.name
+        name = base + (f"#{occ}" if occ else "")
         here = (*path, (layer, k))
         layout = node_layout(node, outer)
         multi = len(node.outputs) > 1
         for i, tensor in enumerate(node.outputs):
             yield Site(
                 key=name + (f"[{i}]" if multi else ""),
+                base=base,
                 layer=layer,
                 path=here,
                 output_index=i if multi else None,
@@ -340,7 +345,7 @@ def _eager_sites(layer: Any, prefix: str, path: tuple[Step, ...], layout: str) -
         here = (*path, (child, None))
         layout = own_layout(child, 4) or layout
         name = prefix + child.name
-        yield Site(name, child, here, None, layout, None)
+        yield Site(name, name, child, here, None, layout, None)
         inner = graph_of(child)
         if inner is not None:
             yield from _graph_sites_below_eager(inner, name + "/", here)
@@ -354,6 +359,7 @@ def _graph_sites_below_eager(graph: Any, prefix: str, path: tuple[Step, ...]) ->
     for site in _graph_sites(graph, prefix, (), ()):
         yield Site(
             site.key,
+            site.base,
             site.layer,
             path + tuple((layer, None) for layer, _ in site.path),
             site.output_index,

@@ -1,4 +1,4 @@
-"""Loading Keras models for :func:`multiviz.loaders.load_model`.
+"""Loading Keras models for :func:`multiviz.sources.models.load_model`.
 
 Sources: the built-in CNN, ``keras.applications`` (with that application's own
 ``preprocess_input``), and saved ``.keras`` / ``.h5`` files. Saved files load
@@ -20,16 +20,9 @@ from typing import Any
 
 import keras
 
-from multiviz.errors import closest
-from multiviz.images import Preprocess
-from multiviz.loaders import (
-    LoadedModel,
-    ModelLoadError,
-    ModelSpec,
-    NoNetworkError,
-    UnsafeFileError,
-    builtin_weights,
-)
+from multiviz.errors import ModelLoadError, NoNetworkError, UnsafeFileError, closest
+from multiviz.sources.images import Preprocess
+from multiviz.sources.models import LoadedModel, ModelSpec, builtin_weights
 
 __all__ = ["load"]
 
@@ -37,7 +30,7 @@ _BUILTIN_PRESET = Preprocess("builtin", size=(64, 64), layout="channels_last")
 
 
 def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> LoadedModel:
-    """Load ``spec`` (a Keras-side :class:`~multiviz.loaders.ModelSpec`).
+    """Load ``spec`` (a Keras-side :class:`~multiviz.sources.models.ModelSpec`).
 
     Raises:
         ModelLoadError: the file or name does not load; the message says why.
@@ -45,7 +38,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
         NoNetworkError: default weights could not be downloaded.
     """
     if spec.kind == "builtin":
-        from multiviz.builtin import BUILTIN_CLASSES, builtin_model
+        from multiviz.sources.builtin import BUILTIN_CLASSES, builtin_model
 
         model = builtin_model("keras", weights=builtin_weights(weights))
         shape = _input_shape(model)

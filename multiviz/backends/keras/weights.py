@@ -1,7 +1,7 @@
 """Read and write per-layer parameters of a Keras 3 model.
 
 Used by :func:`multiviz.transfer_weights` and :func:`multiviz.compare`; the
-layout conversion itself is framework-free (:mod:`multiviz.params`). Layers of
+layout conversion itself is framework-free (:mod:`multiviz.core.weight_layouts`). Layers of
 nested models are named ``"outer/inner"``.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from multiviz.params import LayerParams
+from multiviz.core.weight_layouts import LayerParams
 
 __all__ = ["execution_order", "read", "write"]
 
@@ -135,7 +135,7 @@ def read(model: Any) -> list[LayerParams]:
     """Every layer (nested models flattened), in the model's layer order.
 
     Returns:
-        One :class:`~multiviz.params.LayerParams` per layer: its variables as
+        One :class:`~multiviz.core.weight_layouts.LayerParams` per layer: its variables as
         NumPy copies under their short names (``"kernel"``, ``"gamma"``,
         ``"moving_variance"``…), ``op`` saying how they convert.
 

@@ -13,7 +13,7 @@ Behaviour to know about:
 * Early stop. The first ``capture`` of a (model, layers, input shape) runs the
   whole forward pass and counts each chosen module's calls; later ones stop
   once those calls have happened, so an early layer costs only the layers
-  before it (see :mod:`multiviz.backends._torch_capture`).
+  before it (see :mod:`multiviz.backends.torch.capture`).
 * A model ending in ``nn.Softmax`` / ``nn.LogSoftmax`` is scored on the logits
   entering it by ``gradients``, and those logits are its ``output``.
 * ``guided=True`` guides every ReLU and ReLU6 the forward pass runs,
@@ -34,19 +34,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.activations import LayerInfo
-from multiviz.backends._torch_capture import capture_outputs, output_shapes
-from multiviz.backends._torch_grad import compute_gradients
-from multiviz.backends._torch_inputs import (
+from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.torch.capture import capture_outputs, output_shapes
+from multiviz.backends.torch.gradients import compute_gradients
+from multiviz.backends.torch.inputs import (
     entry_check,
     main_output,
     run_model,
     to_model_input,
     to_numpy,
 )
-from multiviz.backends._torch_layers import find_modules, layer_infos, unwrap
-from multiviz.backends._torch_state import eval_mode
-from multiviz.backends.base import GradientResult, Target
+from multiviz.backends.torch.layers import find_modules, layer_infos, unwrap
+from multiviz.backends.torch.state import eval_mode
+from multiviz.core.records import LayerInfo
 from multiviz.errors import InputShapeError
 
 __all__ = ["TorchBackend"]
@@ -55,7 +55,7 @@ _KERAS_ROOTS = ("keras", "tf_keras")
 
 
 class TorchBackend:
-    """The :class:`~multiviz.backends.base.Backend` for ``torch.nn.Module`` models.
+    """The :class:`~multiviz.backends.contract.Backend` for ``torch.nn.Module`` models.
 
     Example:
         >>> from multiviz.backends import backend_by_name

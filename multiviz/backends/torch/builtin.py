@@ -1,6 +1,6 @@
 """The multiviz built-in CNN in PyTorch.
 
-The same network as :mod:`multiviz.backends.builtin_keras`, layer for layer and
+The same network as :mod:`multiviz.backends.keras.builtin`, layer for layer and
 name for name, so ``mv.capture(model, x, ["conv3"])`` means the same thing in
 both frameworks. Use :func:`multiviz.builtin_model` rather than this module.
 """

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.backends._torch_inputs import entry_check, run_model
-from multiviz.backends._torch_state import eval_mode
+from multiviz.backends.torch.inputs import entry_check, run_model
+from multiviz.backends.torch.state import eval_mode
 
 __all__ = ["capture_outputs", "flatten_output", "output_shapes", "snapshot"]
 

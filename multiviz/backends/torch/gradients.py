@@ -24,12 +24,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.backends._torch_capture import snapshot
-from multiviz.backends._torch_inputs import entry_check, main_output, run_model, to_numpy
-from multiviz.backends._torch_layers import is_softmax
-from multiviz.backends._torch_state import eval_mode, frozen_parameters, guided_relus
-from multiviz.backends.base import GradientResult, Target
-from multiviz.errors import TargetError
+from multiviz.backends.contract import (
+    GradientResult,
+    Target,
+    check_scores,
+    class_indices,
+)
+from multiviz.backends.torch.capture import snapshot
+from multiviz.backends.torch.inputs import entry_check, main_output, run_model, to_numpy
+from multiviz.backends.torch.layers import is_softmax
+from multiviz.backends.torch.state import eval_mode, frozen_parameters, guided_relus
 
 __all__ = ["compute_gradients", "score"]
 
@@ -98,8 +102,8 @@ def _scored_output(out: Any, watcher: _Watcher) -> torch.Tensor:
 def score(output: torch.Tensor, target: Target) -> tuple[torch.Tensor, np.ndarray | None]:
     """One score per sample, and the class scored per sample (``None`` for a callable).
 
-    An output with axes beyond (N, K), e.g. a segmentation map (N, K, H, W),
-    scores class k of a sample as the sum of its map.
+    The target is checked by the contract (:func:`~multiviz.backends.contract.class_indices`,
+    :func:`~multiviz.backends.contract.check_scores`), as the Keras backend checks it.
 
     Raises:
         TargetError: ``target`` does not fit the batch or the output.
@@ -112,44 +116,12 @@ def score(output: torch.Tensor, target: Target) -> tuple[torch.Tensor, np.ndarra
     n = output.shape[0]
     if callable(target):
         scores = target(output)
-        if not isinstance(scores, torch.Tensor) or tuple(scores.shape) != (n,):
-            got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-            raise TargetError(
-                f"A callable target must return one score per sample: a tensor of shape ({n},). "
-                f"Received {got}. Index the output per sample, e.g. lambda out: out[:, 3], "
-                "and do not sum over the batch."
-            )
+        check_scores(scores, n, is_tensor=isinstance(scores, torch.Tensor))
         return scores, None
-    if output.ndim < 2:
-        raise TargetError(
-            f"The model's output has shape {tuple(output.shape)}, with no class axis to pick "
-            "a target from. Pass target as a callable returning one score per sample."
-        )
-    classes = output.reshape(n, output.shape[1], -1).sum(-1)
-    if target is None:
-        index = classes.argmax(dim=1)
-    else:
-        index = torch.as_tensor(_class_indices(target, n, classes.shape[1]), device=output.device)
-    scores = classes.gather(1, index[:, None])[:, 0]
+    idx = torch.as_tensor(class_indices(target, n, tuple(output.shape)), device=output.device)
+    index = torch.where(idx < 0, output.argmax(dim=1), idx)
+    scores = output.gather(1, index[:, None])[:, 0]
     return scores, index.cpu().numpy().astype(np.int64)
-
-
-def _class_indices(target: Any, n: int, k: int) -> np.ndarray:
-    if isinstance(target, torch.Tensor):
-        target = target.detach().cpu().numpy()
-    arr = np.asarray(target)
-    if arr.dtype.kind not in "iu" or arr.ndim > 1 or (arr.ndim == 1 and arr.shape[0] != n):
-        raise TargetError(
-            f"target must be None, an int, an int array of shape ({n},) or a callable. "
-            f"Received {arr.dtype} array of shape {arr.shape}. Pass one class index per sample."
-        )
-    arr = np.broadcast_to(arr, (n,)).astype(np.int64)
-    if arr.min() < 0 or arr.max() >= k:
-        raise TargetError(
-            f"target class indices must lie in [0, {k - 1}] for an output with {k} classes. "
-            f"Received {arr.tolist()}."
-        )
-    return arr
 
 
 def compute_gradients(
@@ -167,7 +139,7 @@ def compute_gradients(
             ``.grad``, hooks), also when something raises.
         x: the input, a private copy on the model's device and dtype.
         chosen: (name, module) pairs.
-        target: see :data:`multiviz.backends.base.Target`.
+        target: see :data:`multiviz.backends.contract.Target`.
         wrt_input: also return d(score)/d(input).
         guided: guided backpropagation through every ReLU (module or function).
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.backends._torch_layers import CONV_TYPES
+from multiviz.backends.torch.layers import CONV_TYPES
 from multiviz.errors import InputShapeError, InputTypeError
 
 __all__ = [

@@ -11,9 +11,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from multiviz.activations import LayerInfo
+from multiviz.core.records import LayerInfo
 from multiviz.errors import LayerNotFoundError, layer_hint
-from multiviz.selection import split_suffix
 
 __all__ = [
     "CONV_TYPES",
@@ -64,7 +63,7 @@ _KIND_WORDS = (("norm", "norm"), ("conv", "conv"), ("pool", "pool"))
 
 
 def kind_of(module: nn.Module) -> str:
-    """The framework-neutral kind of ``module`` (see :data:`multiviz.selection.KINDS`).
+    """The framework-neutral kind of ``module`` (see :data:`multiviz.core.names.KINDS`).
 
     Example:
         >>> kind_of(nn.Conv2d(3, 8, 3)), kind_of(nn.Sequential(nn.ReLU())), kind_of(nn.Flatten())
@@ -126,7 +125,7 @@ def layer_infos(
 
 
 def find_modules(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.Module]]:
-    """Look up each layer name (a ``#k`` / ``[i]`` suffix is ignored).
+    """Look up each layer name: a module name exactly as ``named_modules()`` gives it.
 
     Raises:
         LayerNotFoundError: a name is no module of ``model``; the message lists
@@ -139,13 +138,11 @@ def find_modules(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.M
     table = {n: m for n, m in model.named_modules(remove_duplicate=False) if n}
     found: list[tuple[str, nn.Module]] = []
     for name in dict.fromkeys(names):
-        base = name if name in table else split_suffix(name)[0]
-        if base not in table:
+        if name not in table:
             raise LayerNotFoundError(
                 f"No layer named {name!r} in this {type(model).__name__}." + layer_hint(name, table)
             )
-        if all(base != n for n, _ in found):
-            found.append((base, table[base]))
+        found.append((name, table[name]))
     return found
 
 

@@ -1,4 +1,4 @@
-"""Loading PyTorch models for :func:`multiviz.loaders.load_model`.
+"""Loading PyTorch models for :func:`multiviz.sources.models.load_model`.
 
 One function per source: the built-in CNN, ``torchvision.models``, a
 ``torch.export`` program (``.pt2``), a TorchScript archive, and a
@@ -34,16 +34,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from multiviz.errors import closest
-from multiviz.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from multiviz.loaders import (
-    LoadedModel,
-    ModelLoadError,
-    ModelSpec,
-    NoNetworkError,
-    UnsafeFileError,
-    builtin_weights,
-)
+from multiviz.errors import ModelLoadError, NoNetworkError, UnsafeFileError, closest
+from multiviz.sources.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from multiviz.sources.models import LoadedModel, ModelSpec, builtin_weights
 
 __all__ = ["check_exported_archive", "load"]
 
@@ -55,7 +48,7 @@ _PLAIN_PRESET = Preprocess("[0, 1]", size=(224, 224), layout="channels_first")
 
 
 def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> LoadedModel:
-    """Load ``spec`` (a torch-side :class:`~multiviz.loaders.ModelSpec`).
+    """Load ``spec`` (a torch-side :class:`~multiviz.sources.models.ModelSpec`).
 
     Raises:
         ModelLoadError: the file or name does not load; the message says why.
@@ -81,7 +74,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
 
 
 def _builtin(spec: ModelSpec, weights: str) -> LoadedModel:
-    from multiviz.builtin import BUILTIN_CLASSES, builtin_model
+    from multiviz.sources.builtin import BUILTIN_CLASSES, builtin_model
 
     model = builtin_model("torch", weights=builtin_weights(weights))
     return LoadedModel(model, "torch", spec, _BUILTIN_PRESET, (3, None, None), BUILTIN_CLASSES)
@@ -206,7 +199,7 @@ def check_exported_archive(path: Path) -> None:
         >>> check_exported_archive(Path("no-such.pt2"))  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.loaders.ModelLoadError: 'no-such.pt2' could not be read as a torch.export archive...
+        multiviz.sources.models.ModelLoadError: 'no-such.pt2' could not be read as a torch.export archive...
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -389,7 +382,7 @@ def _pickled(spec: ModelSpec, arch: str | None, unsafe: bool) -> LoadedModel:
             "network they belong to with --arch torchvision:NAME (or --arch builtin)."
         )
     if arch == "builtin":
-        from multiviz.builtin import BUILTIN_CLASSES, builtin_model
+        from multiviz.sources.builtin import BUILTIN_CLASSES, builtin_model
 
         model = builtin_model("torch", weights=None)
         _fit_state_dict(model, obj, path, arch)

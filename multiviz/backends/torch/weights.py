@@ -1,7 +1,7 @@
 """Read and write per-layer parameters of a PyTorch model.
 
 Used by :func:`multiviz.transfer_weights` and :func:`multiviz.compare`; the
-layout conversion itself is framework-free (:mod:`multiviz.params`).
+layout conversion itself is framework-free (:mod:`multiviz.core.weight_layouts`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.params import LayerParams
+from multiviz.core.weight_layouts import LayerParams
 
 __all__ = ["read", "write"]
 
@@ -48,7 +48,7 @@ def read(model: nn.Module) -> list[LayerParams]:
     """Every leaf module (and any module owning parameters), in definition order.
 
     Returns:
-        One :class:`~multiviz.params.LayerParams` per module: its own
+        One :class:`~multiviz.core.weight_layouts.LayerParams` per module: its own
         parameters and buffers as float NumPy copies (``num_batches_tracked``
         left out), ``op`` saying how they convert.
 
