@@ -22,28 +22,9 @@ built-in model and data), ``cli/``.
 
 from __future__ import annotations
 
+from multiviz import errors as _errors
 from multiviz._lazy import lazy_getattr
 from multiviz._version import __version__
-from multiviz.errors import (
-    BackendUnavailableError,
-    CamHeadError,
-    ImageError,
-    InputShapeError,
-    InputTypeError,
-    LayerNotFoundError,
-    ModelLoadError,
-    ModelsDifferError,
-    MultivizError,
-    MultivizWarning,
-    NoNetworkError,
-    NotSpatialLayerError,
-    TargetError,
-    TransferError,
-    UnsafeFileError,
-    UnsupportedModelError,
-    UsageError,
-    WeightsFileError,
-)
 
 # public name -> module (relative to the package) that defines it
 _EXPORTS: dict[str, str] = {
@@ -102,28 +83,10 @@ _EXPORTS: dict[str, str] = {
     "html_report": "report",
 }
 
-__all__ = [
-    "BackendUnavailableError",
-    "CamHeadError",
-    "ImageError",
-    "InputShapeError",
-    "InputTypeError",
-    "LayerNotFoundError",
-    "ModelLoadError",
-    "ModelsDifferError",
-    "MultivizError",
-    "MultivizWarning",
-    "NoNetworkError",
-    "NotSpatialLayerError",
-    "TargetError",
-    "TransferError",
-    "UnsafeFileError",
-    "UnsupportedModelError",
-    "UsageError",
-    "WeightsFileError",
-    "__version__",
-    *_EXPORTS,
-]
+# every exception and warning, from multiviz.errors (cheap: no framework, no NumPy)
+_EXPORTS.update(dict.fromkeys(_errors.__all__, "errors"))
+
+__all__ = ["__version__", *_EXPORTS]
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)
 

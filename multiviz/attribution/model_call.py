@@ -298,7 +298,7 @@ class ModelCall:
         shape = tuple(int(d) for d in self.x.shape[1:])
         return self.backend.layers(self.model, input_shape=shape)
 
-    def request(self, name: str) -> Request:
+    def request(self, name: str, method: str = "Attribution") -> Request:
         """What ``name`` (one layer, call or output) asks a backend for, read once.
 
         Raises:
@@ -310,10 +310,10 @@ class ModelCall:
             if len(found) != 1:
                 keys = [r.key for r in found]
                 raise ValueError(
-                    f"Attribution needs exactly one layer; {name!r} matches {len(keys)}: "
+                    f"{method} needs exactly one layer; layer={name!r} matches {len(keys)}: "
                     f"{keys[:8]}{' …' if len(keys) > 8 else ''}. Pass one of them."
                 )
-            self._requests[name] = found[0]
+            self._requests[name] = self._requests[found[0].key] = found[0]
         return self._requests[name]
 
     def pick(self, arrays: dict[str, np.ndarray], name: str) -> np.ndarray:
@@ -354,15 +354,7 @@ class ModelCall:
                 f"`layer` must be one layer name (a str). Received: {layer!r}. "
                 "See mv.layers(model) for the names."
             )
-        found = requests(layer, self.layer_infos())
-        if len(found) != 1:
-            keys = [r.key for r in found]
-            raise ValueError(
-                f"{method} needs exactly one layer; layer={layer!r} matches {len(keys)}: "
-                f"{keys[:8]}{' …' if len(keys) > 8 else ''}. Pass one of them."
-            )
-        self._requests[found[0].key] = found[0]
-        return found[0].key
+        return self.request(layer, method).key
 
     def spatial(self, arrays: dict[str, np.ndarray], name: str, method: str) -> np.ndarray:
         """``arrays[name]``, checked to be a map ``(N, C, h, w)`` with more than one pixel.

@@ -34,8 +34,9 @@ def plot_parity(report: ParityReport, ax: Axes | None = None) -> Figure:
         The ``matplotlib.figure.Figure`` (the one ``ax`` belongs to, if given).
 
     Example:
+        >>> from multiviz.parity.compare import compare_activations
         >>> a = {"x": np.ones((1, 3)), "y": np.ones((1, 3))}
-        >>> fig = compare_activations(a, {"x": a["x"] + 1e-6, "y": a["y"]}).plot()
+        >>> fig = plot_parity(compare_activations(a, {"x": a["x"] + 1e-6, "y": a["y"]}))
         >>> fig.axes[0].get_yscale()
         'log'
     """
@@ -137,6 +138,7 @@ def plot_comparison(
         IndexError: ``sample`` is out of range.
 
     Example:
+        >>> from multiviz.parity.compare import compare_activations
         >>> a = {"conv": np.random.default_rng(0).normal(size=(1, 4, 6, 8))}
         >>> b = {"conv": a["conv"] * 1.01}
         >>> fig = plot_comparison(compare_activations(a, b), "conv")

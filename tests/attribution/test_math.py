@@ -15,14 +15,20 @@ import pytest
 
 import multiviz as mv
 from multiviz import backends as registry
-from multiviz.activations import LayerInfo
-from multiviz.attribution import METHODS, cam_math, gradient_math
-from multiviz.attribution.errors import CamHeadError, NotSpatialLayerError, TargetError
+from multiviz.attribution import cam_math, gradient_math
+from multiviz.attribution.explain import METHODS
 from multiviz.attribution.maps import aggregate_channels, normalize_maps, upsample_maps
-from multiviz.backends.base import GradientResult
-from multiviz.errors import InputShapeError, LayerNotFoundError
-from multiviz.layout import to_channels_first, to_channels_last
-from multiviz.resize import resize_bilinear
+from multiviz.backends.contract import GradientResult
+from multiviz.core.layout import to_channels_first, to_channels_last
+from multiviz.core.records import LayerInfo
+from multiviz.core.resize import resize_bilinear
+from multiviz.errors import (
+    CamHeadError,
+    InputShapeError,
+    LayerNotFoundError,
+    NotSpatialLayerError,
+    TargetError,
+)
 
 # ----------------------------------------------------------------------------- the math
 
@@ -301,7 +307,7 @@ class FakeBackend:
 @pytest.fixture
 def fake(monkeypatch):
     backend = FakeBackend()
-    monkeypatch.setitem(registry._REGISTRY, "fake", ("tests", "FakeBackend", ("fake",)))
+    monkeypatch.setitem(registry._REGISTRY, "fake", ("FakeBackend", ("fake",)))
     monkeypatch.setitem(registry._INSTANCES, "fake", backend)
     monkeypatch.setitem(registry._BY_TYPE, FakeNet, "fake")
     return backend

@@ -1,10 +1,13 @@
-"""Attribution maps on Keras models: values against independent references.
+"""Attribution maps against independent references, once per framework.
 
-References: float64 finite differences on a small channels-last net (C, H
-and W all different), the closed-form math applied to those numerical
-gradients, the Dense kernel itself for CAM, the same batch one sample at a
-time, and the same model with a softmax appended. Also: the model is left as
-found by every method, also when its forward pass raises.
+Each body runs for PyTorch and for Keras through the ``framework`` fixture
+(``tests/conftest.py``). References: float64 finite differences on a small
+net (C, H and W all different) with the closed-form CAM math applied to
+them, the dense layer's own weights for CAM, the same batch one sample at a
+time, the same model with a softmax appended. Also: the model is left as
+found by every method, also when its forward pass raises. What only one
+framework has (hand-written guided ReLUs in autograd, a direct PyTorch
+Score-CAM, localization on the shapes data set) is in ``test_torch.py``.
 """
 
 from __future__ import annotations
@@ -12,38 +15,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-
-import multiviz as mv  # noqa: E402
-from multiviz.attribution import cam_math  # noqa: E402
-from multiviz.attribution.errors import CamHeadError, NotSpatialLayerError  # noqa: E402
-from multiviz.layout import to_channels_first, to_channels_last  # noqa: E402
-from multiviz.resize import resize_bilinear  # noqa: E402
-
-pytestmark = pytest.mark.keras
-
-SIZE = (7, 9)  # input H, W; 3 channels; the CAM layer "feat" is (5, 4, 5) channels-first
+import multiviz as mv
+from multiviz.attribution import cam_math
+from multiviz.core.resize import resize_bilinear
+from multiviz.errors import CamHeadError, NotSpatialLayerError
+from tests.frameworks import CAM_SIZE, C, cam_weights
 
 
-def tiny_net():
-    """conv(3->4) relu conv(4->5, stride 2) "feat" | relu gap fc(5->3), float64."""
-    keras.utils.set_random_seed(1)
-    f64 = {"dtype": "float64"}
-    inp = keras.Input((*SIZE, 3), dtype="float64")
-    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1", **f64)(inp)
-    h = keras.layers.Conv2D(5, 3, strides=2, padding="same", name="feat", **f64)(h)
-    h = keras.layers.ReLU(name="relu", **f64)(h)
-    h = keras.layers.GlobalAveragePooling2D(name="gap", **f64)(h)
-    out = keras.layers.Dense(3, name="fc", **f64)(h)
-    return keras.Model(inp, out)
+def cam_input(n: int = 2, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, C, *CAM_SIZE))
 
 
-def tiny_input(n=2, seed=0):
-    return np.random.default_rng(seed).normal(size=(n, *SIZE, 3))
-
-
-def numeric_grad(f, a, h=1e-6):
+def numeric_grad(f, a: np.ndarray, h: float = 1e-6) -> np.ndarray:
     """d sum(f(a)) / da by central differences, float64 NumPy."""
     a = np.array(a, np.float64)
     g = np.zeros_like(a)
@@ -58,66 +41,65 @@ def numeric_grad(f, a, h=1e-6):
     return g
 
 
-def input_grad_fd(net, x, h=1e-6):
-    """d logit_1 / d x per sample by central differences, all perturbations in one batch."""
+def input_grad_fd(kit, net, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """d logit_1 / d x per sample (canonical) by central differences, one batch per sample."""
     grads = np.zeros_like(x)
     d = x[0].size
     steps = h * np.eye(d).reshape(d, *x.shape[1:])
     for i in range(len(x)):
-        batch = np.concatenate([x[i] + steps, x[i] - steps])
-        out = net(batch).numpy()[:, 1]
+        out = kit.run(net, np.concatenate([x[i] + steps, x[i] - steps]))[:, 1]
         grads[i] = ((out[:d] - out[d:]) / (2 * h)).reshape(x.shape[1:])
     return grads
-
-
-@pytest.fixture(scope="module")
-def builtin():
-    return mv.builtin_model("keras")
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    return to_channels_last(mv.shapes_dataset(3, size=32, seed=5).images)
 
 
 # --------------------------------------------------------------------------- against finite differences
 
 
-def test_cam_family_matches_finite_difference_gradients():
-    net, x = tiny_net(), tiny_input()
+def test_cam_family_matches_finite_difference_gradients(framework):
+    kit = framework
+    w = cam_weights()
+    net, x = kit.cam_net(w), cam_input()
     cls = np.array([2, 0])
-    feat = keras.Model(net.input, net.get_layer("feat").output)(x).numpy()  # (2, 4, 5, 5) NHWC
-    kernel, bias = (w.astype(np.float64) for w in net.get_layer("fc").get_weights())
+    acts = kit.features(net, x, "feat")  # (2, 5, 4, 5)
 
-    def head(a):  # relu -> gap -> fc, in NumPy, channels-last
-        return (np.maximum(a, 0).mean(axis=(1, 2)) @ kernel + bias)[[0, 1], cls]
+    def head(a):  # relu -> gap -> fc, in NumPy
+        return (np.maximum(a, 0).mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"])[[0, 1], cls]
 
-    acts = to_channels_first(feat)
-    grads = to_channels_first(numeric_grad(head, feat))
+    grads = numeric_grad(head, acts)
     for fn, formula in (
         (mv.grad_cam, cam_math.grad_cam_map),
         (mv.grad_cam_plus_plus, cam_math.grad_cam_plus_plus_map),
         (mv.layer_cam, cam_math.layer_cam_map),
     ):
-        want = resize_bilinear(formula(acts, grads), SIZE)
-        got = fn(net, x, "feat", cls, normalize=False)
-        assert got.shape == (2, *SIZE)
+        want = resize_bilinear(formula(acts, grads), CAM_SIZE)
+        got = fn(net, kit.native(x), "feat", cls, normalize=False)
+        assert got.shape == (2, *CAM_SIZE)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
         assert (want > 0).any() and (want == 0).any()  # the ReLU was exercised
 
 
-def test_saliency_matches_finite_differences():
-    net, x = tiny_net(), tiny_input()
-    want = input_grad_fd(net, x)  # (2, 7, 9, 3)
-    got = mv.saliency(net, x, 1, aggregation=None, normalize=False)
-    assert got.shape == (2, 3, *SIZE)  # canonical layout: channels first
-    np.testing.assert_allclose(got, to_channels_first(want), rtol=1e-4, atol=1e-6)
+def test_saliency_matches_finite_differences(framework):
+    kit = framework
+    net, x = kit.cam_net(cam_weights()), cam_input()
+    want = input_grad_fd(kit, net, x)
+    got = mv.saliency(net, kit.native(x), 1, aggregation=None, normalize=False)
+    assert got.shape == (2, C, *CAM_SIZE)  # the canonical layout: channels first
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        mv.saliency(net, kit.native(x), 1, normalize=False),
+        np.abs(want).max(axis=1),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
-def test_integrated_gradients_completeness(builtin):
-    x = to_channels_last(mv.shapes_dataset(4, size=32, seed=2).images)
-    maps, delta = mv.integrated_gradients(builtin, x, steps=64, normalize=False, return_delta=True)
-    logits = builtin(np.concatenate([x, np.zeros_like(x)])).numpy()
+def test_integrated_gradients_completeness(framework, builtin):
+    kit = framework
+    images = mv.shapes_dataset(4, size=(32, 40), seed=2).images
+    maps, delta = mv.integrated_gradients(
+        builtin, kit.native(images), steps=64, normalize=False, return_delta=True
+    )
+    logits = kit.run(builtin, np.concatenate([images, np.zeros_like(images)]))
     cls = logits[:4].argmax(axis=1)
     gap = logits[np.arange(4), cls] - logits[4 + np.arange(4), cls]
     total = maps.reshape(4, -1).sum(axis=1)
@@ -126,14 +108,16 @@ def test_integrated_gradients_completeness(builtin):
     np.testing.assert_allclose(delta, total - gap, atol=1e-3)
 
 
-def test_cam_gradient_route_equals_the_dense_kernel(builtin, shapes):
-    w = builtin.get_layer("fc").get_weights()[0].T  # (classes, 64)
+def test_cam_gradient_route_equals_the_dense_weights(framework, builtin, shapes):
+    kit = framework
+    x = kit.native(shapes.images)
+    w = kit.dense_weights(builtin, "fc")  # (classes, 64)
     for target in (None, [3, 1, 0]):
-        by_grad = mv.cam(builtin, shapes, "relu3", target, normalize=False)
-        by_weights = mv.cam(builtin, shapes, "relu3", target, fc_weights=w, normalize=False)
+        by_grad = mv.cam(builtin, x, "relu3", target, normalize=False)
+        by_weights = mv.cam(builtin, x, "relu3", target, fc_weights=w, normalize=False)
         np.testing.assert_allclose(by_grad, by_weights, rtol=1e-4, atol=1e-5)
     with pytest.raises(CamHeadError, match="spatial mean"):
-        mv.cam(builtin, shapes, "conv3")
+        mv.cam(builtin, x, "conv3")  # the pooling averages relu3, not conv3
 
 
 # --------------------------------------------------------------------------- targets
@@ -154,93 +138,59 @@ METHODS = {
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
-def test_per_sample_targets_equal_separate_calls(builtin, shapes, method):
+def test_per_sample_targets_equal_separate_calls(framework, builtin, shapes, method):
     fn = METHODS[method]
+    x = framework.native(shapes.images)
     targets = np.array([3, 0, 2])
-    batch = fn(builtin, shapes, targets)
+    batch = fn(builtin, x, targets)
     for i, t in enumerate(targets):
-        np.testing.assert_allclose(batch[i], fn(builtin, shapes[i : i + 1], int(t))[0], atol=1e-5)
+        np.testing.assert_allclose(batch[i], fn(builtin, x[i : i + 1], int(t))[0], atol=1e-5)
+    # SmoothGrad is left out: one seed draws one noise stream for the whole batch
 
 
-def test_callable_target(builtin, shapes):
-    np.testing.assert_allclose(
-        mv.grad_cam(builtin, shapes, "relu3", lambda out: out[:, 2]),
-        mv.grad_cam(builtin, shapes, "relu3", 2),
+def test_a_callable_target(framework, builtin, shapes):
+    x = framework.native(shapes.images)
+    np.testing.assert_allclose(  # two routes (eager and compiled in Keras): float32 rounding apart
+        mv.grad_cam(builtin, x, "relu3", lambda out: out[:, 2]),
+        mv.grad_cam(builtin, x, "relu3", 2),
+        rtol=1e-6,
+        atol=1e-6,
     )
+    # gradients are linear in the score
     combo = mv.saliency(
-        builtin, shapes, lambda out: 2 * out[:, 1] - out[:, 0], aggregation=None, normalize=False
+        builtin, x, lambda out: 2 * out[:, 1] - out[:, 0], aggregation=None, normalize=False
     )
-    one = mv.saliency(builtin, shapes, 1, aggregation=None, normalize=False)
-    zero = mv.saliency(builtin, shapes, 0, aggregation=None, normalize=False)
+    one = mv.saliency(builtin, x, 1, aggregation=None, normalize=False)
+    zero = mv.saliency(builtin, x, 0, aggregation=None, normalize=False)
     np.testing.assert_allclose(combo, 2 * one - zero, rtol=1e-4, atol=1e-5 * np.abs(combo).max())
+    # Score-CAM with a callable uses the raw score (no softmax)
+    assert mv.score_cam(builtin, x, "relu3", lambda out: out[:, 1] - out[:, 0]).shape == (3, 32, 40)
 
 
-def test_a_model_ending_in_softmax_is_explained_on_its_logits(builtin, shapes):
-    soft = keras.Model(builtin.input, keras.layers.Softmax(name="probs")(builtin.output))
+def test_a_model_ending_in_softmax_is_explained_on_its_logits(framework, builtin, shapes):
+    kit = framework
+    soft = kit.with_softmax(builtin)
+    x = kit.native(shapes.images)
+    layer = kit.softmax_prefix + "relu3"
     for fn in (mv.grad_cam, mv.score_cam, mv.cam):
-        np.testing.assert_allclose(
-            fn(soft, shapes, "relu3"), fn(builtin, shapes, "relu3"), atol=1e-5
-        )
+        np.testing.assert_allclose(fn(soft, x, layer), fn(builtin, x, "relu3"), atol=1e-5)
 
 
-def test_layer_must_be_spatial_and_is_never_swapped(builtin, shapes):
+# --------------------------------------------------------------------------- layers
+
+
+def test_the_layer_must_be_spatial_and_is_never_swapped(framework, builtin, shapes):
+    x = framework.native(shapes.images)
     for layer in ("gap", "fc"):
         with pytest.raises(NotSpatialLayerError, match=f"'{layer}'") as info:
-            mv.grad_cam(builtin, shapes, layer)
+            mv.grad_cam(builtin, x, layer)
         assert "relu3" in str(info.value)
-    np.testing.assert_array_equal(
-        mv.grad_cam(builtin, shapes), mv.grad_cam(builtin, shapes, "relu3")
-    )
+    with pytest.raises(NotSpatialLayerError, match="'gap'"):
+        mv.score_cam(builtin, x, "gap")
+    np.testing.assert_array_equal(mv.grad_cam(builtin, x), mv.grad_cam(builtin, x, "relu3"))
 
 
 # --------------------------------------------------------------------------- the model is left alone
-
-
-class Tripwire(keras.layers.Layer):
-    """Identity that fails at run time (eager or traced) when the image holds a NaN."""
-
-    def call(self, x):
-        return tf.debugging.assert_all_finite(x, "tripwire: non-finite activation")
-
-
-def _model_with_tripwire():
-    weights = mv.builtin_model("keras")
-    inp = keras.Input((None, None, 3))
-    h = Tripwire(name="tripwire")(inp)
-    for k, filters in enumerate((16, 32, 64), start=1):
-        h = keras.layers.Conv2D(filters, 3, padding="same", name=f"conv{k}")(h)
-        h = keras.layers.ReLU(name=f"relu{k}")(h)
-        if k < 3:
-            h = keras.layers.MaxPooling2D(2, name=f"pool{k}")(h)
-    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
-    model = keras.Model(inp, keras.layers.Dense(4, name="fc")(h))
-    model.set_weights(weights.get_weights())
-    return model
-
-
-def state(model):
-    return {
-        "weights": [w.copy() for w in model.get_weights()],
-        "layers": {
-            layer.name: (
-                layer.trainable,
-                getattr(layer, "activation", None),
-                "call" in vars(layer),
-                len(getattr(layer, "_inbound_nodes", [])),
-            )
-            for layer in model.layers
-        },
-        "trainable": model.trainable,
-        "outputs": list(model.outputs),
-    }
-
-
-def assert_same(before, after):
-    assert before["layers"] == after["layers"]
-    assert before["trainable"] == after["trainable"]
-    assert all(a is b for a, b in zip(before["outputs"], after["outputs"], strict=True))
-    for a, b in zip(before["weights"], after["weights"], strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 ALL = {
@@ -251,16 +201,17 @@ ALL = {
 
 
 @pytest.mark.parametrize("method", sorted(ALL))
-def test_model_is_unchanged_also_when_forward_raises(method):
-    model = _model_with_tripwire()
-    model.get_layer("conv2").trainable = False
-    before = state(model)
-    x = to_channels_last(mv.shapes_dataset(2, size=32).images)
-    ALL[method](model, x, None)
-    assert_same(before, state(model))
+def test_the_model_is_unchanged_also_when_its_forward_pass_raises(framework, builtin, method):
+    kit = framework
+    model = kit.with_tripwire(builtin)
+    kit.unsettle(model)
+    before = kit.state(model)
+    x = mv.shapes_dataset(2, size=(32, 40)).images
+    ALL[method](model, kit.native(x), None)
+    kit.assert_same(before, kit.state(model))
     bad = x.copy()
-    bad[0, 3, 4, 0] = np.nan
+    bad[0, 0, 3, 4] = np.nan
     with pytest.raises(Exception) as info:
-        ALL[method](model, bad, 1)
+        ALL[method](model, kit.native(bad), 1)
     assert "tripwire" in str(info.value) + str(info.value.__cause__)
-    assert_same(before, state(model))
+    kit.assert_same(before, kit.state(model))

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.both
 
 import multiviz as mv  # noqa: E402
-from multiviz.layout import to_channels_last  # noqa: E402
+from multiviz.core.layout import to_channels_last  # noqa: E402
 
 ATOL = 1e-4  # on maps scaled to [0, 1]
 

@@ -1,5 +1,10 @@
-"""The Keras 3 backend: names, layouts, values, nesting, fallbacks, gradients.
+"""The Keras 3 backend: what only Keras has — names, layouts, nesting, fallbacks, gradients.
 
+The contract every backend keeps (verbs, invariants, errors) is checked once
+for both frameworks in ``tests/backends/test_contract.py``; this file adds
+Keras's own cases: static shapes, layouts read from layers, Sequential and
+nested models, shared layers, subclassed models, the cached sub-models and
+the fast gradient path, ``keras.applications``, other Keras backends.
 Expected values are computed independently: NumPy on hand-set weights, the
 nested model run on its own, finite differences in float64, closed-form
 gradients of small nets. Shapes use H=5, W=7, C=3 (all different) so a
@@ -24,13 +29,14 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 import multiviz as mv  # noqa: E402
-from multiviz.backends import _keras_plan, get_backend  # noqa: E402
-from multiviz.backends.keras import KerasBackend  # noqa: E402
+from multiviz.backends import get_backend  # noqa: E402
+from multiviz.backends.keras import capture as keras_capture  # noqa: E402
+from multiviz.backends.keras.adapter import KerasBackend  # noqa: E402
 from multiviz.errors import (  # noqa: E402
     InputShapeError,
-    LayerNotFoundError,
     MultivizError,
 )
+from tests.frameworks import kit  # noqa: E402
 
 H, W, C = 5, 7, 3
 rng = np.random.default_rng(0)
@@ -92,98 +98,23 @@ def _expected_1x1(x: np.ndarray, w) -> dict[str, np.ndarray]:
     return {"conv": conv, "relu": relu, "gap": gap, "fc": gap @ w["fc_w"] + w["fc_b"]}
 
 
-def _snapshot(model) -> dict:
-    """Everything about a model that a capture must leave untouched."""
-    state = {}
-    for layer in model._flatten_layers(include_self=True):
-        state[id(layer)] = (
-            len(layer._inbound_nodes),
-            len(layer._outbound_nodes),
-            layer.__dict__.get("call"),
-            layer.__dict__.get("activation"),
-            layer.trainable,
-            [np.array(v) for v in layer.get_weights()],
-        )
-    return state
+KIT = kit("keras")  # what a capture must leave untouched (shared with the contract)
+_snapshot = KIT.state
 
 
 def _assert_same(before: dict, after: dict) -> None:
-    assert before.keys() == after.keys()
-    for key, (nin, nout, call, act, trainable, weights) in before.items():
-        nin2, nout2, call2, act2, trainable2, weights2 = after[key]
-        assert (nin, nout, trainable) == (nin2, nout2, trainable2)
-        assert call is call2 and act is act2
-        for a, b in zip(weights, weights2, strict=True):
-            np.testing.assert_array_equal(a, b)
+    KIT.assert_same(before, after)
 
 
 # ----------------------------------------------------------------- basics
 
 
-def test_owns_keras_layers_and_models_only(backend):
-    model = _functional_1x1(_hand_weights())
-    assert backend.owns(model)
-    assert backend.owns(keras.layers.Dense(2))
-    assert not backend.owns(object())
-    assert not backend.owns(np.zeros(3))
-    assert get_backend(model).name == "keras"
-
-
-def test_layers_names_kinds_canonical_shapes(backend):
-    model = _functional_1x1(_hand_weights())
-    infos = backend.layers(model)
-    assert [i.name for i in infos] == ["conv", "relu", "gap", "fc"]  # no InputLayer
-    assert [i.kind for i in infos] == ["conv", "activation", "pool", "dense"]
-    assert [i.type for i in infos] == ["Conv2D", "ReLU", "GlobalAveragePooling2D", "Dense"]
+def test_layers_know_canonical_shapes_without_running_the_model(backend):
+    # the names, kinds and shapes themselves are the contract's; Keras knows shapes statically
+    infos = backend.layers(_functional_1x1(_hand_weights()))
     assert infos[0].shape == (None, 4, H, W)  # channels first, batch None
     assert infos[1].shape == (None, 4, H, W)  # ReLU inherits conv's layout
     assert infos[3].shape == (None, 2)
-    assert infos[0].params == C * 4 + 4 and infos[1].params == 0
-
-
-def test_capture_equals_numpy_on_hand_set_weights(backend):
-    w = _hand_weights()
-    model = _functional_1x1(w)
-    x = _x()
-    acts = backend.capture(model, x, ["conv", "relu", "gap", "fc"])
-    expected = _expected_1x1(x, w)
-    assert list(acts) == ["conv", "relu", "gap", "fc"]
-    for name, want in expected.items():
-        assert acts[name].dtype == np.float32 and acts[name].flags.c_contiguous
-        np.testing.assert_allclose(acts[name], want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(backend.forward(model, x), expected["fc"], rtol=1e-5, atol=1e-5)
-
-
-def test_layout_value_lands_at_known_position(backend):
-    w = _hand_weights()
-    model = _functional_1x1(w)
-    x = np.zeros((1, H, W, C), np.float32)
-    x[0, 2, 5, 1] = 1.0  # row 2, column 5, channel 1 (NHWC)
-    conv = backend.capture(model, x, ["conv"])["conv"]
-    assert conv.shape == (1, 4, H, W)
-    np.testing.assert_allclose(conv[0, :, 2, 5], w["conv_w"][0, 0, 1] + w["conv_b"], rtol=1e-6)
-    off = conv.copy()
-    off[0, :, 2, 5] = w["conv_b"]
-    np.testing.assert_allclose(off, np.broadcast_to(w["conv_b"][None, :, None, None], off.shape))
-
-
-def test_captured_arrays_are_copies(backend):
-    model = _functional_1x1(_hand_weights())
-    x = _x()
-    first = backend.capture(model, x, ["relu"])["relu"]
-    kept = first.copy()
-    first[...] = -1.0
-    np.testing.assert_array_equal(backend.capture(model, x, ["relu"])["relu"], kept)
-
-
-def test_public_capture_and_kind_filter():
-    w = _hand_weights()
-    model = _functional_1x1(w)
-    x = _x()
-    acts = mv.capture(model, x, kind="conv")
-    assert list(acts) == ["conv"] and acts.framework == "keras"
-    np.testing.assert_allclose(acts["conv"], _expected_1x1(x, w)["conv"], rtol=1e-5, atol=1e-5)
-    assert [i.name for i in mv.layers(model, kind="activation")] == ["relu"]
 
 
 def test_channels_first_layers_are_not_transposed(backend):
@@ -480,15 +411,15 @@ def test_submodel_built_once_and_reused(backend):
     model = _functional_1x1(_hand_weights())
     x = _x()
     backend.capture(model, x, ["conv", "gap"])
-    runners = _keras_plan._RUNNERS[model]
+    runners = keras_capture._RUNNERS[model]
     assert len(runners) == 1
     (runner,) = runners.values()
     sub = runner.plan.submodel
     backend.capture(model, _x(3), ["gap", "conv"])  # same set, other order and batch
-    assert _keras_plan._RUNNERS[model][("conv", "gap")] is runner
+    assert keras_capture._RUNNERS[model][("conv", "gap")] is runner
     assert runner.plan.submodel is sub
     backend.capture(model, x, ["relu"])
-    assert len(_keras_plan._RUNNERS[model]) == 2
+    assert len(keras_capture._RUNNERS[model]) == 2
 
 
 def test_cache_does_not_keep_the_model_alive(backend):
@@ -532,44 +463,6 @@ def test_capture_stops_at_the_deepest_chosen_layer(backend):
 
 
 # ----------------------------------------------------------------- errors
-
-
-def test_unknown_layer_lists_close_names():
-    model = _functional_1x1(_hand_weights())
-    with pytest.raises(LayerNotFoundError, match="conv"):
-        mv.capture(model, _x(), ["cnv"])
-    with pytest.raises(LayerNotFoundError, match="Closest layer names: \\['relu'\\]"):
-        KerasBackend().capture(model, _x(), ["rellu"])
-
-
-def test_input_without_batch_axis(backend):
-    model = _functional_1x1(_hand_weights())
-    with pytest.raises(InputShapeError, match=r"x\[None\]"):
-        backend.capture(model, _x()[0], ["conv"])
-
-
-def test_channels_first_input_suggests_conversion(backend):
-    model = _functional_1x1(_hand_weights())
-    nchw = np.zeros((2, C, H, W), np.float32)
-    with pytest.raises(InputShapeError, match="to_channels_last") as info:
-        backend.capture(model, nchw, ["conv"])
-    assert str((None, H, W, C)) in str(info.value)
-
-
-def test_wrong_channels_names_expected_shape(backend):
-    model = _functional_1x1(_hand_weights())
-    with pytest.raises(InputShapeError, match=r"\(None, 5, 7, 3\)"):
-        backend.forward(model, np.zeros((2, H, W, 4), np.float32))
-
-
-def test_failure_inside_model_keeps_cause(backend):
-    inp = keras.Input((None, None, C))
-    y = keras.layers.Reshape((4 * 4 * 2,), name="flat")(keras.layers.Conv2D(2, 1, name="conv")(inp))
-    model = keras.Model(inp, keras.layers.Dense(2, name="fc")(y))
-    backend.capture(model, np.zeros((1, 4, 4, C), np.float32), ["fc"])  # fits
-    with pytest.raises(InputShapeError, match=r"\(None, None, None, 3\)") as info:
-        backend.capture(model, np.zeros((1, 6, 4, C), np.float32), ["fc"])
-    assert info.value.__cause__ is not None
 
 
 class _Fails(keras.layers.Layer):
@@ -637,20 +530,6 @@ def test_subclassed_model_errors_propagate_unchanged(backend):
     assert not isinstance(info.value, MultivizError)
 
 
-def test_input_size_failure_is_an_input_shape_error_on_every_verb(backend):
-    inp = keras.Input((None, None, C))
-    y = keras.layers.Reshape((4 * 4 * 2,), name="flat")(keras.layers.Conv2D(2, 1, name="conv")(inp))
-    model = keras.Model(inp, keras.layers.Dense(2, name="fc")(y))
-    bad = np.zeros((1, 6, 4, C), np.float32)
-    for run in (
-        lambda: backend.forward(model, bad),
-        lambda: backend.gradients(model, bad, ["conv"], target=0),
-        lambda: backend.gradients(model, bad, ["conv"], target=lambda out: out[:, 0]),
-    ):
-        with pytest.raises(InputShapeError, match=r"\(1, 6, 4, 3\).*\(None, None, None, 3\)"):
-            run()
-
-
 # ----------------------------------------------------------------- gradients
 
 
@@ -671,7 +550,7 @@ def _tanh_net(nested: bool):
     return keras.Model(inp, keras.layers.Dense(3, name="fc", **kw)(y))
 
 
-@pytest.mark.parametrize("nested", [False, True])
+@pytest.mark.parametrize("nested", [True])  # a plain graph: tests/backends/test_contract.py
 def test_gradients_match_closed_form_and_finite_differences(backend, nested):
     model = _tanh_net(nested)
     prefix = "enc/" if nested else ""
@@ -708,32 +587,6 @@ def test_gradients_match_closed_form_and_finite_differences(backend, nested):
     assert res.input_gradient.shape == x.shape  # the model's own input layout
 
 
-def test_per_sample_targets_equal_separate_calls(backend):
-    model = _tanh_net(nested=False)
-    x = np.random.default_rng(2).standard_normal((2, 4, 5, 3))
-    both = backend.gradients(model, x, ["ic"], target=np.array([1, 2]), wrt_input=True)
-    for n, t in enumerate([1, 2]):
-        one = backend.gradients(model, x[n : n + 1], ["ic"], target=t, wrt_input=True)
-        np.testing.assert_allclose(both.input_gradient[n], one.input_gradient[0], rtol=1e-5)
-        np.testing.assert_allclose(both.gradients["ic"][n], one.gradients["ic"][0], rtol=1e-5)
-    top = backend.gradients(model, x, [])
-    assert top.targets.tolist() == np.argmax(top.output, axis=1).tolist()
-
-
-def test_callable_target(backend):
-    model = _tanh_net(nested=False)
-    x = np.random.default_rng(3).standard_normal((2, 4, 5, 3))
-    res = backend.gradients(model, x, ["flat"], target=lambda out: 2.0 * out[:, 1])
-    assert res.targets is None
-    np.testing.assert_allclose(res.scores, 2.0 * np.asarray(model(x))[:, 1], rtol=1e-6)
-    fc_w = model.get_layer("fc").get_weights()[0]
-    np.testing.assert_allclose(res.gradients["flat"], np.tile(2.0 * fc_w[:, 1], (2, 1)), rtol=1e-5)
-    with pytest.raises(MultivizError, match="one score per sample"):
-        backend.gradients(model, x, [], target=lambda out: out)
-    with pytest.raises(MultivizError, match=r"\[0, 3\)"):
-        backend.gradients(model, x, [], target=np.array([0, 3]))
-
-
 @pytest.mark.parametrize("head", ["dense", "activation", "nested"])
 def test_softmax_models_are_scored_on_logits(backend, head):
     inp = keras.Input((6,))
@@ -756,7 +609,7 @@ def test_softmax_models_are_scored_on_logits(backend, head):
     assert fc.activation.__name__ == ("softmax" if head == "dense" else "linear")
 
 
-@pytest.mark.parametrize("relu", ["activation", "layer"])
+@pytest.mark.parametrize("relu", ["activation"])  # a ReLU layer: tests/backends/test_contract.py
 def test_guided_backprop_hand_computed_and_restored(backend, relu):
     inp = keras.Input((4,))
     if relu == "activation":
@@ -845,7 +698,7 @@ def _grad_net(head: str):
 
 
 def _both_paths(backend, model, x, names, monkeypatch, **kw):
-    from multiviz.backends import _keras_fast
+    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     fast = backend.gradients(model, x, names, **kw)
     monkeypatch.setattr(_keras_fast, "ENABLED", False)
@@ -881,7 +734,7 @@ def _assert_results_equal(a, b) -> None:
     ids=["classes", "top-input", "guided"],
 )
 def test_fast_path_equals_general_path(backend, monkeypatch, head, kw):
-    from multiviz.backends import _keras_fast
+    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     model = _grad_net(head)
     x = _x()
@@ -919,7 +772,7 @@ def test_fast_path_callable_target_and_no_layers(backend, monkeypatch):
 
 
 def test_fast_path_one_submodel_per_layer_set_and_target_does_not_retrace(backend):
-    from multiviz.backends import _keras_fast
+    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     model = _grad_net("linear")
     x = _x()
@@ -933,7 +786,7 @@ def test_fast_path_one_submodel_per_layer_set_and_target_does_not_retrace(backen
 
 
 def test_fast_path_only_for_top_level_layers_of_plain_graph_models(backend):
-    from multiviz.backends import _keras_fast
+    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     model, _, _ = _two_level_nested()
     backend.gradients(model, _x(), ["mid/inner/iconv"], target=0)
@@ -977,7 +830,7 @@ class _BombGrad(keras.layers.Layer):
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_backprop_stops_at_the_chosen_layer(backend, monkeypatch, fast):
-    from multiviz.backends import _keras_fast
+    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     monkeypatch.setattr(_keras_fast, "ENABLED", fast)
     inp = keras.Input((H, W, C))

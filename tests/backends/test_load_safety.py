@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from multiviz.loaders import UnsafeFileError, load_model
+from multiviz.errors import UnsafeFileError
+from multiviz.sources.models import load_model
 
 
 class Payload:
@@ -236,7 +237,7 @@ def test_honest_pt2_still_loads_and_unsafe_bypasses_the_check(tmp_path, exported
             f"data/weights/{meta['path_name']}": buffer.getvalue(),
         },
     )
-    from multiviz.backends.load_torch import check_exported_archive
+    from multiviz.backends.torch.load import check_exported_archive
 
     check_exported_archive(path)  # passes: the payload is plain tensors
 

@@ -1,9 +1,12 @@
-"""The PyTorch backend: values against hand-computed answers, and every invariant.
+"""The PyTorch backend: what only PyTorch has, against hand-computed answers.
 
-Shapes use C, H and W that all differ, so a layout bug cannot hide. Expected
-values come from NumPy on hand-set weights, from finite differences in
-float64, or from the same computation done another way (a batch against its
-samples one by one, a model with and without its softmax).
+The contract every backend keeps (verbs, invariants, errors) is checked once
+for both frameworks in ``tests/backends/test_contract.py``; this file adds
+PyTorch's own cases: containers and module kinds, in-place ops, hooks and
+modes, early stop, BatchNorm statistics, ``.grad``, tensors on other devices
+and dtypes. Shapes use C, H and W that all differ, so a layout bug cannot
+hide. Expected values come from NumPy on hand-set weights, from finite
+differences in float64, or from the same computation done another way.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-from multiviz.attribution.errors import TargetError  # noqa: E402
 from multiviz.backends import backend_by_name, get_backend  # noqa: E402
-from multiviz.errors import InputShapeError, LayerNotFoundError  # noqa: E402
+from multiviz.errors import InputShapeError  # noqa: E402
+from tests.frameworks import kit  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -29,45 +32,15 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 # --------------------------------------------------------------------------- helpers
 
 
-def _hook_dicts(model):
-    return {
-        (name, attr): value
-        for name, m in model.named_modules()
-        for attr, value in vars(m).items()
-        if "hook" in attr and isinstance(value, dict)
-    }
+KIT = kit("torch")  # the state every backend call must leave as it was (shared with the contract)
 
 
 def model_state(model):
-    """Everything a backend call must leave as it was."""
-    return {
-        "training": {n: m.training for n, m in model.named_modules()},
-        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
-        "grad": {
-            n: (p.grad, None if p.grad is None else p.grad.clone())
-            for n, p in model.named_parameters()
-        },
-        "tensors": {k: v.clone() for k, v in model.state_dict().items()},
-        "hooks": {k: (v, dict(v)) for k, v in _hook_dicts(model).items()},
-    }
+    return KIT.state(model)
 
 
 def assert_unchanged(model, before):
-    after = model_state(model)
-    assert after["training"] == before["training"]
-    assert after["requires_grad"] == before["requires_grad"]
-    for name, (grad, value) in before["grad"].items():
-        now = after["grad"][name][0]
-        assert now is grad, f"{name}.grad was replaced"
-        if value is not None:
-            assert torch.equal(now, value), f"{name}.grad changed"
-    assert before["tensors"].keys() == after["tensors"].keys()
-    for k, v in before["tensors"].items():
-        assert torch.equal(after["tensors"][k], v), f"{k} changed"
-    for k, (obj, contents) in before["hooks"].items():
-        assert after["hooks"][k][0] is obj and after["hooks"][k][1] == contents, (
-            f"hooks {k} changed"
-        )
+    KIT.assert_same(before, KIT.state(model))
 
 
 class Scale(nn.Module):
@@ -229,29 +202,19 @@ def test_layers_input_shape_fills_shapes_without_side_effects(cnn):
     ],
 )
 def test_kind_from_class(module, kind):
-    from multiviz.backends._torch_layers import kind_of
+    from multiviz.backends.torch.layers import kind_of
 
     assert kind_of(module) == kind
 
 
 def test_kind_of_foreign_norm_by_class_name():
     torchvision = pytest.importorskip("torchvision")
-    from multiviz.backends._torch_layers import kind_of
+    from multiviz.backends.torch.layers import kind_of
 
     assert kind_of(torchvision.ops.FrozenBatchNorm2d(4)) == "norm"
 
 
 # --------------------------------------------------------------------------- capture values
-
-
-def test_capture_1x1_conv_matches_numpy(x):
-    net = nn.Sequential(conv1x1(W2x3, B2), nn.ReLU())
-    acts = B.capture(net, x, ["0", "1"])
-    expected = np_conv1x1(x, W2x3, B2)
-    assert list(acts) == ["0", "1"]
-    assert acts["0"].dtype == np.float32 and acts["0"].shape == (2, 2, 6, 7)
-    np.testing.assert_allclose(acts["0"], expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(acts["1"], np.maximum(expected, 0), rtol=1e-5, atol=1e-6)
 
 
 def test_capture_identity_returns_a_copy_of_the_input(x):
@@ -279,14 +242,6 @@ def test_capture_does_not_change_the_callers_input():
     B.capture(net, xt, ["0"])
     np.testing.assert_array_equal(x, [[-1.0, 2.0, -3.0]])
     np.testing.assert_array_equal(xt.numpy(), [[-1.0, 2.0, -3.0]])
-
-
-def test_module_called_twice_reported_per_call(x):
-    net = Twice()
-    acts = B.capture(net, x, ["scale"])
-    assert list(acts) == ["scale", "scale#1"]
-    np.testing.assert_allclose(acts["scale"], 2 * x, rtol=1e-6)
-    np.testing.assert_allclose(acts["scale#1"], 2 * (2 * x + 1), rtol=1e-6)
 
 
 class Split(nn.Module):
@@ -392,11 +347,6 @@ def test_eval_mode_during_the_pass_and_batchnorm_stats_unchanged(cnn, x):
     assert cnn.block.bn.num_batches_tracked.item() == 0
 
 
-def test_unknown_layer_lists_close_names(cnn, x):
-    with pytest.raises(LayerNotFoundError, match=r"'block\.conv'"):
-        B.capture(cnn, x, ["block.cnv"])
-
-
 # --------------------------------------------------------------------------- input errors
 
 
@@ -445,20 +395,6 @@ def test_entry_layer_is_the_first_conv_even_when_a_linear_is_defined_first(x):
         B.forward(HeadFirst(), np.moveaxis(x, 1, -1))
 
 
-def test_wrong_channel_count_names_expected_shape(cnn, x):
-    with pytest.raises(InputShapeError, match=r"expects \(N, 3, H, W\).*5 channels on axis 1"):
-        B.forward(cnn, np.zeros((2, 5, 6, 7), np.float32))
-
-
-def test_shape_error_deeper_in_the_pass_is_wrapped(x):
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 5, 2))
-    B.forward(net, x)  # the size it was built for
-    with pytest.raises(InputShapeError, match=r"\(2, 3, 8, 8\) does not fit") as info:
-        B.capture(net, np.zeros((2, 3, 8, 8), np.float32), ["2"])
-    assert isinstance(info.value.__cause__, RuntimeError)
-    assert "(N, 3, H, W)" in str(info.value)
-
-
 def test_mlp_feature_count_checked():
     with pytest.raises(InputShapeError, match=r"expects \(N, 4\)"):
         B.forward(nn.Sequential(nn.Linear(4, 2)), np.zeros((3, 5), np.float32))
@@ -478,16 +414,6 @@ def test_dtype_follows_the_model(x):
         np_conv1x1(img.astype(np.float32), W2x3, B2),
         rtol=1e-5,
     )
-
-
-def test_forward_matches_numpy_and_leaves_model_alone(cnn, x):
-    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 6 * 7, 2)).train()
-    before = model_state(net)
-    w, b = net[1].weight.detach().numpy(), net[1].bias.detach().numpy()
-    out = B.forward(net, x)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, x.reshape(2, -1) @ w.T + b, rtol=1e-5, atol=1e-5)
-    assert_unchanged(net, before)
 
 
 def test_forward_of_tuple_and_dict_outputs(x):
@@ -598,63 +524,6 @@ def test_gradient_through_inplace_relu_is_hand_computable(x):
     np.testing.assert_allclose(res.gradients["0"], expected, rtol=1e-5, atol=1e-7)
 
 
-def test_per_sample_targets_are_independent(tiny):
-    x = np.random.default_rng(4).normal(size=(3, 3, 5, 6))
-    targets = np.array([0, 2, 1])
-    batch = B.gradients(tiny, x, ["conv2"], target=targets, wrt_input=True)
-    logits = B.forward(tiny, x)
-    np.testing.assert_allclose(batch.output, logits, rtol=1e-6)
-    np.testing.assert_allclose(batch.scores, logits[np.arange(3), targets], rtol=1e-6)
-    for n in range(3):
-        one = B.gradients(tiny, x[n : n + 1], ["conv2"], target=int(targets[n]), wrt_input=True)
-        np.testing.assert_allclose(
-            batch.input_gradient[n], one.input_gradient[0], rtol=1e-5, atol=1e-7
-        )
-        np.testing.assert_allclose(
-            batch.gradients["conv2"][n], one.gradients["conv2"][0], rtol=1e-5, atol=1e-7
-        )
-
-
-def test_default_target_is_the_top_class(tiny):
-    x = np.random.default_rng(5).normal(size=(2, 3, 5, 6))
-    res = B.gradients(tiny, x, [])
-    np.testing.assert_array_equal(res.targets, B.forward(tiny, x).argmax(axis=1))
-    assert res.gradients == {} and res.input_gradient is None
-
-
-def test_callable_target_is_linear_in_the_classes(tiny):
-    x = np.random.default_rng(6).normal(size=(2, 3, 5, 6))
-    diff = B.gradients(tiny, x, ["conv1"], target=lambda out: out[:, 1] - out[:, 3], wrt_input=True)
-    g1 = B.gradients(tiny, x, ["conv1"], target=1, wrt_input=True)
-    g3 = B.gradients(tiny, x, ["conv1"], target=3, wrt_input=True)
-    assert diff.targets is None
-    np.testing.assert_allclose(diff.scores, g1.scores - g3.scores, rtol=1e-5)
-    np.testing.assert_allclose(
-        diff.input_gradient, g1.input_gradient - g3.input_gradient, rtol=1e-4, atol=1e-7
-    )
-    np.testing.assert_allclose(
-        diff.gradients["conv1"], g1.gradients["conv1"] - g3.gradients["conv1"], atol=1e-7
-    )
-
-
-def test_bad_targets_name_the_fix_and_leave_the_model_alone(tiny):
-    x = np.zeros((2, 3, 5, 6))
-    before = model_state(tiny)
-    with pytest.raises(TargetError, match=r"shape \(2,\).*out\[:, 3\]"):
-        B.gradients(tiny, x, ["conv1"], target=lambda out: out.sum())
-    with pytest.raises(TargetError, match=r"\[0, 4\]"):
-        B.gradients(tiny, x, ["conv1"], target=7)
-    with pytest.raises(TargetError, match=r"shape \(2,\)"):
-        B.gradients(tiny, x, ["conv1"], target=np.array([1, 2, 3]))
-
-    def broken(out):
-        raise ValueError("user bug")
-
-    with pytest.raises(ValueError, match="user bug"):
-        B.gradients(tiny, x, ["conv1"], target=broken, wrt_input=True, guided=True)
-    assert_unchanged(tiny, before)
-
-
 def test_parameter_grads_untouched_including_existing_ones(tiny):
     tiny.fc.weight.grad = torch.full_like(tiny.fc.weight, 7.0)
     tiny.conv1.bias.requires_grad_(False)
@@ -665,10 +534,11 @@ def test_parameter_grads_untouched_including_existing_ones(tiny):
     assert tiny.conv2.weight.grad is None and tiny.conv1.bias.requires_grad is False
 
 
-def test_softmax_ending_model_is_scored_on_logits(tiny):
+def test_log_softmax_ending_model_is_scored_on_logits(tiny):
+    # nn.Softmax is the contract's (tests/backends/test_contract.py); LogSoftmax is PyTorch's own
     x = np.random.default_rng(7).normal(size=(2, 3, 5, 6))
     plain = B.gradients(tiny, x, ["conv2"], target=np.array([1, 4]), wrt_input=True)
-    for final in (nn.Softmax(dim=1), nn.LogSoftmax(dim=1)):
+    for final in (nn.LogSoftmax(dim=1),):
         with_softmax = nn.Sequential(OrderedDict(body=tiny, prob=final))
         res = B.gradients(with_softmax, x, ["body.conv2"], target=np.array([1, 4]), wrt_input=True)
         np.testing.assert_allclose(res.output, plain.output, rtol=1e-6)
@@ -681,52 +551,6 @@ def test_softmax_ending_model_is_scored_on_logits(tiny):
         nn.Sequential(tiny, nn.Softmax(dim=1)), x
     )  # forward still returns probabilities
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
-
-
-def _guided_net():
-    net = nn.Sequential(nn.Linear(2, 3, bias=False), nn.ReLU(), nn.Linear(3, 2, bias=False))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
-        net[2].weight.copy_(torch.tensor([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]]))
-    return net
-
-
-def test_guided_backprop_hand_computed():
-    net = _guided_net()
-    x = np.array([[2.0, -1.0]], np.float32)
-    # h = W1 x = [2, -1, 1]; relu -> [2, 0, 1]; target 0: d s / d relu = [1, -2, 3]
-    # plain:  g_h = [1, -2, 3] * (h > 0) = [1, 0, 3]               -> W1^T g_h = [4, 3]
-    # guided: g_h = [1, -2, 3] * (h > 0) * (g > 0) = [1, 0, 3]      -> [4, 3]
-    # (same here); at x2 the negative gradient flows through an active unit:
-    x2 = np.array([[1.0, 2.0]], np.float32)
-    # h = [1, 2, 3] all active; plain g_h = [1, -2, 3] -> [1 + 3, -2 + 3] = [4, 1]
-    # guided g_h = [1, 0, 3] -> [4, 3]
-    plain = B.gradients(net, x, ["1"], target=0, wrt_input=True)
-    guided = B.gradients(net, x, ["1"], target=0, wrt_input=True, guided=True)
-    np.testing.assert_allclose(plain.input_gradient, [[4.0, 3.0]])
-    np.testing.assert_allclose(guided.input_gradient, [[4.0, 3.0]])
-    np.testing.assert_allclose(
-        B.gradients(net, x2, [], target=0, wrt_input=True).input_gradient, [[4.0, 1.0]]
-    )
-    guided2 = B.gradients(net, x2, ["1"], target=0, wrt_input=True, guided=True)
-    np.testing.assert_allclose(guided2.input_gradient, [[4.0, 3.0]])
-    # the gradient at the ReLU's own output is the one arriving from above, unguided
-    np.testing.assert_allclose(guided2.gradients["1"], [[1.0, -2.0, 3.0]])
-    # guided for that call only: no hook left, the next plain call is plain again
-    assert not net[1]._forward_hooks
-    np.testing.assert_allclose(
-        B.gradients(net, x2, [], target=0, wrt_input=True).input_gradient, [[4.0, 1.0]]
-    )
-
-
-def test_gradients_of_a_module_called_twice(x):
-    net = Twice()
-    res = B.gradients(net, x, ["scale"], target=lambda out: out.sum(dim=(1, 2, 3)), wrt_input=True)
-    # y1 = 2x, y2 = 2 (y1 + 1), score = sum y2: d/dy2 = 1, d/dy1 = 2, d/dx = 4
-    np.testing.assert_allclose(res.activations["scale#1"], 2 * (2 * x + 1), rtol=1e-6)
-    np.testing.assert_allclose(res.gradients["scale#1"], np.ones_like(x))
-    np.testing.assert_allclose(res.gradients["scale"], np.full_like(x, 2.0))
-    np.testing.assert_allclose(res.input_gradient, np.full_like(x, 4.0))
 
 
 def test_graph_starts_at_the_first_chosen_layer(tiny):

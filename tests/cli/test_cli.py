@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from multiviz.cli import EXIT_DIFFERENT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main
+from multiviz.sources.builtin import BUILTIN_CLASSES
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -78,7 +79,7 @@ def images(tmp_path_factory) -> dict[str, Path]:
 
 def builtin_input(path: Path, layout: str = "channels_first"):
     """The batch the CLI feeds the built-in model, made with the library's own reader."""
-    from multiviz.images import Preprocess, load_images
+    from multiviz.sources.images import Preprocess, load_images
 
     return load_images(path, Preprocess("builtin", size=(64, 64), layout=layout))
 
@@ -203,7 +204,7 @@ def test_cam(capsys, tmp_path, images):
     batch = builtin_input(images["rgb"])
     logits = mv.forward(model, batch.inputs)[0]
     top = int(logits.argmax())
-    assert f"explained class {top} ({mv.builtin.BUILTIN_CLASSES[top]})" in stdout
+    assert f"explained class {top} ({BUILTIN_CLASSES[top]})" in stdout
     want = mv.overlay_image(batch.display[0], mv.grad_cam(model, batch.inputs, "conv3")[0])
     strided_equal(read_png(out), want)
     assert read_png(out).shape[:2] == (256, 256)  # 64x64 enlarged to be seen
@@ -427,7 +428,7 @@ def test_torchvision_with_local_weights(capsys, tmp_path, images, torch_files):
     import torch
 
     model.load_state_dict(torch.load(torch_files["r18"], weights_only=True))
-    from multiviz.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, load_images
+    from multiviz.sources.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess, load_images
 
     prep = Preprocess(size=(64, 64), resize_shorter=73, mean=IMAGENET_MEAN, std=IMAGENET_STD)
     acts = mv.capture(model.eval(), load_images(images["rgb"], prep).inputs, ["layer1.0.conv1"])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from multiviz import InputShapeError
-from multiviz.normalization import MODES, normalize
+from multiviz.core.normalize import MODES, normalize
 
 
 def col(*values: float) -> np.ndarray:

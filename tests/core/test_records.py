@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multiviz.activations import Activations, LayerInfo, LayerTable
+from multiviz.core.records import Activations, LayerInfo, LayerTable
 from multiviz.errors import LayerNotFoundError
 
 TABLE = LayerTable(

@@ -2,7 +2,7 @@
 
 A torchvision ResNet-18 (random weights, BatchNorm running statistics
 randomized so BatchNorm bugs show) is ported to Keras with
-:mod:`multiviz.backends.keras_resnet`; the port passes at 1e-4 on every layer,
+:mod:`multiviz.backends.keras.resnet18`; the port passes at 1e-4 on every layer,
 and each seeded porting bug is reported at exactly the layer that has it.
 Input ``(1, 3, 32, 40)`` keeps it fast and keeps H != W (CKA uses every spatial
 position as an example, so one sample is enough).
@@ -20,7 +20,7 @@ import multiviz as mv
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 keras = pytest.importorskip("keras")
-from multiviz.backends.keras_resnet import resnet18  # noqa: E402
+from multiviz.backends.keras.resnet18 import resnet18  # noqa: E402
 
 pytestmark = pytest.mark.both
 

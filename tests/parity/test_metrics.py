@@ -1,23 +1,15 @@
-"""Parity metrics and the parity report, without any framework.
-
-Metrics are checked against values computed by hand or from their textbook
-definitions (CKA through HSIC with an explicit centring matrix); the report
-against arrays whose differences are planted at known layers.
-"""
+"""Parity metrics, without any framework: values computed by hand or from their
+textbook definitions (CKA through HSIC with an explicit centring matrix)."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 
 import numpy as np
 import pytest
-from matplotlib.figure import Figure
 
-from multiviz.comparing import ParityReport, compare_activations, plot_comparison
-from multiviz.errors import LayerNotFoundError
-from multiviz.metrics import (
+from multiviz.parity.metrics import (
     array_metrics,
     cosine_similarity,
     features,
@@ -26,7 +18,6 @@ from multiviz.metrics import (
     pearson,
     relative_error,
 )
-from multiviz.pairing import LayerSpec
 
 # --------------------------------------------------------------------------- metrics
 
@@ -140,185 +131,14 @@ def test_array_metrics_nonfinite_masks():
     assert array_metrics(cand, ref).max_abs == 0.5
 
 
-# --------------------------------------------------------------------------- the report
-
-
-def _acts(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "conv1": rng.normal(size=(2, 3, 5, 6)).astype(np.float32),
-        "relu1": rng.random((2, 3, 5, 6)).astype(np.float32),
-        "conv2": rng.normal(size=(2, 4, 3, 7)).astype(np.float32),
-        "fc": rng.normal(size=(2, 5)).astype(np.float32),
-    }
-
-
-def test_identical_arrays_pass_and_planted_error_is_found_where_planted():
-    a = _acts()
-    report = compare_activations(a, {k: v.copy() for k, v in a.items()}, labels=("torch", "keras"))
-    assert report.passed and report.first_divergence is None
-    assert [r.status for r in report] == ["PASS"] * 4
-
-    b = {k: v.copy() for k, v in a.items()}
-    b["conv2"][1, 2, 0, 3] += 5e-3  # one element, past atol
-    b["fc"] += 1.0
-    report = compare_activations(a, b, atol=1e-4, rtol=1e-4)
-    assert report.first_divergence.name == "conv2"
-    assert [r.name for r in report.failures] == ["conv2", "fc"]
-    row = report["conv2"]
-    assert row.max_abs == pytest.approx(5e-3, rel=1e-3)
-    assert "exceeds" in row.reason
-
-
-def test_shape_mismatch_fails_with_reason_and_size1_axes_are_tolerated():
-    a = {"x": np.ones((2, 3, 4, 5), np.float32), "gap": np.ones((2, 3, 1, 1), np.float32)}
-    b = {"x": np.ones((2, 3, 5, 4), np.float32), "gap": np.ones((2, 3), np.float32)}
-    report = compare_activations(a, b)
-    assert not report["x"].passed and "shapes differ" in report["x"].reason
-    assert math.isnan(report["x"].max_abs)
-    assert report["gap"].passed and "size-1 axes" in report["gap"].notes[0]
-
-
-def test_nan_at_different_places_fails():
-    a = {"x": np.array([[1.0, np.nan]], np.float32)}
-    report = compare_activations(a, {"x": np.array([[np.nan, 1.0]], np.float32)})
-    assert not report.passed and "NaN/Inf differ" in report.first_divergence.reason
-    same = compare_activations(a, {"x": a["x"].copy()})
-    assert same.passed and "NaN/Inf on both sides" in same["x"].notes[0]
-
-
-def test_channels_last_flatten_is_reordered():
-    rng = np.random.default_rng(4)
-    nchw = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
-    torch_flat = nchw.reshape(2, -1)
-    keras_flat = np.moveaxis(nchw, 1, -1).reshape(2, -1)  # what Flatten gives on NHWC
-    report = compare_activations(
-        {"flatten": torch_flat},
-        {"flatten": keras_flat},
-        flatten_from=({}, {"flatten": (4, 5, 3)}),
-        labels=("torch", "keras"),
-    )
-    assert report.passed and report["flatten"].max_abs == 0.0
-    assert "channels-first order" in report["flatten"].notes[0]
-
-
-def test_table_json_and_lookup():
-    a = _acts()
-    b = {k: v.copy() for k, v in a.items()}
-    b["fc"][0, 0] = np.nan
-    report = compare_activations(a, b, labels=("torch", "keras"), atol=1e-3, rtol=0.0)
-    text = str(report)
-    lines = text.splitlines()
-    assert lines[0].startswith("ParityReport: torch (reference) vs keras - 4 pairs")
-    header = lines[1]
-    for col in ("layer", "shape", "max|diff|", "rel err", "cosine", "CKA", "status"):
-        assert col in header
-    # aligned: every row's status column starts where the header's does
-    start = header.index("status")
-    assert all(line[start : start + 4] in ("PASS", "FAIL") for line in lines[3:7])
-    assert "First divergence: fc" in text and "atol=0.001" in text
-    assert repr(report) == text
-
-    data = json.loads(report.to_json())
-    assert data["first_divergence"]["name"] == "fc"
-    assert [p["status"] for p in data["pairs"]] == ["PASS", "PASS", "PASS", "FAIL"]
-    assert data["pairs"][3]["nonfinite"] == [0, 1]
-    assert report[3] is report["fc"]
-    with pytest.raises(LayerNotFoundError, match="conv1"):
-        report["conv"]
-
-
-def test_to_json_writes_strict_json(tmp_path):
-    a = {"x": np.zeros((1, 2), np.float32)}
-    b = {"x": np.ones((1, 2), np.float32)}
-    path = tmp_path / "parity.json"
-    report = compare_activations(a, b)
-    report.to_json(path)
-    data = json.loads(path.read_text())
-    assert data["pairs"][0]["rel_err"] is None  # inf is not JSON: None
-    assert data["passed"] is False
-
-
-def test_structural_specs_and_unpaired_listing():
-    a = {"conv1": np.ones((1, 2, 3, 4)), "relu": np.ones((1, 2, 3, 4))}
-    b = {"pad": np.ones((1, 2, 5, 6)), "c": np.ones((1, 2, 3, 4)), "act": np.ones((1, 2, 3, 4))}
-    specs = (
-        [
-            LayerSpec("conv1", "conv", "Conv2d", ("conv", (2, 2, 3, 3))),
-            LayerSpec("relu", "activation"),
-        ],
-        [
-            LayerSpec("pad", "other", "ZeroPadding2D"),
-            LayerSpec("c", "conv", "Conv2D", ("conv", (2, 2, 3, 3))),
-            LayerSpec("act", "activation", "ReLU"),
-        ],
-    )
-    report = compare_activations(a, b, specs=specs, labels=("torch", "keras"))
-    assert [(r.name, r.name_b) for r in report] == [("conv1", "c"), ("relu", "act")]
-    assert [u.name for u in report.unpaired] == ["pad"]
-    assert "Not compared (1)" in str(report) and "keras pad" in str(report)
-
-
-# --------------------------------------------------------------------------- figures
-
-
-def test_error_plot_marks_first_divergence():
-    a = _acts()
-    b = {k: v.copy() for k, v in a.items()}
-    b["conv2"] += 0.1
-    report = compare_activations(a, b)
-    fig = report.plot()
-    assert isinstance(fig, Figure)
-    ax = fig.axes[0]
-    assert ax.get_yscale() == "log"
-    assert [t.get_text() for t in ax.get_xticklabels()] == list(a)
-    assert any("first divergence" in t.get_text() and "conv2" in t.get_text() for t in ax.texts)
-    assert any(
-        abs(line.get_ydata()[0] - 1e-4) < 1e-12 for line in ax.lines if len(line.get_ydata()) == 2
-    )
-
-
-def test_plot_comparison_shows_both_sides_and_their_difference():
-    a = _acts()
-    b = {k: v.copy() for k, v in a.items()}
-    b["conv2"][0, 1] += 1.0  # channel 1 of sample 0 only
-    report = compare_activations(a, b, labels=("torch", "keras"))
-    fig = plot_comparison(report)  # default: the first divergence
-    images = [ax.images[0] for ax in fig.axes if ax.images]
-    assert len(images) == 3
-    ref_img, cand_img, diff_img = (np.asarray(im.get_array()) for im in images)
-    assert ref_img.shape == cand_img.shape == diff_img.shape
-    assert np.nanmax(diff_img) == pytest.approx(1.0, rel=1e-6)
-    assert np.nanmin(diff_img) == pytest.approx(0.0, abs=1e-6)  # other channels: no difference
-    assert "conv2" in fig.get_suptitle() and "FAIL" in fig.get_suptitle()
-    vec = plot_comparison(report, "fc")
-    assert len(vec.axes) == 2
-    with pytest.raises(IndexError):
-        plot_comparison(report, "conv1", sample=5)
-    with pytest.raises(LayerNotFoundError):
-        plot_comparison(report, "nope")
-
-
-def test_core_imports_no_framework():
+def test_parity_imports_no_framework_and_no_matplotlib():
     import subprocess
 
     code = (
-        "import sys, multiviz.comparing, multiviz.transfer, multiviz.metrics, multiviz.pairing; "
-        "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]; "
+        "import sys, multiviz.parity.compare, multiviz.parity.report, multiviz.parity.transfer, "
+        "multiviz.parity.metrics, multiviz.parity.pairing; "
+        "bad = [m for m in ('torch', 'tensorflow', 'keras', 'matplotlib') if m in sys.modules]; "
         "sys.exit(str(bad) if bad else 0)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr + done.stdout
-
-
-def test_report_is_a_plain_record():
-    report = ParityReport(rows=[])
-    assert not report.passed and report.first_divergence is None and len(report) == 0
-
-
-def test_public_names_resolve_to_functions_after_a_submodule_import():
-    import multiviz as mv
-    import multiviz.comparing as comparing
-
-    assert mv.compare is comparing.compare and mv.plot_comparison is plot_comparison
-    assert mv.ParityReport is ParityReport and mv.linear_cka is linear_cka

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multiviz.errors import LayerNotFoundError
-from multiviz.pairing import LayerSpec, pair_layers, param_signature
-from multiviz.params import LayerParams, TransferError, from_canonical, to_canonical
+from multiviz.core.weight_layouts import LayerParams, from_canonical, to_canonical
+from multiviz.errors import LayerNotFoundError, TransferError
+from multiviz.parity.pairing import LayerSpec, pair_layers, param_signature
 
 
 def _keras(name, op, **arrays):

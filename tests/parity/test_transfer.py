@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import multiviz as mv
-from multiviz.params import TransferError
-from multiviz.transfer import read_params
+from multiviz.errors import TransferError
+from multiviz.parity.transfer import read_params
 
 torch = pytest.importorskip("torch")
 keras = pytest.importorskip("keras")

@@ -13,18 +13,19 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from multiviz import InputShapeError
-from multiviz.normalization import normalize
-from multiviz.reduce import aggregate, layer_stats
+from multiviz.core.normalize import normalize
+from multiviz.core.reduce import aggregate
+from multiviz.core.resize import resize_bilinear
+from multiviz.core.stats import layer_stats
 from multiviz.render.colors import background_color, colorize, lookup_table
-from multiviz.render.images import feature_map_image, overlay_image, save_image, select_maps
-from multiviz.render.montage import montage, tiling
-from multiviz.render.plots import (
+from multiviz.render.figures import (
     plot_aggregate,
     plot_feature_maps,
     plot_layer_stats,
     plot_overlay,
 )
-from multiviz.resize import resize_bilinear
+from multiviz.render.montage import montage, tiling
+from multiviz.render.rgb import feature_map_image, overlay_image, save_image, select_maps
 
 RNG = np.random.default_rng(11)
 MAPS = RNG.normal(size=(6, 5, 7)).astype(np.float32)  # C=6, H=5, W=7
@@ -387,7 +388,7 @@ def test_plots_leave_no_pyplot_figures():
 
 def test_render_imports_no_framework():
     code = (
-        "import sys, multiviz.render.plots, multiviz.render.images, multiviz.reduce; "
+        "import sys, multiviz.render.figures, multiviz.render.rgb, multiviz.core.reduce; "
         "bad = [m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules]; "
         "sys.exit(str(bad) if bad else 0)"
     )

@@ -17,23 +17,23 @@ import numpy as np
 import pytest
 
 import multiviz as mv
-from multiviz.builtin import (
+from multiviz.errors import BackendUnavailableError, WeightsFileError
+from multiviz.sources.builtin import (
     BUILTIN_CLASSES,
     BUILTIN_INPUT_SIZE,
     BUILTIN_WEIGHTS_PATH,
     WEIGHT_SHAPES,
-    WeightsFileError,
     builtin_metadata,
     builtin_model,
     builtin_weights,
 )
-from multiviz.errors import BackendUnavailableError
+from multiviz.sources.shapes_dataset import ShapesData
 
 LAYERS = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "gap", "fc"]
 
 
 @pytest.fixture(scope="module")
-def fresh() -> mv.shapes.ShapesData:
+def fresh() -> ShapesData:
     # seed 100: none of the training (1), held-out (2) or validation (3) images
     return mv.shapes_dataset(200, size=BUILTIN_INPUT_SIZE, seed=100)
 
@@ -114,14 +114,14 @@ def test_weights_file_that_does_not_fit(tmp_path) -> None:
 )
 def test_missing_framework_names_the_install_command(monkeypatch, framework, blocked, extra):
     monkeypatch.setitem(sys.modules, blocked, None)  # `import <blocked>` now raises ImportError
-    monkeypatch.delitem(sys.modules, f"multiviz.backends.builtin_{framework}", raising=False)
+    monkeypatch.delitem(sys.modules, f"multiviz.backends.{framework}.builtin", raising=False)
     with pytest.raises(BackendUnavailableError, match=rf"pip install 'multiviz\[{extra}\]'"):
         builtin_model(framework)
 
 
 def test_builtin_module_imports_no_framework() -> None:
     code = (
-        "import sys, multiviz.builtin as b, multiviz.shapes as s; "
+        "import sys, multiviz.sources.builtin as b, multiviz.sources.shapes_dataset as s; "
         "b.builtin_weights(); b.builtin_metadata(); s.sample_image(); "
         "print(sorted(m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules))"
     )
@@ -219,7 +219,7 @@ def test_same_activations_for_every_layer(both_models, fresh, odd_input, which) 
 @pytest.mark.both
 def test_random_weights_convert_the_same_way(tmp_path, odd_input) -> None:
     # not only the trained weights: any PyTorch-layout file gives the same network
-    from multiviz.backends.builtin_torch import state_arrays
+    from multiviz.backends.torch.builtin import state_arrays
 
     np.savez(tmp_path / "random.npz", **state_arrays(builtin_model("torch", weights=None)))
     a = mv.capture(builtin_model("torch", tmp_path / "random.npz"), odd_input, ["relu2", "fc"])

@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from multiviz.errors import InputShapeError
-from multiviz.images import (
+from multiviz.errors import ImageError, InputShapeError
+from multiviz.sources.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    ImageError,
     Preprocess,
     image_files,
     load_images,

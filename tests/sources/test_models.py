@@ -15,14 +15,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from multiviz.loaders import (
-    LoadedModel,
-    ModelLoadError,
-    NoNetworkError,
-    UnsafeFileError,
-    load_model,
-    parse_spec,
-)
+from multiviz.errors import ModelLoadError, NoNetworkError, UnsafeFileError
+from multiviz.sources.models import LoadedModel, load_model, parse_spec
 
 # --------------------------------------------------------------------------- specs (no framework)
 
@@ -261,7 +255,7 @@ def test_keras_application_with_local_weights(tmp_path, monkeypatch):
     assert loaded.preprocess.size == (224, 224) and loaded.preprocess.layout == "channels_last"
     # the application's own preprocess_input, applied to 0..255 values
     img = np.random.default_rng(7).random((224, 224, 3), dtype=np.float32)
-    from multiviz.images import preprocess_images
+    from multiviz.sources.images import preprocess_images
 
     batch = preprocess_images([img], loaded.preprocess)
     np.testing.assert_allclose(

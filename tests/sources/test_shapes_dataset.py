@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multiviz.shapes import CLASS_NAMES, ShapesData, sample, sample_image, shapes_dataset
+from multiviz.sources.shapes_dataset import (
+    CLASS_NAMES,
+    ShapesData,
+    sample,
+    sample_image,
+    shapes_dataset,
+)
 
 # height != width (and neither is 3) so a transposed axis cannot hide
 H, W = 40, 52
