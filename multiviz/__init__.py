@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "layers": "capturing",
     "capture": "capturing",
     "forward": "capturing",
+    "clear_cache": "backends.cache",
+    "set_cache_size": "backends.cache",
     "Activations": "core.records",
     "LayerInfo": "core.records",
     "to_channels_first": "core.layout",

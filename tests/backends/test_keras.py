@@ -30,7 +30,7 @@ tf = pytest.importorskip("tensorflow")
 
 import multiviz as mv  # noqa: E402
 from multiviz.backends import get_backend  # noqa: E402
-from multiviz.backends.keras import capture as keras_capture  # noqa: E402
+from multiviz.backends.cache import entries  # noqa: E402
 from multiviz.backends.keras.adapter import KerasBackend  # noqa: E402
 from multiviz.errors import (  # noqa: E402
     InputShapeError,
@@ -411,15 +411,15 @@ def test_submodel_built_once_and_reused(backend):
     model = _functional_1x1(_hand_weights())
     x = _x()
     backend.capture(model, x, ["conv", "gap"])
-    runners = keras_capture._RUNNERS[model]
+    runners = entries(model, "capture")
     assert len(runners) == 1
     (runner,) = runners.values()
     sub = runner.plan.submodel
     backend.capture(model, _x(3), ["gap", "conv"])  # same set, other order and batch
-    assert keras_capture._RUNNERS[model][("conv", "gap")] is runner
+    assert entries(model, "capture")[("capture", ("conv", "gap"))] is runner
     assert runner.plan.submodel is sub
     backend.capture(model, x, ["relu"])
-    assert len(keras_capture._RUNNERS[model]) == 2
+    assert len(entries(model, "capture")) == 2
 
 
 def test_cache_does_not_keep_the_model_alive(backend):
@@ -734,7 +734,6 @@ def _assert_results_equal(a, b) -> None:
     ids=["classes", "top-input", "guided"],
 )
 def test_fast_path_equals_general_path(backend, monkeypatch, head, kw):
-    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     model = _grad_net(head)
     x = _x()
@@ -744,7 +743,7 @@ def test_fast_path_equals_general_path(backend, monkeypatch, head, kw):
     fast, general = _both_paths(backend, model, x, names, monkeypatch, **kw)
     _assert_results_equal(fast, general)
     assert any(np.abs(g).max() > 0 for g in fast.gradients.values() if g.ndim == 4)
-    (step,) = _keras_fast._FAST[model].values()  # the fast path ran, on one sub-model
+    (step,) = entries(model, "fast_gradients").values()  # the fast path ran, on one sub-model
     assert isinstance(step.submodel, keras.Model)
     assert step.submodel is not model
 
@@ -772,27 +771,25 @@ def test_fast_path_callable_target_and_no_layers(backend, monkeypatch):
 
 
 def test_fast_path_one_submodel_per_layer_set_and_target_does_not_retrace(backend):
-    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     model = _grad_net("linear")
     x = _x()
     backend.gradients(model, x, ["c2", "c1"], target=0)
-    (step,) = _keras_fast._FAST[model].values()
+    (step,) = entries(model, "fast_gradients").values()
     fn = step.compiled(False, False)
     backend.gradients(model, x, ["c1", "c2"], target=np.array([3, 1]))
-    assert list(_keras_fast._FAST[model].values()) == [step]
+    assert list(entries(model, "fast_gradients").values()) == [step]
     assert step.compiled(False, False) is fn
     assert fn.experimental_get_tracing_count() == 1  # a new class index is a new tensor value
 
 
 def test_fast_path_only_for_top_level_layers_of_plain_graph_models(backend):
-    from multiviz.backends.keras import gradients_tf_fast as _keras_fast
 
     model, _, _ = _two_level_nested()
     backend.gradients(model, _x(), ["mid/inner/iconv"], target=0)
-    assert model not in _keras_fast._FAST  # nested layer: the general path
+    assert not entries(model, "fast_gradients")  # nested layer: the general path
     backend.gradients(model, _x(), ["conv"], target=0)
-    assert len(_keras_fast._FAST[model]) == 1
+    assert len(entries(model, "fast_gradients")) == 1
 
     class Custom(keras.Model):  # a Functional subclass that changes `call`
         def call(self, inputs, training=None):
@@ -801,7 +798,7 @@ def test_fast_path_only_for_top_level_layers_of_plain_graph_models(backend):
     inp = keras.Input((4,))
     custom = Custom(inp, keras.layers.Dense(2, name="d")(inp))
     res = backend.gradients(custom, np.ones((1, 4), np.float32), ["d"], target=0)
-    assert custom not in _keras_fast._FAST
+    assert not entries(custom, "fast_gradients")
     w = custom.get_layer("d").get_weights()[0]
     np.testing.assert_allclose(res.gradients["d"], [[1.0, 0.0]])  # graph-scored, as before
     np.testing.assert_allclose(res.output, np.ones((1, 4)) @ w, rtol=1e-5, atol=1e-6)
@@ -843,7 +840,7 @@ def test_backprop_stops_at_the_chosen_layer(backend, monkeypatch, fast):
     w = model.get_layer("fc").get_weights()[0]
     expected = np.broadcast_to(w[:, 1][None, :, None, None] / (H * W), (2, 2, H, W))
     np.testing.assert_allclose(res.gradients["c1"], expected, rtol=1e-5)
-    assert (model in _keras_fast._FAST) is fast
+    assert bool(entries(model, "fast_gradients")) is fast
     with pytest.raises(tf.errors.InvalidArgumentError):  # the backward pass reaches "bomb"
         backend.gradients(model, x, ["c1"], target=1, wrt_input=True)
 

@@ -23,6 +23,10 @@ What works where:
   gets the ``tf.function``. Gradients need the TensorFlow backend
   (``tf.GradientTape``); on the others they raise a clear
   :class:`~multiviz.errors.MultivizError`.
+* **Threads and interrupts**: every verb holds the model's lock
+  (:mod:`multiviz.backends.guard`); a layer patched for a call (a subclassed
+  model's recorded ``call``, guided ReLUs) serves only the calling thread and
+  is put back however the call ends, Ctrl-C included.
 * **Gradients** are scored on logits (a final softmax is undone, see
   :mod:`.gradients_tf`). When every chosen layer is a top-level layer of a
   Functional / Sequential model, one cached sub-model over the chosen outputs
@@ -48,8 +52,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from multiviz.backends.cache import cached
 from multiviz.backends.contract import GradientResult, Target
-from multiviz.backends.keras.capture import EagerPlan, runner_for
+from multiviz.backends.guard import locked
+from multiviz.backends.keras.capture import EagerPlan, runner_for, tf_function
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
 from multiviz.backends.keras.layers import (
@@ -67,7 +73,6 @@ from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizError, 
 __all__ = ["KerasBackend"]
 
 _SITES: weakref.WeakKeyDictionary[Any, tuple[Any, list[Site]]] = weakref.WeakKeyDictionary()
-_FORWARD: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
 
 
 class KerasBackend:
@@ -93,6 +98,7 @@ class KerasBackend:
             return False
         return isinstance(model, keras.layers.Layer)
 
+    @locked
     def layers(self, model: Any, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
         """Every addressable layer, in model order, InputLayers excluded.
 
@@ -114,6 +120,7 @@ class KerasBackend:
             return self._run_for_shapes(model, sites, input_shape)
         return [self._info(s, canonical_shape(s.shape, s.layout)) for s in sites]
 
+    @locked
     def capture(self, model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
         """One forward pass; every call and output of the layers ``names``, canonical layout.
 
@@ -136,6 +143,7 @@ class KerasBackend:
         # the runner already returned the canonical layout
         return {k: _numpy(tensors[k]) for k in self._ordered(model, tensors)}
 
+    @locked
     def forward(self, model: Any, x: Any) -> np.ndarray:
         """The model's (first) output for ``x``, float32 NumPy, ``training=False``."""
         inputs = self._inputs(model, x)
@@ -144,6 +152,7 @@ class KerasBackend:
             out = fn(inputs[0] if len(inputs) == 1 else list(inputs))
         return _numpy(keras.tree.flatten(out)[0])
 
+    @locked
     def gradients(
         self,
         model: Any,
@@ -327,19 +336,17 @@ class KerasBackend:
         graph = graph_of(model)
         if graph is None or keras.backend.backend() != "tensorflow":
             return lambda inputs: model(inputs, training=False)
-        cached = _FORWARD.get(model)
-        if cached is not None and cached[0]() is graph:  # not a since-rebuilt Sequential
-            return cached[1]
-        import tensorflow as tf
 
-        ref = weakref.ref(model)  # the cache must not keep the model alive
+        def build() -> tuple[Any, Any]:
+            ref = weakref.ref(model)  # the cache must not keep the model alive
 
-        def run(inputs: Any) -> Any:
-            return ref()(inputs, training=False)
+            def run(inputs: Any) -> Any:
+                return ref()(inputs, training=False)
 
-        fn = tf.function(run, autograph=False, reduce_retracing=True)
-        _FORWARD[model] = (weakref.ref(graph), fn)
-        return fn
+            return weakref.ref(graph), tf_function(run)
+
+        # a since-rebuilt Sequential has a new graph: build again
+        return cached(model, ("forward",), build, fresh=lambda e: e[0]() is graph)[1]
 
 
 # ---------------------------------------------------------------------- outputs

@@ -14,25 +14,30 @@ graph (a subclassed model, or a user-defined layer owning sublayers) is
 reached by an :class:`EagerPlan`: its sublayers' ``call`` is wrapped on the
 instance for the length of one call (see :mod:`.state`).
 
-Plans are cached per model (weakly: a deleted model frees its plans) and per
-set of names. On the TensorFlow backend the plan runs inside one cached
-``tf.function`` (``predict()`` would pay its set-up on every call).
+Plans are cached per model and per set of names in the model's bounded
+least-recently-used cache (:mod:`multiviz.backends.cache`: a deleted model
+frees its plans, ``mv.clear_cache`` frees them at once). On the TensorFlow
+backend the plan runs inside one cached ``tf.function`` (``predict()`` would
+pay its set-up on every call).
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import keras
 
+from multiviz.backends.cache import cached
+from multiviz.backends.guard import undoing
 from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
 from multiviz.backends.keras.state import call_layer, recording
 from multiviz.core.names import owner
 from multiviz.errors import MultivizError
 
-__all__ = ["EagerPlan", "GraphPlan", "Runner", "runner_for"]
+__all__ = ["EagerPlan", "GraphPlan", "Runner", "runner_for", "tf_function"]
 
 Tensors = dict[str, Any]
 
@@ -119,8 +124,13 @@ class EagerPlan:
 
     def run(self, layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Tensors]:
         """Call ``layer`` once; return its output and the named sublayer outputs."""
-        with recording([t for t, _ in self.targets.values()]) as records:
-            out = call_layer(layer, args, kwargs)
+        return undoing(self._run, layer, args, kwargs)
+
+    def _run(
+        self, undo: ExitStack, layer: Any, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> tuple[Any, Tensors]:
+        records = recording(undo, [t for t, _ in self.targets.values()])  # unwrapped by undo
+        out = call_layer(layer, args, kwargs)
         return out, self.collect(records)
 
     def collect(self, records: dict[int, list[Any]]) -> Tensors:
@@ -174,9 +184,7 @@ class Runner:
         self.graph_ref = weakref.ref(graph) if graph is not None and graph is not model else None
         self._fn: Callable[..., Tensors] | None = None
         if isinstance(self.plan, GraphPlan) and keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            self._fn = tf.function(self.plan_call, autograph=False, reduce_retracing=True)
+            self._fn = tf_function(self.plan_call)
 
     def plan_call(self, inputs: Sequence[Any]) -> Tensors:
         assert isinstance(self.plan, GraphPlan)
@@ -222,24 +230,24 @@ def _no_grad(fn: Callable[[], Tensors]) -> Tensors:
     return fn()
 
 
-_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Runner]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def runner_for(model: Any, sites: Sequence[Site]) -> Runner:
     """The cached runner for ``sites`` of ``model``, built on first use."""
-    key = tuple(sorted({s.key for s in sites}))
-    per_model = _RUNNERS.setdefault(model, {})
-    runner = per_model.get(key)
-    if runner is None or not runner.fresh(model):
-        runner = per_model[key] = Runner(model, sites)
-    return runner
+    key = ("capture", tuple(sorted({s.key for s in sites})))
+    return cached(model, key, lambda: Runner(model, sites), fresh=lambda r: r.fresh(model))
 
 
-def clear_cache(model: Any | None = None) -> None:
-    """Forget cached plans (of one model, or of all)."""
-    if model is None:
-        _RUNNERS.clear()
-    else:
-        _RUNNERS.pop(model, None)
+def tf_function(fn: Callable[..., Any]) -> Any:
+    """``tf.function(fn)`` as multiviz compiles every step: no autograph, shapes relaxed.
+
+    TensorFlow warns when several ``tf.function`` objects made from the same
+    Python code trace often ("creating @tf.function repeatedly in a loop"):
+    multiviz does make one per model and layer set, on purpose, and keeps a
+    bounded number of them (:mod:`multiviz.backends.cache`), so that warning
+    would only ever be about multiviz's own functions; it is switched off for them.
+    """
+    import tensorflow as tf
+
+    compiled = tf.function(fn, autograph=False, reduce_retracing=True)
+    if hasattr(compiled, "_omit_frequent_tracing_warning"):
+        compiled._omit_frequent_tracing_warning = True
+    return compiled

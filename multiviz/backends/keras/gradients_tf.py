@@ -31,18 +31,20 @@ activation is relu / relu6, and ``call`` on ``ReLU`` layers.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 
+from multiviz.backends.cache import cached
 from multiviz.backends.contract import check_scores, class_indices
-from multiviz.backends.keras.capture import EagerPlan
+from multiviz.backends.guard import undoing
+from multiviz.backends.keras.capture import EagerPlan, tf_function
 from multiviz.backends.keras.layers import Site, Step, graph_of, node_index
-from multiviz.backends.keras.state import call_layer, recording, swapped
+from multiviz.backends.keras.state import call_layer, recording, swap
 
 __all__ = [
     "callable_scores",
@@ -180,11 +182,17 @@ def _record_eager_model(
 ) -> tuple[Any, dict[str, Any], tuple[Any, Any] | None]:
     # No graph: wrap the chosen layers, and every softmax-ending layer so that
     # the one producing the model's output can be recognised afterwards.
+    return undoing(_record_eager, model, x, sites)
+
+
+def _record_eager(
+    undo: ExitStack, model: Any, x: Any, sites: Sequence[Site]
+) -> tuple[Any, dict[str, Any], tuple[Any, Any] | None]:
     plan = EagerPlan([(s.path[-1][0], s.base) for s in sites])
     heads = [layer for layer in model._flatten_layers(include_self=False) if ends_in_softmax(layer)]
     seen_in: dict[int, list[Any]] = {}
-    with recording(heads, inputs=seen_in) as seen_out:
-        out, rec = plan.run(model, (x,), {})
+    seen_out = recording(undo, heads, inputs=seen_in)  # unwrapped when undo closes
+    out, rec = plan.run(model, (x,), {})
     first = keras.tree.flatten(out)[0]
     for layer in heads:
         for value, arg in zip(seen_out[id(layer)], seen_in[id(layer)], strict=True):
@@ -235,8 +243,12 @@ def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
         return y
     # any other layer with activation="softmax": its call with the activation
     # switched off for this one call
-    with swapped([(layer, "activation", keras.activations.linear)]):
-        return layer(x)
+    return undoing(_linear_call, layer, x)
+
+
+def _linear_call(undo: ExitStack, layer: Any, x: Any) -> Any:
+    swap(undo, layer, "activation", keras.activations.linear)
+    return layer(x)
 
 
 # --------------------------------------------------------------------------- scores
@@ -296,11 +308,6 @@ def gradient_step(
     return logits, idx, scores, rec, by_key, grads[-1] if wrt_input else None
 
 
-_STEPS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], tuple[Any, Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def compiled_step(
     model: Any, sites: Sequence[Site], guided: bool, wrt_input: bool = True
 ) -> Callable[[Any, Any], StepResult]:
@@ -309,24 +316,23 @@ def compiled_step(
     Only for graph models and class-index targets (a callable target is new
     Python code every call: it runs eagerly). A guided step is traced while
     the guided ReLUs are swapped in: call it inside :func:`guided_relus`.
+    Cached in the model's bounded cache (:mod:`multiviz.backends.cache`).
     """
-    import tensorflow as tf
-
     graph = graph_of(model)
-    key = (tuple(sorted(s.key for s in sites)), guided, wrt_input)
-    per_model = _STEPS.setdefault(model, {})
-    cached = per_model.get(key)
-    if cached is not None and cached[0]() is graph:
-        return cached[1]
-    ref = weakref.ref(model)  # the cache must not keep the model alive
-    chosen = list(sites)
+    key = ("gradient_step", tuple(sorted(s.key for s in sites)), guided, wrt_input)
 
-    def step(x: Any, idx: Any) -> StepResult:
-        return gradient_step(ref(), x, chosen, lambda logits: pick_scores(logits, idx), wrt_input)
+    def build() -> tuple[Any, Any]:
+        ref = weakref.ref(model)  # the cache must not keep the model alive
+        chosen = list(sites)
 
-    fn = tf.function(step, autograph=False, reduce_retracing=True)
-    per_model[key] = (weakref.ref(graph), fn)
-    return fn
+        def step(x: Any, idx: Any) -> StepResult:
+            return gradient_step(
+                ref(), x, chosen, lambda logits: pick_scores(logits, idx), wrt_input
+            )
+
+        return weakref.ref(graph), tf_function(step)
+
+    return cached(model, key, build, fresh=lambda entry: entry[0]() is graph)[1]
 
 
 # --------------------------------------------------------------------------- guided
@@ -364,6 +370,8 @@ def _guided_call(layer: Any) -> Callable[..., Any]:
 
 
 def _relu_patches(model: Any) -> Iterator[tuple[Any, str, Any]]:
+    # every patch is computed before the first one is made: a layer is never
+    # looked at while another is already swapped
     for layer in model._flatten_layers(include_self=True):
         name = _activation_name(layer)
         if name in ("relu", "relu6") and "activation" in layer.__dict__:
@@ -373,9 +381,13 @@ def _relu_patches(model: Any) -> Iterator[tuple[Any, str, Any]]:
             yield layer, "call", _guided_call(layer)
 
 
-def guided_relus(model: Any) -> Any:
-    """Context manager: guided-backprop ReLUs in ``model`` (all nested layers)."""
-    return swapped(list(_relu_patches(model)))
+def guided_relus(undo: ExitStack, model: Any) -> None:
+    """Guided-backprop ReLUs in ``model`` (all nested layers) until ``undo`` closes.
+
+    Each swap serves the calling thread only (see :func:`.state.swap`).
+    """
+    for layer, name, value in list(_relu_patches(model)):
+        swap(undo, layer, name, value)
 
 
 # --------------------------------------------------------------------------- the entry
@@ -402,6 +414,18 @@ def compute_gradients(
         logits, class index per sample (or ``None``), scores, recorded
         tensors, their gradients and the input's gradient (or ``None``).
     """
+    return undoing(_compute_gradients, model, x, sites, target, wrt_input, guided)
+
+
+def _compute_gradients(
+    undo: ExitStack,
+    model: Any,
+    x: Any,
+    sites: Sequence[Site],
+    target: Any,
+    wrt_input: bool,
+    guided: bool,
+) -> StepResult:
     import tensorflow as tf
 
     from multiviz.backends.keras.gradients_tf_fast import fast_step  # it builds on this module
@@ -410,24 +434,25 @@ def compute_gradients(
     n = int(x_t.shape[0])
     graph = graph_of(model)
     fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
-    with guided_relus(model) if guided else contextlib.nullcontext():
-        if callable(target):  # new Python code every call: eager
+    if guided:
+        guided_relus(undo, model)  # swapped back when undo closes
+    if callable(target):  # new Python code every call: eager
 
-            def scored(logits: Any) -> tuple[Any, Any]:
-                return callable_scores(logits, target), None
+        def scored(logits: Any) -> tuple[Any, Any]:
+            return callable_scores(logits, target), None
 
-            if fast is not None:
-                return fast.run(x_t, scored, wrt_input)
-            return gradient_step(model, x_t, sites, scored, wrt_input)
-        if graph is not None:  # one cached tf.function, class indices as a tensor
-            idx = tf.constant(class_indices(target, n, tuple(graph.outputs[0].shape)))
-            if fast is not None:
-                return fast.compiled(wrt_input, guided)(x_t, idx)
-            return compiled_step(model, sites, guided, wrt_input)(x_t, idx)
+        if fast is not None:
+            return fast.run(x_t, scored, wrt_input)
+        return gradient_step(model, x_t, sites, scored, wrt_input)
+    if graph is not None:  # one cached tf.function, class indices as a tensor
+        idx = tf.constant(class_indices(target, n, tuple(graph.outputs[0].shape)))
+        if fast is not None:
+            return fast.compiled(wrt_input, guided)(x_t, idx)
+        return compiled_step(model, sites, guided, wrt_input)(x_t, idx)
 
-        # subclassed: eager; the output shape is known once it ran
-        def score(logits: Any) -> tuple[Any, Any]:
-            idx = class_indices(target, n, tuple(logits.shape))
-            return pick_scores(logits, keras.ops.convert_to_tensor(idx))
+    # subclassed: eager; the output shape is known once it ran
+    def score(logits: Any) -> tuple[Any, Any]:
+        idx = class_indices(target, n, tuple(logits.shape))
+        return pick_scores(logits, keras.ops.convert_to_tensor(idx))
 
-        return gradient_step(model, x_t, sites, score, wrt_input)
+    return gradient_step(model, x_t, sites, score, wrt_input)

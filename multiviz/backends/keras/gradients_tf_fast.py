@@ -19,8 +19,8 @@ computed *from* the recorded tensors and the tape reaches them:
   backpropagates from the score to the chosen layer and no further.
 
 Building the sub-model calls no layer (no inbound node is added to a user
-layer). It is built once per (model, chosen layers) and cached weakly, like
-capture's sub-models. Class-index targets run in one ``tf.function`` per
+layer). It is built once per (model, chosen layers) and kept in the model's
+bounded cache (:mod:`multiviz.backends.cache`), like capture's sub-models. Class-index targets run in one ``tf.function`` per
 (sub-model, ``wrt_input``, ``guided``) with the class indices as a tensor
 argument, so a new target value does not retrace. A guided and a plain trace
 are cached apart: a trace keeps whatever ReLU the layers held while it was
@@ -37,6 +37,8 @@ from typing import Any
 
 import keras
 
+from multiviz.backends.cache import cached
+from multiviz.backends.keras.capture import tf_function
 from multiviz.backends.keras.gradients_tf import (
     StepResult,
     ends_in_softmax,
@@ -147,26 +149,18 @@ class FastStep:
         key = (wrt_input, guided)
         fn = self._compiled.get(key)
         if fn is None:
-            import tensorflow as tf
 
             def step(x: Any, idx: Any) -> StepResult:
                 return self.run(x, lambda logits: pick_scores(logits, idx), wrt_input)
 
-            fn = self._compiled[key] = tf.function(step, autograph=False, reduce_retracing=True)
+            fn = self._compiled[key] = tf_function(step)
         return fn
-
-
-_FAST: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], FastStep]] = weakref.WeakKeyDictionary()
 
 
 def fast_step_for(model: Any, sites: Sequence[Site]) -> FastStep:
     """The cached :class:`FastStep` of ``sites`` of ``model``, built on first use."""
-    key = tuple(sorted({s.key for s in sites}))
-    per_model = _FAST.setdefault(model, {})
-    step = per_model.get(key)
-    if step is None or not step.fresh(model):
-        step = per_model[key] = FastStep(model, sites)
-    return step
+    key = ("fast_gradients", tuple(sorted({s.key for s in sites})))
+    return cached(model, key, lambda: FastStep(model, sites), fresh=lambda f: f.fresh(model))
 
 
 def fast_step(model: Any, sites: Sequence[Site]) -> FastStep | None:

@@ -1,75 +1,104 @@
 """Temporary patches on Keras layer instances, always undone on the way out.
 
-Two things attach to a user's layers for the length of one call, and both live
-in context managers so that leaving the ``with`` block — normally or through
-an exception — is the only way out, and the layer is left as it was found:
+Two things attach to a user's layers for the length of one call:
 
 * :func:`recording` wraps ``call`` on chosen layer *instances* to keep what
   each call returns (the fallback for models without a symbolic graph). The
   wrapper is an instance attribute that shadows the class's method; on exit it
   is deleted again, so ``"call" not in layer.__dict__`` holds afterwards.
-* :func:`swapped` sets attributes (``activation``, ``call``) to replacements
-  and restores the originals (used by guided backpropagation and logits).
+* :func:`swap` sets an attribute (``activation``, ``call``) to a replacement
+  and restores the original (used by guided backpropagation and logits).
 
-Attributes are set with ``object.__setattr__`` so Keras' attribute tracking
-never sees the temporary values.
+Each registers its undo on the call's undo stack (an
+:class:`~contextlib.ExitStack`, see :mod:`multiviz.backends.guard`) *before*
+it patches, and the undo is a builtin (``dict.__setitem__`` / ``dict.pop`` on
+the layer's ``__dict__``), not a line of multiviz: however the call ends — an
+error, or a ``KeyboardInterrupt`` landing on any line — the layer is left as
+it was found. Attributes are written to the instance's ``__dict__`` so Keras'
+attribute tracking never sees the temporary values.
+
+A patched attribute serves only the thread that patched it: a forward pass
+the user runs in another thread meanwhile gets the original (not recorded, not
+guided).
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
-__all__ = ["call_layer", "recording", "swapped"]
+from multiviz.backends.guard import this_thread
 
-_MISSING = object()
+__all__ = ["call_layer", "recording", "swap"]
 
 
-@contextlib.contextmanager
-def swapped(patches: Sequence[tuple[Any, str, Any]]) -> Iterator[None]:
-    """Set ``obj.name = value`` for each patch; restore every original on exit.
+def swap(undo: ExitStack, obj: Any, name: str, value: Any) -> None:
+    """``obj.name = value`` in the calling thread until ``undo`` closes; then the original.
 
-    An attribute that was not in the instance's ``__dict__`` before (a method
-    looked up on the class) is deleted again rather than set back.
+    ``value`` serves the thread that swapped it in; other threads calling
+    ``obj.name`` meanwhile get the original. An attribute that was not in the
+    instance's ``__dict__`` before (a method looked up on the class) is
+    deleted again rather than set back.
+
+    Example:
+        >>> from contextlib import ExitStack
+        >>> class Layer:
+        ...     def call(self, x):
+        ...         return x
+        >>> layer = Layer()
+        >>> with ExitStack() as undo:
+        ...     swap(undo, layer, "call", lambda x: -x)
+        ...     layer.call(2)
+        -2
+        >>> layer.call(2), "call" in layer.__dict__
+        (2, False)
     """
-    saved: list[tuple[Any, str, Any]] = []
-    try:
-        for obj, name, value in patches:
-            saved.append((obj, name, obj.__dict__.get(name, _MISSING)))
-            object.__setattr__(obj, name, value)
-        yield
-    finally:
-        for obj, name, old in reversed(saved):
-            if old is _MISSING:
-                object.__delattr__(obj, name)
-            else:
-                object.__setattr__(obj, name, old)
+    attrs = obj.__dict__
+    original = getattr(obj, name)
+    if name in attrs:  # the undo before the change: a builtin, no line of multiviz
+        undo.callback(attrs.__setitem__, name, attrs[name])
+    else:
+        undo.callback(attrs.pop, name, None)
+    attrs[name] = _for_this_thread(value, original) if callable(original) else value
 
 
-@contextlib.contextmanager
+def _for_this_thread(patched: Callable[..., Any], original: Callable[..., Any]) -> Any:
+    owner = this_thread()
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if this_thread() != owner:
+            return original(*args, **kwargs)
+        return patched(*args, **kwargs)
+
+    for attr in ("__name__", "__qualname__", "__doc__"):  # Keras reads activation.__name__
+        if hasattr(original, attr):
+            setattr(call, attr, getattr(original, attr))
+    return call
+
+
 def recording(
-    layers: Sequence[Any], inputs: dict[int, list[Any]] | None = None
-) -> Iterator[dict[int, list[Any]]]:
-    """Record the outputs of every call of ``layers`` while the block runs.
+    undo: ExitStack, layers: Sequence[Any], inputs: dict[int, list[Any]] | None = None
+) -> dict[int, list[Any]]:
+    """Record the outputs of every call of ``layers`` until ``undo`` closes.
 
     Args:
+        undo: where the unwrapping is registered.
         layers: the layer instances to watch.
         inputs: if given, also filled with ``id(layer) -> [first positional
             argument of each call]``.
 
-    Yields:
-        ``id(layer) -> [output of call 0, output of call 1, ...]``.
+    Returns:
+        ``id(layer) -> [output of call 0, output of call 1, ...]``, filled as
+        the layers run (in the calling thread only).
     """
     unique = list({id(layer): layer for layer in layers}.values())
     records: dict[int, list[Any]] = {id(layer): [] for layer in unique}
-    patches = []
     for layer in unique:
         sink_in = None if inputs is None else inputs.setdefault(id(layer), [])
-        patches.append((layer, "call", _recorder(layer.call, records[id(layer)], sink_in)))
-    with swapped(patches):
-        yield records
+        swap(undo, layer, "call", _recorder(layer.call, records[id(layer)], sink_in))
+    return records
 
 
 def _recorder(

@@ -1,9 +1,12 @@
 """The PyTorch adapter: forward hooks on the chosen modules, NumPy out.
 
-Every verb leaves the model exactly as it found it, however it ends: hooks
-removed, each module's ``training`` flag and each parameter's
-``requires_grad`` flag restored, weights, buffers (BatchNorm running
-statistics) and ``.grad`` untouched. Passes run in eval mode without autograd
+Every verb leaves the model exactly as it found it, however it ends (an
+error, or Ctrl-C landing on any line): hooks removed, each module's
+``training`` flag and each parameter's ``requires_grad`` flag restored,
+weights, buffers (BatchNorm running statistics) and ``.grad`` untouched. Each
+verb holds the model's lock (:mod:`multiviz.backends.guard`), so calls from
+several threads on one model take turns, and its hooks ignore forward passes
+of other threads. Passes run in eval mode without autograd
 (``capture``, ``forward``) or with a graph over the chosen layers only
 (``gradients``). Input — NumPy or a tensor on any device — is copied onto the
 model's device and floating dtype; what comes back is float32 NumPy.
@@ -28,6 +31,7 @@ Behaviour to know about:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -35,6 +39,7 @@ import torch
 from torch import nn
 
 from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.guard import guarded
 from multiviz.backends.torch.capture import capture_outputs, output_shapes
 from multiviz.backends.torch.gradients import compute_gradients
 from multiviz.backends.torch.inputs import (
@@ -106,7 +111,7 @@ class TorchBackend:
         if input_shape is not None:
             dims = tuple(int(d) for d in input_shape)
             x = to_model_input(np.zeros((1, *dims), np.float32), model)
-            shapes = output_shapes(model, x)
+            shapes = guarded(model, output_shapes, model, x)
         return layer_infos(model, shapes)
 
     def capture(self, model: nn.Module, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -137,7 +142,7 @@ class TorchBackend:
         """
         model = unwrap(model)
         chosen = find_modules(model, names)
-        return capture_outputs(model, to_model_input(x, model), chosen)
+        return guarded(model, capture_outputs, model, to_model_input(x, model), chosen)
 
     def forward(self, model: nn.Module, x: Any) -> np.ndarray:
         """The model's output in inference mode, as float32 NumPy; the model unchanged.
@@ -149,10 +154,7 @@ class TorchBackend:
             array([[0.6931, 0.6931]], dtype=float32)
         """
         model = unwrap(model)
-        x = to_model_input(x, model)
-        with eval_mode(model), torch.no_grad(), entry_check(model, x):
-            out = run_model(model, x)
-        return to_numpy(main_output(out))
+        return guarded(model, _forward, model, to_model_input(x, model))
 
     def gradients(
         self,
@@ -201,7 +203,7 @@ class TorchBackend:
                 f"wrt_input=True needs a floating input; this model takes {xt.dtype}. "
                 "Take gradients with respect to a layer (e.g. the embedding) instead."
             )
-        return compute_gradients(model, xt, chosen, target, wrt_input, guided)
+        return guarded(model, compute_gradients, model, xt, chosen, target, wrt_input, guided)
 
     def input_layout(self, model: nn.Module) -> str:
         """Always ``"channels_first"``: PyTorch models take ``(N, C, H, W)``.
@@ -211,3 +213,10 @@ class TorchBackend:
             'channels_first'
         """
         return "channels_first"
+
+
+def _forward(undo: ExitStack, model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    eval_mode(model, undo)
+    undo.enter_context(torch.no_grad())
+    entry_check(model, x, undo)
+    return to_numpy(main_output(run_model(model, x)))

@@ -15,7 +15,6 @@ control flow), which the counts cache cannot see.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from multiviz.backends.cache import cached
+from multiviz.backends.guard import this_thread
 from multiviz.backends.torch.inputs import entry_check, run_model
 from multiviz.backends.torch.state import eval_mode
 
@@ -31,17 +32,14 @@ __all__ = ["capture_outputs", "flatten_output", "output_shapes", "snapshot"]
 
 Hook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
 
-# model -> {(layer names, module ids, input shape): {name: calls per forward pass}}
-_CALL_COUNTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], dict[str, int]]]
-_CALL_COUNTS = weakref.WeakKeyDictionary()
-_MAX_KEYS_PER_MODEL = 64
-
 
 class _StopForward(BaseException):
     """Raised from a hook once every chosen module has made all its calls.
 
     A ``BaseException`` so that a model's own ``except Exception`` cannot
-    swallow it.
+    swallow it. It carries the recorder that raised it, and only that
+    recorder's capture catches it; hooks raise it only in the thread that
+    registered them, so a forward pass of another thread is never stopped.
     """
 
 
@@ -80,6 +78,7 @@ class _Recorder:
     """Forward hooks that keep chosen modules' outputs and count their calls."""
 
     def __init__(self, names: Sequence[str], expected: dict[str, int] | None) -> None:
+        self.thread = this_thread()  # passes of other threads are not recorded
         self.calls = dict.fromkeys(names, 0)
         self.outputs: dict[str, torch.Tensor] = {}
         self.expected = expected
@@ -87,6 +86,8 @@ class _Recorder:
 
     def hook(self, name: str) -> Hook:
         def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if this_thread() != self.thread:
+                return
             k = self.calls[name]
             self.calls[name] = k + 1
             for key, t in flatten_output(name if k == 0 else f"{name}#{k}", out):
@@ -97,7 +98,7 @@ class _Recorder:
                 if k + 1 >= self.expected[name]:
                     self.pending.discard(name)
                     if not self.pending:
-                        raise _StopForward
+                        raise _StopForward(self)
 
         return record
 
@@ -105,20 +106,27 @@ class _Recorder:
         return {key: t.cpu().numpy() for key, t in self.outputs.items()}
 
 
+class _CallCounts(dict[str, int]):
+    """``{layer name: calls per forward pass}``; empty until a whole pass counted them."""
+
+
 def _cache_key(chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> tuple[Any, ...]:
-    return (tuple(n for n, _ in chosen), tuple(id(m) for _, m in chosen), tuple(x.shape))
+    names = tuple(n for n, _ in chosen)
+    return ("call_counts", names, tuple(id(m) for _, m in chosen), tuple(x.shape))
 
 
 def capture_outputs(
-    model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]]
+    undo: ExitStack, model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]]
 ) -> dict[str, np.ndarray]:
     """One inference pass of ``x``; the chosen modules' outputs as float32 NumPy copies.
 
     The model runs under ``torch.no_grad()`` with every module in eval mode;
-    hooks and modes are restored however the pass ends. See the module
+    hooks and modes are restored when ``undo`` closes, however the pass ends
+    (run it through :func:`multiviz.backends.guard.guarded`). See the module
     docstring for when the pass stops early.
 
     Args:
+        undo: the call's undo stack.
         model: the module.
         x: the input, already on the model's device and dtype.
         chosen: (name, module) pairs to record.
@@ -126,48 +134,50 @@ def capture_outputs(
     Returns:
         Output key -> array, in the order the modules ran.
     """
-    key = _cache_key(chosen, x)
-    known = _CALL_COUNTS.setdefault(model, {})
-    recorder = _Recorder([n for n, _ in chosen], known.get(key))
-    finished = False
-    with ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(entry_check(model, x))
-        for name, module in chosen:
-            stack.enter_context(module.register_forward_hook(recorder.hook(name)))
-        try:
-            run_model(model, x)
-            finished = True
-        except _StopForward:
-            pass
-    if finished and recorder.expected is None:
-        if len(known) >= _MAX_KEYS_PER_MODEL:
-            known.pop(next(iter(known)))
-        known[key] = dict(recorder.calls)
+    # kept in the model's bounded cache (multiviz.backends.cache) with everything compiled
+    known = cached(model, _cache_key(chosen, x), _CallCounts)
+    recorder = _Recorder([n for n, _ in chosen], dict(known) or None)
+    eval_mode(model, undo)
+    undo.enter_context(torch.no_grad())
+    entry_check(model, x, undo)
+    for name, module in chosen:
+        undo.enter_context(module.register_forward_hook(recorder.hook(name)))
+    try:
+        run_model(model, x)
+    except _StopForward as stop:
+        if stop.args[0] is not recorder:  # another capture's: not ours to catch
+            raise
+    else:
+        if recorder.expected is None:
+            known.update(recorder.calls)
     return recorder.arrays()
 
 
-def output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int | None, ...]]:
+def output_shapes(
+    undo: ExitStack, model: nn.Module, x: torch.Tensor
+) -> dict[str, tuple[int | None, ...]]:
     """Each module's output shape on its first call, batch axis as ``None``.
 
-    Modules whose output is not one tensor get no entry.
+    Modules whose output is not one tensor get no entry. Hooks and modes are
+    restored when ``undo`` closes (see :func:`capture_outputs`).
     """
     shapes: dict[str, tuple[int | None, ...]] = {}
+    owner = this_thread()
 
     def hook(name: str) -> Hook:
         def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if this_thread() != owner:
+                return
             if isinstance(out, torch.Tensor) and out.ndim and name not in shapes:
                 shapes[name] = (None, *out.shape[1:])
 
         return record
 
-    with ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(entry_check(model, x))
-        for name, module in model.named_modules():
-            if name:
-                stack.enter_context(module.register_forward_hook(hook(name)))
-        run_model(model, x)
+    eval_mode(model, undo)
+    undo.enter_context(torch.no_grad())
+    entry_check(model, x, undo)
+    for name, module in model.named_modules():
+        if name:
+            undo.enter_context(module.register_forward_hook(hook(name)))
+    run_model(model, x)
     return shapes

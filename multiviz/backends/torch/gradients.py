@@ -30,6 +30,7 @@ from multiviz.backends.contract import (
     check_scores,
     class_indices,
 )
+from multiviz.backends.guard import this_thread
 from multiviz.backends.torch.capture import snapshot
 from multiviz.backends.torch.inputs import entry_check, main_output, run_model, to_numpy
 from multiviz.backends.torch.layers import is_softmax
@@ -60,6 +61,7 @@ class _Watcher:
     """Hooks that keep chosen outputs in the graph and remember the last leaf module."""
 
     def __init__(self) -> None:
+        self.thread = this_thread()  # passes of other threads are left alone
         self.live: dict[str, torch.Tensor] = {}  # key -> tensor the gradient is taken for
         self.values: dict[str, torch.Tensor] = {}  # key -> float32 copy at hook time
         self.calls: dict[str, int] = {}
@@ -79,6 +81,8 @@ class _Watcher:
             return t.clone()
 
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> Any:
+            if this_thread() != self.thread:
+                return None
             k = self.calls.get(name, 0)
             self.calls[name] = k + 1
             return _map_tensors(name if k == 0 else f"{name}#{k}", out, keep)
@@ -86,7 +90,8 @@ class _Watcher:
         return hook
 
     def leaf_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        self.last = (module, args[0] if args else None)
+        if this_thread() == self.thread:
+            self.last = (module, args[0] if args else None)
 
 
 def _scored_output(out: Any, watcher: _Watcher) -> torch.Tensor:
@@ -125,6 +130,7 @@ def score(output: torch.Tensor, target: Target) -> tuple[torch.Tensor, np.ndarra
 
 
 def compute_gradients(
+    undo: ExitStack,
     model: nn.Module,
     x: torch.Tensor,
     chosen: Sequence[tuple[str, nn.Module]],
@@ -135,8 +141,10 @@ def compute_gradients(
     """Activations of ``chosen`` and d(sum of per-sample scores) with respect to each.
 
     Args:
+        undo: the call's undo stack (run this through
+            :func:`multiviz.backends.guard.guarded`).
         model: the module; left exactly as found (modes, ``requires_grad``,
-            ``.grad``, hooks), also when something raises.
+            ``.grad``, hooks) when ``undo`` closes, also when something raises.
         x: the input, a private copy on the model's device and dtype.
         chosen: (name, module) pairs.
         target: see :data:`multiviz.backends.contract.Target`.
@@ -148,24 +156,23 @@ def compute_gradients(
     """
     x = x.requires_grad_(wrt_input)
     watcher = _Watcher()
-    with ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(frozen_parameters(model))
-        stack.enter_context(torch.enable_grad())
-        stack.enter_context(entry_check(model, x))
-        if guided:  # first, so a chosen ReLU's gradient is the one arriving from above
-            stack.enter_context(guided_relus())
-        for name, module in chosen:
-            stack.enter_context(module.register_forward_hook(watcher.chosen_hook(name)))
-        for module in model.modules():
-            if next(module.children(), None) is None:
-                stack.enter_context(module.register_forward_hook(watcher.leaf_hook))
-        output = _scored_output(run_model(model, x), watcher)
-        scores, targets = score(output, target)
-        wrt = [*watcher.live.values(), *([x] if wrt_input else [])]
-        grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
-        if wrt and scores.requires_grad:
-            grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+    eval_mode(model, undo)
+    frozen_parameters(model, undo)
+    undo.enter_context(torch.enable_grad())
+    entry_check(model, x, undo)
+    if guided:  # first, so a chosen ReLU's gradient is the one arriving from above
+        guided_relus(undo)
+    for name, module in chosen:
+        undo.enter_context(module.register_forward_hook(watcher.chosen_hook(name)))
+    for module in model.modules():
+        if next(module.children(), None) is None:
+            undo.enter_context(module.register_forward_hook(watcher.leaf_hook))
+    output = _scored_output(run_model(model, x), watcher)
+    scores, targets = score(output, target)
+    wrt = [*watcher.live.values(), *([x] if wrt_input else [])]
+    grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
+    if wrt and scores.requires_grad:
+        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
     by_tensor = dict(zip(map(id, wrt), grads, strict=True))
 
     def grad_of(t: torch.Tensor) -> np.ndarray:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from multiviz.backends.guard import this_thread
 from multiviz.backends.torch.layers import CONV_TYPES
 from multiviz.errors import InputShapeError, InputTypeError
 
@@ -147,37 +148,36 @@ def entry_layer(model: nn.Module) -> tuple[str, nn.Module] | None:
     return None
 
 
-@contextmanager
-def entry_check(model: nn.Module, x: torch.Tensor) -> Iterator[None]:
-    """Check ``x`` where it meets the model's :func:`entry_layer`.
+def entry_check(model: nn.Module, x: torch.Tensor, undo: ExitStack) -> None:
+    """Check ``x`` where it meets the model's :func:`entry_layer`, until ``undo`` closes.
 
-    A forward pre-hook on that layer (removed on exit) looks at its first
-    call, and only when it receives ``x``'s shape unchanged: then the message
-    can speak about ``x`` itself. Anything else is left to PyTorch, whose
-    shape errors :func:`run_model` rewords.
+    A forward pre-hook on that layer (removed when ``undo`` closes) looks at
+    its first call in this thread, and only when it receives ``x``'s shape
+    unchanged: then the message can speak about ``x`` itself. Anything else is
+    left to PyTorch, whose shape errors :func:`run_model` rewords. Calls from
+    other threads are not looked at.
 
     Raises:
         InputShapeError: from the forward pass, when ``x`` cannot enter that layer.
     """
     entry = entry_layer(model)
     if entry is None:
-        yield
         return
     name, module = entry
     shape = tuple(x.shape)
+    owner = this_thread()
+    looked: list[bool] = []
 
     def check(module: nn.Module, args: tuple[Any, ...]) -> None:
-        handle.remove()  # one look is enough; a reused layer then runs hook-free
+        if looked or this_thread() != owner:  # one look is enough; other threads: none
+            return
+        looked.append(True)
         if args and isinstance(args[0], torch.Tensor) and tuple(args[0].shape) == shape:
             message = _entry_message(name, module, shape)
             if message:
                 raise InputShapeError(message)
 
-    handle = module.register_forward_pre_hook(check)
-    try:
-        yield
-    finally:
-        handle.remove()
+    undo.enter_context(module.register_forward_pre_hook(check))  # added, undo registered
 
 
 def run_model(model: nn.Module, x: torch.Tensor) -> Any:

@@ -1,14 +1,18 @@
 """Temporary changes to a PyTorch model, each undone exactly on the way out.
 
-Every function here is a context manager: leaving it — normally or through an
-exception — is the only way out, and it puts back precisely what it found
-(each module's own ``training`` flag, each parameter's own ``requires_grad``).
+Each function here makes its changes for the length of one backend call and
+registers their undo on the call's undo stack (an
+:class:`~contextlib.ExitStack`, see :mod:`multiviz.backends.guard`): the undo
+of each change *before* the change, and as a builtin or a torch function (not
+a line of multiviz), so that however the call ends — an error, or a
+``KeyboardInterrupt`` landing on any line — each module's own ``training``
+flag and each parameter's own ``requires_grad`` are put back exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import torch
@@ -18,9 +22,8 @@ from torch.overrides import TorchFunctionMode
 __all__ = ["eval_mode", "frozen_parameters", "guided_relus"]
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Every module in eval mode; each module's own flag restored afterwards.
+def eval_mode(model: nn.Module, undo: ExitStack) -> None:
+    """Every module in eval mode until ``undo`` closes; each module's own flag restored then.
 
     The flags are set directly rather than through ``model.eval()``, so a
     ``train()`` override with side effects is not triggered on the way in
@@ -28,49 +31,44 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     not touched at all.
 
     Example:
+        >>> from contextlib import ExitStack
         >>> net = nn.Sequential(nn.BatchNorm1d(2), nn.Dropout()).train()
         >>> net[1].eval()
         Dropout(p=0.5, inplace=False)
-        >>> with eval_mode(net):
+        >>> with ExitStack() as undo:
+        ...     eval_mode(net, undo)
         ...     [m.training for m in net.modules()]
         [False, False, False]
         >>> [m.training for m in net.modules()]
         [True, True, False]
     """
-    changed = [m for m in model.modules() if m.training]
-    try:
-        for m in changed:
+    for m in model.modules():
+        if m.training:
+            undo.callback(setattr, m, "training", True)  # the undo before the change
             m.training = False
-        yield
-    finally:
-        for m in changed:
-            m.training = True
 
 
-@contextmanager
-def frozen_parameters(model: nn.Module) -> Iterator[None]:
-    """``requires_grad=False`` on every parameter; each flag restored afterwards.
+def frozen_parameters(model: nn.Module, undo: ExitStack) -> None:
+    """``requires_grad=False`` on every parameter until ``undo`` closes; each flag restored then.
 
     Gradients are then taken only where multiviz starts a graph (the input or
     a chosen layer), and no parameter gradient is ever computed.
 
     Example:
+        >>> from contextlib import ExitStack
         >>> net = nn.Linear(2, 2)
         >>> _ = net.bias.requires_grad_(False)
-        >>> with frozen_parameters(net):
+        >>> with ExitStack() as undo:
+        ...     frozen_parameters(net, undo)
         ...     net.weight.requires_grad
         False
         >>> net.weight.requires_grad, net.bias.requires_grad
         (True, False)
     """
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
+    for p in model.parameters():
+        if p.requires_grad:
+            undo.callback(p.requires_grad_, True)  # the undo before the change
             p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 class _GuidedReLU(torch.autograd.Function):
@@ -159,22 +157,23 @@ class _GuidedReLUMode(TorchFunctionMode):
         return _GuidedReLU.apply(x, *call)
 
 
-@contextmanager
-def guided_relus() -> Iterator[None]:
-    """Guided backpropagation through every ReLU and ReLU6 run inside this block.
+def guided_relus(undo: ExitStack) -> None:
+    """Guided backpropagation through every ReLU and ReLU6 this thread runs until ``undo`` closes.
 
     Catches ``nn.ReLU`` / ``nn.ReLU6`` modules and ``F.relu`` /
     ``torch.relu`` / ``Tensor.relu`` / ``F.relu6`` calls alike (in place or
-    not), through a ``TorchFunctionMode``: no module is changed and nothing
-    stays behind.
+    not), through a ``TorchFunctionMode``: no module is changed, and the mode
+    is the calling thread's own (PyTorch keeps the mode stack per thread), so
+    another thread's forward pass is not guided.
 
     Example:
+        >>> from contextlib import ExitStack
         >>> x = torch.tensor([-1.0, 2.0, 3.0], requires_grad=True)
-        >>> with guided_relus():
+        >>> with ExitStack() as undo:
+        ...     guided_relus(undo)
         ...     y = torch.relu(x)
         >>> y.backward(torch.tensor([5.0, -4.0, 1.0]))
         >>> x.grad  # negative input, negative gradient: both blocked
         tensor([0., 0., 1.])
     """
-    with _GuidedReLUMode():
-        yield
+    undo.enter_context(_GuidedReLUMode())  # entered and its exit registered in one step

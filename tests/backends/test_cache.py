@@ -1,0 +1,133 @@
+"""Each model's compiled runners live in one bounded least-recently-used cache.
+
+The bound is checked with a cache of 2 entries (not with 500 calls): however
+many layer sets are captured, a model holds at most 2 entries, the least
+recently used goes first, an entry dropped is freed (a weak reference to it
+dies), and the answers stay right when entries are rebuilt. ``mv.clear_cache``
+frees one model's entries or every model's. TensorFlow's retracing warning
+never names one of multiviz's functions.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import weakref
+
+import numpy as np
+import pytest
+
+import multiviz as mv
+from multiviz.backends.cache import cache_size, entries, set_cache_size
+from tests.frameworks import C, H, W, expected_1x1, hand_weights
+
+LAYER_SETS = [["conv"], ["relu"], ["gap"], ["fc"], ["conv", "fc"]]
+
+
+@pytest.fixture
+def size_two():
+    old = set_cache_size(2)
+    yield
+    set_cache_size(old)
+
+
+def _x(n: int = 2) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, C, H, W)).astype(np.float32)
+
+
+def test_a_model_keeps_at_most_cache_size_entries_least_recently_used_first(framework, size_two):
+    kit = framework
+    w = hand_weights()
+    model = kit.one_by_one(w)
+    x = _x()
+    want = expected_1x1(x, w)
+    kept = []
+    for names in LAYER_SETS:
+        acts = mv.capture(model, kit.native(x), names)
+        for name in names:  # right whether its runner was cached, dropped or rebuilt
+            np.testing.assert_allclose(acts[name], want[name], rtol=1e-5, atol=1e-5)
+        held = entries(model)
+        assert 1 <= len(held) <= 2
+        kept.append(next(reversed(held.values())))
+    # the first entries were dropped and freed, not merely forgotten
+    first = weakref.ref(kept[0])
+    del kept
+    gc.collect()
+    assert first() is None
+    # use the older of the two: it becomes the most recent, and survives the next one
+    older, newer = entries(model)
+    mv.capture(model, kit.native(x), LAYER_SETS[-2])
+    mv.capture(model, kit.native(x), ["relu", "gap"])
+    assert older in entries(model) and newer not in entries(model)
+
+
+def test_clear_cache_frees_one_model_or_every_model(framework):
+    kit = framework
+    a, b = kit.one_by_one(hand_weights(0)), kit.one_by_one(hand_weights(1))
+    x = kit.native(_x())
+    for model in (a, b):
+        mv.capture(model, x, ["conv"])
+        mv.capture(model, x, ["fc"])
+    runner = weakref.ref(next(iter(entries(a).values())))
+    assert entries(a) and entries(b)
+    mv.clear_cache(a)
+    gc.collect()
+    assert entries(a) == {} and runner() is None
+    assert entries(b)
+    mv.clear_cache()
+    assert entries(b) == {}
+    np.testing.assert_allclose(  # and everything still works afterwards
+        mv.capture(a, x, ["fc"])["fc"], expected_1x1(_x(), hand_weights(0))["fc"], rtol=1e-5
+    )
+
+
+def test_the_cache_size_is_checked_and_shrinking_trims_at_once(framework):
+    kit = framework
+    model = kit.one_by_one(hand_weights())
+    x = kit.native(_x())
+    old = cache_size()
+    try:
+        set_cache_size(4)
+        for names in LAYER_SETS[:4]:
+            mv.capture(model, x, names)
+        assert len(entries(model)) == 4
+        set_cache_size(1)
+        assert len(entries(model)) == 1
+    finally:
+        set_cache_size(old)
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(ValueError, match="`size` must be a whole number >= 1"):
+            set_cache_size(bad)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.mark.keras
+def test_no_retracing_warning_from_multiviz_functions(size_two):
+    import keras
+
+    inp = keras.Input((8, 9, 3))
+    h = inp
+    for i in range(6):
+        h = keras.layers.Conv2D(4, 3, padding="same", name=f"c{i}")(h)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(pooled))
+    x = np.random.default_rng(0).standard_normal((2, 8, 9, 3)).astype(np.float32)
+    records = _Records()
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(records)
+    try:
+        for i in range(6):  # TensorFlow warns from the 5th trace of one Python function on
+            mv.capture(model, x, [f"c{i}"])
+            mv.grad_cam(model, x, f"c{i}")
+    finally:
+        tf_logger.removeHandler(records)
+    assert not [m for m in records.messages if "retracing" in m], records.messages
+    assert len(entries(model)) <= 2
