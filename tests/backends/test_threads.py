@@ -245,3 +245,4 @@ def test_train_mode_batchnorm_statistics_do_not_move():
         want = ref(torch.from_numpy(x)).numpy()
     model.train()
     np.testing.assert_allclose(b["fc"], want, rtol=1e-5, atol=1e-5)
+    assert list(a) == ["relu"]
