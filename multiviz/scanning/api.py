@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.scanning.data import Batch, Source, source
+from multiviz.scanning.data import Source, source
 from multiviz.scanning.record import Scan, ScanFileError, load_scan
 
 __all__ = ["ENGINES", "scan"]
@@ -73,7 +73,7 @@ def scan(
             position, or a function of the batch.
         batch_size: batch size for arrays and folders (and Ray).
         kind: keep only layers of this kind (``"conv"``…).
-        preprocess: a :class:`multiviz.images.Preprocess` for a folder
+        preprocess: a :class:`multiviz.sources.images.Preprocess` for a folder
             (default: plain ``[0, 1]`` values, every image the size of the first).
         index_offset: the index of the first input (to merge scans of
             several parts of one data set).
@@ -127,7 +127,7 @@ def scan(
     backend = get_backend(model)
     layout = backend.input_layout(model)
     if preprocess is None:
-        from multiviz.images import Preprocess
+        from multiviz.sources.images import Preprocess
 
         preprocess = Preprocess(name="[0, 1]", layout=layout)
     src = source(data, unpack=unpack, batch_size=batch_size, preprocess=preprocess)
@@ -186,26 +186,20 @@ class Plan:
     def __init__(self, **kw: Any) -> None:
         self.__dict__.update(kw)
 
-    def capture(self, x: Any) -> dict[str, np.ndarray]:
-        """One batch's activations at the chosen layers (name -> canonical array)."""
+    def capture(self, x: Any) -> Any:
+        """One batch's :class:`~multiviz.Activations` at the chosen layers."""
         from multiviz.capturing import capture
 
-        return dict(capture(self.model, x, self.layers, kind=self.kind).items())
+        return capture(self.model, x, self.layers, kind=self.kind)
 
-    def bounds(self) -> dict[str, Any]:
-        """Layer name -> bounds of its activation, as the backend reports them."""
-        return {i.name: getattr(i, "bounds", None) for i in self.backend.layers(self.model)}
+    def new_scan(self, acts: Any) -> Scan:
+        """An empty scan with one reducer per captured layer (bounds from the layers)."""
+        from multiviz.core.stats import RunningStats
 
-    def new_scan(self, acts: dict[str, np.ndarray]) -> Scan:
-        """An empty scan with one reducer per captured layer."""
-        from multiviz.core.names import split_suffix
-        from multiviz.scanning._stats_next import RunningStats
-
-        bounds = self.bounds()
         layers = {
             key: RunningStats(
                 eps=self.eps,
-                bounds=bounds.get(split_suffix(key)[0]),
+                bounds=acts.bounds.get(key),
                 topk=self.topk,
                 sketch_k=self.sketch_k,
                 positions=self.positions,
@@ -225,7 +219,7 @@ class Plan:
 
     def fields_for(self, scan_: Scan, acts: dict[str, np.ndarray], x: Any) -> None:
         """Fill ``scan_.fields`` from the first batch (geometry, or a probe)."""
-        from multiviz.core.names import split_suffix
+        from multiviz.core.names import owner
         from multiviz.scanning.crops import _numpy
         from multiviz.scanning.layer_fields import layer_fields
 
@@ -237,14 +231,16 @@ class Plan:
         sample = _numpy(x[:1])
         one = tuple(sample.shape[1:])
         infos = self.backend.layers(self.model, input_shape=one)
+        names = {i.base for i in infos}
+        bases = {k: (owner(k, names) or (k, ""))[0] for k in acts}
 
         def probe_capture(batch: np.ndarray, keys: list[str]) -> dict[str, np.ndarray]:
-            return self.backend.capture(self.model, batch, list({split_suffix(k)[0] for k in keys}))
+            return self.backend.capture(self.model, batch, sorted({bases[k] for k in keys}))
 
         scan_.fields = layer_fields(
             infos,
             {k: tuple(v.shape[1:]) for k, v in acts.items()},
-            {k: split_suffix(k)[0] for k in acts},
+            bases,
             size,
             mode=self.fields,
             capture=probe_capture,
@@ -324,5 +320,3 @@ def _warn_nonfinite(result: Scan) -> None:
         )
 
 
-def _batches_for_ray(src: Source) -> list[Batch]:  # pragma: no cover - see ray_engine
-    return list(src.batches())

@@ -91,14 +91,14 @@ def crop_box(image: np.ndarray, box: tuple[int, int, int, int] | None, size: int
 
 def _source_for(scan: Scan, data: Any, unpack: Any) -> Source:
     if data is not None:
-        from multiviz.images import Preprocess
+        from multiviz.sources.images import Preprocess
 
         prep = Preprocess(size=scan.input_size, layout=scan.input_layout)
         return source(data, unpack=unpack, preprocess=prep)
     if scan._source is not None:
         return scan._source
     if scan.files is not None:
-        from multiviz.images import Preprocess
+        from multiviz.sources.images import Preprocess
 
         folder = ImageFolder.from_files(
             scan.files, Preprocess(size=scan.input_size, layout=scan.input_layout)

@@ -100,14 +100,14 @@ class ImageFolder:
 
     Args:
         folder: the folder (not recursive).
-        preprocess: a :class:`multiviz.images.Preprocess` recipe; its
+        preprocess: a :class:`multiviz.sources.images.Preprocess` recipe; its
             ``layout`` is set to the model's.
 
     Indexing with an int or an array of ints gives a preprocessed batch.
     """
 
     def __init__(self, folder: str | os.PathLike, preprocess: Any) -> None:
-        from multiviz.images import image_files
+        from multiviz.sources.images import image_files
 
         self.folder = Path(folder)
         self.files = [str(p) for p in image_files(self.folder)]
@@ -126,8 +126,8 @@ class ImageFolder:
         return len(self.files)
 
     def load(self, indices: Sequence[int] | np.ndarray) -> Any:
-        """The :class:`~multiviz.images.ImageBatch` of the files at ``indices``."""
-        from multiviz.images import preprocess_images, read_image
+        """The :class:`~multiviz.sources.images.ImageBatch` of the files at ``indices``."""
+        from multiviz.sources.images import preprocess_images, read_image
 
         chosen = [self.files[int(i)] for i in np.asarray(indices).reshape(-1)]
         return preprocess_images(
@@ -191,7 +191,7 @@ def source(data: Any, *, unpack: Unpack = None, batch_size: int = 32, preprocess
         data: a folder, an array, or an iterable of batches.
         unpack: how to find the input in a batch (iterables only).
         batch_size: batch size for arrays and folders.
-        preprocess: a :class:`multiviz.images.Preprocess` for folders.
+        preprocess: a :class:`multiviz.sources.images.Preprocess` for folders.
 
     Raises:
         ValueError: ``batch_size`` is not a positive int.

@@ -19,19 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.errors import LayerNotFoundError, MultivizError, layer_hint
+from multiviz.errors import LayerNotFoundError, ScanFileError, closest
 from multiviz.scanning.fields import ReceptiveField
-from multiviz.scanning._stats_next import ChannelStats, RunningStats
+from multiviz.core.stats import ChannelStats, RunningStats
 
-__all__ = ["FORMAT", "Exemplar", "Scan", "ScanFileError", "load_scan"]
+__all__ = ["FORMAT", "Exemplar", "Scan", "load_scan"]
 
 #: what the ``format`` entry of a saved scan says
 FORMAT = "multiviz-scan"
 VERSION = 1
-
-
-class ScanFileError(MultivizError, ValueError):
-    """A file is not a saved scan, or cannot continue or merge with the scan at hand."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +96,10 @@ class Scan:
         try:
             return self.layers[layer]
         except KeyError:
+            near = closest(layer, self.layers)
             raise LayerNotFoundError(
-                f"{layer!r} was not scanned. Scanned layers: {list(self.layers)[:8]}."
-                + layer_hint(layer, list(self.layers))
+                f"{layer!r} was not scanned. Scanned layers: {list(self.layers)[:8]}"
+                + (f"; closest: {near}." if near else ".")
             ) from None
 
     def stats(self, layer: str) -> ChannelStats:

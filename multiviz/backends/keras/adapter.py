@@ -53,6 +53,8 @@ from multiviz.backends.keras.capture import EagerPlan, runner_for
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
 from multiviz.backends.keras.layers import (
+    bounds_of,
+    geometry_of,
     LAST,
     Site,
     canonical_shape,
@@ -211,7 +213,19 @@ class KerasBackend:
         return sites
 
     def _info(self, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
-        return LayerInfo(site.key, site.type, site.kind, shape, own_params(site.layer), site.base)
+        return self._info_for(site.key, site, shape)
+
+    def _info_for(self, key: str, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
+        return LayerInfo(
+            key,
+            site.type,
+            site.kind,
+            shape,
+            own_params(site.layer),
+            site.base,
+            **geometry_of(site.layer),
+            bounds=bounds_of(site.layer),
+        )
 
     def _select(self, model: Any, names: Sequence[str]) -> list[Site]:
         """Every site (call and output) of each named layer."""
@@ -279,9 +293,7 @@ class KerasBackend:
                 infos.append(self._info(site, None))
             for key in mine:
                 shape = canonical_shape(tuple(tensors[key].shape), layout(key))
-                infos.append(
-                    LayerInfo(key, site.type, site.kind, shape, own_params(site.layer), site.base)
-                )
+                infos.append(self._info_for(key, site, shape))
         return infos
 
     def _build_if_needed(self, model: Any, batch_shape: tuple[int | None, ...]) -> None:
