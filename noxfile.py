@@ -91,15 +91,15 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def torch(session: nox.Session) -> None:
-    """PyTorch only (TensorFlow absent)."""
+    """PyTorch only (TensorFlow absent); with Ray Data for mv.scan(engine="ray")."""
     with pruned(session):
-        session.install("-e", ".[dev,torch]")
+        session.install("-e", ".[dev,torch,ray]")
         session.run(
             *PYTEST,
             "-m",
             "not keras and not both",
             *session.posargs,
-            env={**ENV, "MULTIVIZ_REQUIRE": "torch"},
+            env={**ENV, "MULTIVIZ_REQUIRE": "torch,ray"},
         )
         session.run(*PYTEST, *backend_doctests("torch"), env=ENV)
 

@@ -65,9 +65,7 @@ def add_scan_parser(add: Any, model_args: argparse.ArgumentParser) -> None:
         help="concept masks for Network Dissection: a .npy of int (N, H, W) concept maps "
         "(negative: none) aligned with the sorted images; with --concepts",
     )
-    p.add_argument(
-        "--concepts", metavar="A,B,...", help="concept names, one per index in --masks"
-    )
+    p.add_argument("--concepts", metavar="A,B,...", help="concept names, one per index in --masks")
     _add_preprocessing_args(p)
     p.add_argument(
         "-o", "--output", default="scan", metavar="DIR", help="folder to write (default: scan)"
@@ -148,8 +146,13 @@ def _dissect(args: argparse.Namespace, scan: Any, folder: Path, out: Path, writt
     names = args.concepts.split(",") if args.concepts else None
     if names is None:
         names = [f"concept {i}" for i in range(int(masks.max()) + 1)]
-    d = scan.dissect(folder, masks, concepts=names, batch_size=args.batch_size,
-                     progress=False if args.quiet else None)
+    d = scan.dissect(
+        folder,
+        masks,
+        concepts=names,
+        batch_size=args.batch_size,
+        progress=False if args.quiet else None,
+    )
     for layer, part in d.items():
         path = out / f"dissection-{_slug(layer)}.csv"
         rows = part.table()
@@ -184,10 +187,13 @@ def _page(scan: Any, sections: list, dissection: Any, model: str, images: str) -
             parts.append(f"<img src='{e(png.name)}' alt='exemplars of {e(layer)}'>")
         head = "".join(f"<th>{e(k)}</th>" for k in rows[0])
         body = "".join(
-            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r.values()) + "</tr>" for r in rows[:64]
+            "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r.values()) + "</tr>"
+            for r in rows[:64]
         )
-        parts.append(f"<details><summary>statistics per channel</summary><table>"
-                     f"<tr>{head}</tr>{body}</table></details>")
+        parts.append(
+            f"<details><summary>statistics per channel</summary><table>"
+            f"<tr>{head}</tr>{body}</table></details>"
+        )
     if dissection is not None:
         parts.append("<h2>Network Dissection</h2><img src='dissection.png' alt='dissection'>")
         parts.append(f"<pre>{e(repr(dissection))}</pre>")

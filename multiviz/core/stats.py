@@ -619,7 +619,6 @@ class TopK:
         return out
 
 
-
 # --------------------------------------------------------------------------- records
 
 Bounds = Sequence[float] | None
@@ -740,7 +739,8 @@ class ChannelStats:
             f"  min    {_brief(self.min)}",
             f"  max    {_brief(self.max)}",
             f"  positive_fraction  {_brief(self.positive_fraction)}",
-            f"  dead   {dead} of {n}" + (f": {np.flatnonzero(self.dead)[:8].tolist()}" if dead else ""),
+            f"  dead   {dead} of {n}"
+            + (f": {np.flatnonzero(self.dead)[:8].tolist()}" if dead else ""),
         ]
         if self.bounded:
             lines.append(f"  saturated_fraction  {_brief(self.saturated_fraction)}")
@@ -760,7 +760,10 @@ def _brief(a: np.ndarray, k: int = 4) -> str:
     if a.size == 0:
         return "[]"
     with np.errstate(all="ignore"):
-        lo, hi = np.nanmin(a) if np.isfinite(a).any() else np.nan, np.nanmax(a) if np.isfinite(a).any() else np.nan
+        lo, hi = (
+            np.nanmin(a) if np.isfinite(a).any() else np.nan,
+            np.nanmax(a) if np.isfinite(a).any() else np.nan,
+        )
     return f"[{head}]  (range {lo:.3g} .. {hi:.3g})"
 
 

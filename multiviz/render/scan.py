@@ -56,7 +56,7 @@ def plot_exemplar_grid(
     Returns:
         A Figure: crops at their own pixel size (at least 1.5x when small).
     """
-    rows, k, s = crops.shape[:3]
+    rows, _, s = crops.shape[:3]
     image = exemplar_montage(crops, pad)
     scale = max(1.0, 96.0 / max(s, 1))  # crops of at least ~96 screen pixels
     iw, ih = image.shape[1] * scale / DPI, image.shape[0] * scale / DPI

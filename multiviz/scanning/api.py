@@ -120,7 +120,11 @@ def scan(
         raise ValueError(f"`engine` must be one of {list(ENGINES)}. Received: engine={engine!r}")
     if isinstance(topk, bool) or not isinstance(topk, int | np.integer) or topk < 1:
         raise ValueError(f"`topk` must be an int >= 1. Received: topk={topk!r}")
-    if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+    if (
+        isinstance(checkpoint_every, bool)
+        or not isinstance(checkpoint_every, int)
+        or checkpoint_every < 1
+    ):
         raise ValueError(
             f"`checkpoint_every` must be an int >= 1. Received: checkpoint_every={checkpoint_every!r}"
         )
@@ -212,9 +216,13 @@ class Plan:
         shape = tuple(getattr(x, "shape", ()))
         if len(shape) != 4:
             return None
-        return (int(shape[2]), int(shape[3])) if self.layout == "channels_first" else (
-            int(shape[1]),
-            int(shape[2]),
+        return (
+            (int(shape[2]), int(shape[3]))
+            if self.layout == "channels_first"
+            else (
+                int(shape[1]),
+                int(shape[2]),
+            )
         )
 
     def fields_for(self, scan_: Scan, acts: dict[str, np.ndarray], x: Any) -> None:
@@ -318,5 +326,3 @@ def _warn_nonfinite(result: Scan) -> None:
             MultivizWarning,
             stacklevel=3,
         )
-
-

@@ -184,7 +184,9 @@ class Source:
         return {"array": "an array", "folder": "a folder of images"}.get(self.kind, "an iterable")
 
 
-def source(data: Any, *, unpack: Unpack = None, batch_size: int = 32, preprocess: Any = None) -> Source:
+def source(
+    data: Any, *, unpack: Unpack = None, batch_size: int = 32, preprocess: Any = None
+) -> Source:
     """Recognise ``data`` (see the module docstring).
 
     Args:
@@ -197,12 +199,20 @@ def source(data: Any, *, unpack: Unpack = None, batch_size: int = 32, preprocess
         ValueError: ``batch_size`` is not a positive int.
         TypeError: ``data`` is none of these (what was received is named).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, int | np.integer)
+        or batch_size < 1
+    ):
         raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
     if isinstance(data, str | os.PathLike):
         folder = ImageFolder(data, preprocess)
         return Source(folder, unpack, int(batch_size), len(folder), "folder")
-    if hasattr(data, "shape") and hasattr(data, "__getitem__") and len(getattr(data, "shape", ())) >= 2:
+    if (
+        hasattr(data, "shape")
+        and hasattr(data, "__getitem__")
+        and len(getattr(data, "shape", ())) >= 2
+    ):
         return Source(data, unpack, int(batch_size), int(data.shape[0]), "array")
     if isinstance(data, Iterable):
         length = None

@@ -149,7 +149,12 @@ class IoUAccumulator:
         """Count units ``first, first + 1, …``'s mask pixels and overlaps with the concepts."""
         m = np.asarray(unit_masks, bool)
         lab = np.asarray(concept_masks, bool)
-        if m.ndim != 4 or lab.ndim != 4 or m.shape[0] != lab.shape[0] or m.shape[2:] != lab.shape[2:]:
+        if (
+            m.ndim != 4
+            or lab.ndim != 4
+            or m.shape[0] != lab.shape[0]
+            or m.shape[2:] != lab.shape[2:]
+        ):
             raise ValueError(
                 f"Unit masks (N, K, H, W) and concept masks (N, concepts, H, W) must share N, H, W. "
                 f"Received {m.shape} and {lab.shape}."
@@ -404,13 +409,23 @@ def dissect(
         name: np.asarray(scan.stats(name).quantile(1.0 - float(top_quantile)), np.float64)
         for name in chosen
     }
-    src = source(data, unpack=unpack, batch_size=batch_size)
+    from multiviz.sources.images import Preprocess
+
+    prep = getattr(getattr(scan._source, "data", None), "preprocess", None) or Preprocess(
+        size=scan.input_size, layout=scan.input_layout
+    )
+    src = source(data, unpack=unpack, batch_size=batch_size, preprocess=prep)
     masks, by_index = _aligned_masks(concept_masks, src.length)
     n_concepts = None if concepts is None else len(concepts)
     sums: dict[str, IoUAccumulator] = {}
     samples = 0
-    bar = tqdm(total=src.length, unit="img", unit_scale=True, desc="dissect",
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=src.length,
+        unit="img",
+        unit_scale=True,
+        desc="dissect",
+        disable=None if progress is None else not progress,
+    )
     try:
         for batch in src.batches():
             labels = masks[batch.indices] if by_index else next(masks)
@@ -432,8 +447,10 @@ def dissect(
             bar.update(len(batch))
     finally:
         bar.close()
-    names = tuple(concepts) if concepts is not None else tuple(
-        f"concept {i}" for i in range(n_concepts or 0)
+    names = (
+        tuple(concepts)
+        if concepts is not None
+        else tuple(f"concept {i}" for i in range(n_concepts or 0))
     )
     return Dissection(
         {

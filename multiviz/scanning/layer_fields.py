@@ -102,8 +102,6 @@ def probe_fields(
         points = [(t, t) for t in range(height)]
     else:
         points = [(t, width // 2) for t in range(height)] + [(height // 2, t) for t in range(width)]
-    rows = {k: np.zeros((height, 0), bool) for k in keys}
-    cols = {k: np.zeros((width, 0), bool) for k in keys}
     hits: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for start in range(0, len(points), batch_size):
         chunk = points[start : start + batch_size]
@@ -120,15 +118,12 @@ def probe_fields(
             hits[k].append(changed)
     out_fields = {}
     for k in keys:
-        changed = np.concatenate(hits[k])
-        h, w = changed.shape[1:]
-        if height == width:
-            rows[k] = changed.any(axis=2)  # (H, h): probe t changed output row i
-            cols[k] = changed.any(axis=1)
+        changed = np.concatenate(hits[k])  # (probes, h, w)
+        if height == width:  # probe t changed output row i / column j
+            rows, cols = changed.any(axis=2), changed.any(axis=1)
         else:
-            rows[k] = changed[:height].any(axis=2)
-            cols[k] = changed[height:].any(axis=1)
-        out_fields[k] = field_from_response(rows[k], cols[k], (height, width))
+            rows, cols = changed[:height].any(axis=2), changed[height:].any(axis=1)
+        out_fields[k] = field_from_response(rows, cols, (height, width))
     return out_fields
 
 

@@ -38,7 +38,7 @@ __all__ = ["run_ray"]
 def _ray() -> Any:
     try:
         import ray
-        import ray.data  # noqa: F401 - Ray Data needs pandas and pyarrow
+        import ray.data
     except ImportError as err:
         from multiviz.errors import BackendUnavailableError
 
@@ -64,8 +64,15 @@ def scan_from_bytes(blob: bytes) -> Scan:
 class _ScanActor:
     """One actor of the pool: holds the model, turns batch numbers into partial states."""
 
-    def __init__(self, plan: Any, model_ref: Any, inputs: Any, kind: str, batch_size: int,
-                 starts: list[int] | None) -> None:
+    def __init__(
+        self,
+        plan: Any,
+        model_ref: Any,
+        inputs: Any,
+        kind: str,
+        batch_size: int,
+        starts: list[int] | None,
+    ) -> None:
         import ray
 
         from multiviz.backends import get_backend
@@ -147,8 +154,13 @@ def run_ray(
 
     model = plan.model
     worker_plan = plan.__class__(**{**plan.__dict__, "model": None, "backend": None})
-    pool = concurrency if concurrency is not None else max(1, int(ray.available_resources().get("CPU", 1)))
-    work = ray.data.range(n_batches).filter(lambda row: row["id"] >= skip) if skip else ray.data.range(n_batches)
+    pool = (
+        concurrency
+        if concurrency is not None
+        else max(1, int(ray.available_resources().get("CPU", 1)))
+    )
+    # the batch numbers as in-memory blocks: no read task competes with the actors for CPUs
+    work = ray.data.from_items([{"id": b} for b in range(skip, n_batches)])
     states = work.map_batches(
         _ScanActor,
         batch_size=1,

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from multiviz.core.stats import ChannelStats, RunningStats
 from multiviz.errors import LayerNotFoundError, ScanFileError, closest
 from multiviz.scanning.fields import ReceptiveField
-from multiviz.core.stats import ChannelStats, RunningStats
 
 __all__ = ["FORMAT", "Exemplar", "Scan", "load_scan"]
 

@@ -58,7 +58,9 @@ def planted_torch(weights: np.ndarray, bias: np.ndarray):
         conv.weight.copy_(torch.from_numpy(weights))
         conv.bias.copy_(torch.from_numpy(bias))
     names = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3"]
-    return nn.Sequential(OrderedDict([*((n, getattr(base, n)) for n in names), ("planted", conv)])).eval()
+    return nn.Sequential(
+        OrderedDict([*((n, getattr(base, n)) for n in names), ("planted", conv)])
+    ).eval()
 
 
 def planted_keras(weights: np.ndarray, bias: np.ndarray):

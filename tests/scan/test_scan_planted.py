@@ -52,7 +52,7 @@ def test_planted_unit_crops_contain_the_cross(scanned, data):
         r, c = e.location
         assert data.masks[e.index, 4 * r + 2, 4 * c + 2]
         assert inside.sum() >= 0.25 * min(data.masks[e.index].sum(), (x1 - x0) * (y1 - y0))
-    crops, rows = scanned.exemplar_crops("planted", [CROSS], data.images, size=26)
+    crops, _ = scanned.exemplar_crops("planted", [CROSS], data.images, size=26)
     assert crops.shape == (1, 16, 26, 26, 3) and crops.max() > 0
 
 
@@ -80,6 +80,8 @@ def _unit_area(scanned, planted, data) -> float:
 
     from multiviz.scanning.dissection import upsample_maps
 
-    a = mv.capture(planted, torch.from_numpy(data.images), ["planted"])["planted"][:, CROSS : CROSS + 1]
+    a = mv.capture(planted, torch.from_numpy(data.images), ["planted"])["planted"][
+        :, CROSS : CROSS + 1
+    ]
     t = scanned.stats("planted").quantile(1 - 0.005)[CROSS]
     return float((upsample_maps(a, scanned.fields["planted"]) > t).sum())

@@ -35,6 +35,7 @@ def test_ray_engine_gives_the_local_result(local_ray):
     remote = mv.scan(model, data.images, LAYERS, topk=6, batch_size=16, engine="ray", concurrency=2)
     batches = [data.images[i : i + 16] for i in range(0, 80, 16)]
     from_list = mv.scan(model, batches, LAYERS, topk=6, engine="ray", concurrency=1)
+    whole = mv.capture(model, data.images, LAYERS)
     for got in (remote, from_list):
         assert got.samples == 80 and got.batches == 5
         for layer in LAYERS:
@@ -47,7 +48,11 @@ def test_ray_engine_gives_the_local_result(local_ray):
             np.testing.assert_array_equal(a.positive_fraction, b.positive_fraction)
             for ch in range(len(a)):
                 assert got.exemplars(layer, ch) == local.exemplars(layer, ch)
+            # the sketches merged on the driver: the 0.995-quantile's true rank within their bound
+            v = np.moveaxis(whole[layer], 1, 0).reshape(len(a), -1)
+            q = b.quantile(0.995)
             lo, hi = b.sketch.rank_bounds(0.995, 3)
-            assert np.all(np.abs(a.quantile(0.995) - b.quantile(0.995)) <= np.abs(a.max - a.min) + 1e-9)
-            del lo, hi
+            below = (v < q[:, None]).mean(axis=1)
+            upto = (v <= q[:, None]).mean(axis=1)
+            assert np.all((upto >= lo - 1e-3) & (below <= hi + 1e-3))
         assert got.fields == local.fields

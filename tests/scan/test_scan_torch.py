@@ -89,7 +89,12 @@ def test_exemplars_equal_brute_force_top_k(scanned, whole, layer):
 def test_receptive_fields_by_hand(scanned):
     # 3x3 same conv: 3 px; + 2x2/2 pool: 4; + conv: 8; + pool: 10, jump 4; + conv: 18
     rf = scanned.fields["relu3"]
-    assert (rf.size, rf.jump, rf.start, rf.method) == ((18.0, 18.0), (4.0, 4.0), (2.0, 2.0), "composed")
+    assert (rf.size, rf.jump, rf.start, rf.method) == (
+        (18.0, 18.0),
+        (4.0, 4.0),
+        (2.0, 2.0),
+        "composed",
+    )
     assert scanned.fields["conv1"].size == (3.0, 3.0) and scanned.fields["relu2"].size == (8.0, 8.0)
     assert scanned.fields["fc"] is None
     ex = scanned.exemplars("relu3", 0)[0]
@@ -99,13 +104,17 @@ def test_receptive_fields_by_hand(scanned):
 
 
 def test_probe_measures_the_same_fields_as_composition(model, data):
-    probed = mv.scan(model, data.images[:8], ["conv1", "relu2", "relu3"], fields="probe", progress=False)
+    probed = mv.scan(
+        model, data.images[:8], ["conv1", "relu2", "relu3"], fields="probe", progress=False
+    )
     composed = mv.scan(model, data.images[:8], ["conv1", "relu2", "relu3"], progress=False)
     for layer in ("conv1", "relu2", "relu3"):
         p, c = probed.fields[layer], composed.fields[layer]
         assert p.method == "probed"
         rows, cols = np.meshgrid(np.arange(16), np.arange(16), indexing="ij")
-        np.testing.assert_array_equal(p.boxes(rows.ravel(), cols.ravel()), c.boxes(rows.ravel(), cols.ravel()))
+        np.testing.assert_array_equal(
+            p.boxes(rows.ravel(), cols.ravel()), c.boxes(rows.ravel(), cols.ravel())
+        )
 
 
 def test_save_load_round_trip_without_pickle(scanned, tmp_path):
@@ -124,7 +133,9 @@ def test_save_load_round_trip_without_pickle(scanned, tmp_path):
 
 def test_merge_of_two_parts_equals_one_scan(model, data, scanned):
     a = mv.scan(model, data.images[:37], LAYERS, topk=5, batch_size=16, progress=False)
-    b = mv.scan(model, data.images[37:], LAYERS, topk=5, batch_size=16, index_offset=37, progress=False)
+    b = mv.scan(
+        model, data.images[37:], LAYERS, topk=5, batch_size=16, index_offset=37, progress=False
+    )
     merged = b.merge(a)
     assert merged is b
     for layer in LAYERS:
@@ -146,7 +157,9 @@ def test_resume_after_a_crash_gives_the_uninterrupted_result(model, data, scanne
 
     path = tmp_path / "ckpt.npz"
     with pytest.raises(RuntimeError, match="worker lost"):
-        mv.scan(model, crashing(), LAYERS, topk=5, checkpoint=path, checkpoint_every=2, progress=False)
+        mv.scan(
+            model, crashing(), LAYERS, topk=5, checkpoint=path, checkpoint_every=2, progress=False
+        )
     partial = mv.load_scan(path)
     assert partial.batches == 4 and partial.samples == 64
     seen = []

@@ -53,11 +53,11 @@ from multiviz.backends.keras.capture import EagerPlan, runner_for
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
 from multiviz.backends.keras.layers import (
-    bounds_of,
-    geometry_of,
     LAST,
     Site,
+    bounds_of,
     canonical_shape,
+    geometry_of,
     graph_of,
     list_sites,
     own_params,

@@ -36,8 +36,8 @@ import keras
 __all__ = [
     "Site",
     "Step",
-    "canonical_shape",
     "bounds_of",
+    "canonical_shape",
     "geometry_of",
     "graph_of",
     "list_sites",
