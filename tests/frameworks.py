@@ -285,8 +285,9 @@ class TorchKit:
             assert after["hooks"][k][0] is obj and after["hooks"][k][1] == contents, k
 
     def unsettle(self, model: Any) -> None:
-        """State a backend must restore: training mode, a frozen and a graded parameter."""
+        """State a backend must restore: mixed modes, a frozen and a graded parameter."""
         model.train()
+        next(model.children()).eval()  # a module whose own flag differs from its parent's
         first = next(model.parameters())
         first.requires_grad_(False)
         last = list(model.parameters())[-1]
@@ -476,7 +477,8 @@ class KerasKit:
                 np.testing.assert_array_equal(a, b)
 
     def unsettle(self, model: Any) -> None:
-        model.layers[1].trainable = False
+        """State a backend must restore: a frozen layer."""
+        next(layer for layer in model.layers if layer.weights).trainable = False
 
 
 # --------------------------------------------------------------------------- layers the kits use
