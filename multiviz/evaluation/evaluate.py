@@ -7,7 +7,7 @@ plumbing (forward passes, gradients) and the weights plugin (randomization).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,7 @@ def evaluate(
     boxes: Any = None,
     masks: Any = None,
     randomized_model: Any = None,
+    maps: Mapping[str, Any] | None = None,
     score: str = "probability",
     substrate: str | None = None,
     steps: int = 50,
@@ -169,6 +170,10 @@ def evaluate(
             or a list of ``(k, 4)`` arrays; for the localization metrics.
         masks: ``(N, H, W)`` booleans, instead of ``boxes``.
         randomized_model: for ``data_randomization``.
+        maps: more maps to score beside ``methods``: name -> ``(N, H, W)``
+            at the input's size (your own method, or a random baseline).
+            They get every metric but the two randomization checks, which
+            need to recompute the map.
         score: ``"probability"`` (softmax of the logits, as RISE) or ``"logit"``.
         substrate: what replaces removed pixels, one of ``"blur"``, ``"mean"``,
             ``"zeros"``; ``None``: zeros for deletion and blur for insertion,
@@ -211,17 +216,26 @@ def evaluate(
         )
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"`steps` must be a positive int. Received: steps={steps!r}")
-    methods = _check_methods(methods)
+    methods = _check_methods(methods) if methods else []
     call = ModelCall.make(model, x, batch_size)
     size = call.size
+    given = _check_maps(maps, methods, call.n, size)
+    if not methods and not given:
+        raise ValueError("Nothing to evaluate: pass `methods` (names) or `maps` (arrays).")
     regions = localization.regions_from(boxes, masks, n=call.n, size=size)
     metrics = _check_metrics(metrics, regions is not None, randomized_model is not None)
     target = call.fixed_target(call.check_target(target))
-    maps = dict(explain(model, call.x, methods, layer, target, batch_size=batch_size, seed=seed))
+    computed = (
+        dict(explain(model, call.x, methods, layer, target, batch_size=batch_size, seed=seed))
+        if methods
+        else {}
+    )
     layer_name = _layer_of(call, methods, layer)
+    maps = {**computed, **given}
+    scored = list(maps)
 
-    per_image: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
-    curves: dict[str, dict[str, np.ndarray]] = {m: {} for m in methods}
+    per_image: dict[str, dict[str, np.ndarray]] = {m: {} for m in scored}
+    curves: dict[str, dict[str, np.ndarray]] = {m: {} for m in scored}
     calls: dict[str, float] = {}
     images = call.x_canonical()
     scorer = _CountingScorer(call, target, score)
@@ -235,7 +249,7 @@ def evaluate(
             sub = make_substrate(images, substrate or _DEFAULT_SUBSTRATE[kind], blur_sigma)
             ends = scorer(sub, rows)
             start, end = (clean, ends) if kind == "deletion" else (ends, clean)
-            for m in methods:
+            for m in scored:
                 c = perturbation_curves(
                     images, maps[m], scorer, mode=kind, substrate=sub, steps=int(steps),
                     batch_size=batch_size, start=start, end=end,
@@ -244,19 +258,19 @@ def evaluate(
                 per_image[m][kind] = auc(c)
         calls["deletion+insertion" if len(faith) == 2 else faith[0]] = (
             scorer.inputs - before
-        ) / max(call.n * len(methods), 1)
+        ) / max(call.n * len(scored), 1)
     if "road" in metrics:
         before = scorer.inputs
-        for m in methods:
+        for m in scored:
             morf, lerf = road.road_curves(
                 images, maps[m], scorer, percentages=percentages, noise=noise, seed=seed,
                 batch_size=batch_size,
             )  # fmt: skip
             curves[m]["road_morf"], curves[m]["road_lerf"] = morf, lerf
             per_image[m]["road"] = lerf.mean(axis=1) - morf.mean(axis=1)
-        calls["road"] = (scorer.inputs - before) / max(call.n * len(methods), 1)
+        calls["road"] = (scorer.inputs - before) / max(call.n * len(scored), 1)
     if regions is not None:
-        for m in methods:
+        for m in scored:
             if "pointing_game" in metrics:
                 per_image[m]["pointing_game"] = localization.pointing_game(
                     maps[m], regions, tolerance
@@ -268,13 +282,13 @@ def evaluate(
             if "iou" in metrics:
                 per_image[m]["iou"] = localization.iou(maps[m], regions, iou_threshold)
     cascades: dict[str, Cascade] = {}
-    if "randomization" in metrics:
+    if "randomization" in metrics and methods:
         cascades = _model_randomization(
             model, call.x, methods, layer_name, target, maps, seed, independent, batch_size
         )
         for m in methods:
             per_image[m]["randomization"] = cascades[m].fully_randomized
-    if "data_randomization" in metrics:
+    if "data_randomization" in metrics and methods:
         other = dict(
             explain(randomized_model, call.x, methods, layer_name, target, batch_size=batch_size,
                     seed=seed)
@@ -297,7 +311,7 @@ def evaluate(
         "model_inputs_per_image_and_method": calls,
         "directions": {m: "higher" if HIGHER_IS_BETTER[m] else "lower" for m in metrics},
     }
-    ordered = {m: {k: per_image[m][k] for k in metrics if k in per_image[m]} for m in methods}
+    ordered = {m: {k: per_image[m][k] for k in metrics if k in per_image[m]} for m in scored}
     return EvaluationReport.from_values(
         ordered,
         level=level,
@@ -307,6 +321,23 @@ def evaluate(
         randomization=cascades,
         settings=settings,
     )
+
+
+def _check_maps(
+    maps: Mapping[str, Any] | None, methods: Sequence[str], n: int, size: tuple[int, int]
+) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, value in (maps or {}).items():
+        arr = np.asarray(value, np.float64)
+        if arr.shape != (n, *size):
+            raise ValueError(
+                f"`maps[{name!r}]` must be (N, H, W) = {(n, *size)}, one map per image at the "
+                f"input's size. Received shape {arr.shape}."
+            )
+        if name in methods:
+            raise ValueError(f"`maps` has {name!r}, which is also in `methods`. Rename it.")
+        out[str(name)] = arr
+    return out
 
 
 def _layer_of(call: ModelCall, methods: Sequence[str], layer: str | None) -> str | None:
