@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from multiviz.attribution.cam_math import softmax
 from multiviz.attribution.explain import _check_methods, explain
 from multiviz.attribution.plumbing import ModelCall
 from multiviz.errors import closest
@@ -132,8 +133,9 @@ def evaluate(
     * ``deletion`` / ``insertion`` (Petsiuk et al. 2018, RISE): the area under
       the target's score as pixels are removed from the image / inserted into
       the substrate in the map's order, ties broken by pixel index. Cost:
-      ``steps - 1`` model inputs per image and method, plus 2 per image shared
-      by all methods (the clean image and the substrate).
+      ``steps - 1`` model inputs per image and method, plus one per image
+      shared by all methods (the substrate); the clean image's score comes
+      from the one pass that also finds ``target``.
     * ``road`` (Rong et al. 2022): pixels imputed by noisy linear imputation
       instead of a constant, so the removed region's outline does not tell
       the class; the value is ``mean(LeRF) - mean(MoRF)`` over
@@ -224,7 +226,7 @@ def evaluate(
         raise ValueError("Nothing to evaluate: pass `methods` (names) or `maps` (arrays).")
     regions = localization.regions_from(boxes, masks, n=call.n, size=size)
     metrics = _check_metrics(metrics, regions is not None, randomized_model is not None)
-    target = call.fixed_target(call.check_target(target))
+    target, clean = _target_and_clean_scores(call, call.check_target(target), score)
     computed = (
         dict(explain(model, call.x, methods, layer, target, batch_size=batch_size, seed=seed))
         if methods
@@ -244,7 +246,6 @@ def evaluate(
     faith = [m for m in metrics if m in ("deletion", "insertion")]
     if faith:
         before = scorer.inputs
-        clean = scorer(images, rows)
         for kind in faith:
             sub = make_substrate(images, substrate or _DEFAULT_SUBSTRATE[kind], blur_sigma)
             ends = scorer(sub, rows)
@@ -321,6 +322,23 @@ def evaluate(
         randomization=cascades,
         settings=settings,
     )
+
+
+def _target_and_clean_scores(call: ModelCall, target: Any, score: str) -> tuple[Any, np.ndarray]:
+    """One pass over the clean images: each image's class (for ``target=None``) and its score.
+
+    The clean score is the first point of every deletion curve and the last
+    of every insertion curve, for all methods: it costs no further model call.
+    """
+    first = call.scored_forward(call.x, target)
+    if target is None:
+        assert first.targets is not None
+        target = first.targets.astype(np.int64)
+    if callable(target) or score == "logit":
+        return target, np.asarray(first.scores, np.float64)
+    out = np.asarray(first.output, np.float64)
+    probs = softmax(out.reshape(out.shape[0], out.shape[1], -1).sum(axis=-1))
+    return target, probs[np.arange(call.n), target]
 
 
 def _check_maps(
