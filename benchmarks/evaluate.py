@@ -88,7 +88,7 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     import torchvision
 
     import multiviz as mv
-    from multiviz.attribution.plumbing import ModelCall
+    from multiviz.attribution.model_call import ModelCall
     from multiviz.evaluation.perturbation import make_substrate, perturbation_curves
     from multiviz.evaluation.road import road_curves
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.activations import Activations, LayerTable
 from multiviz.backends import get_backend
-from multiviz.selection import resolve, split_suffix
+from multiviz.core.names import layers_of, requests, resolve, select
+from multiviz.core.records import Activations, LayerTable
 
 __all__ = ["capture", "forward", "layers"]
 
@@ -37,7 +37,7 @@ def layers(
             in from one pass on zeros. Keras knows them without it.
 
     Returns:
-        A :class:`~multiviz.activations.LayerTable`: a list with one
+        A :class:`~multiviz.core.records.LayerTable`: a list with one
         :class:`~multiviz.LayerInfo` per layer, in model order, with its
         output shape in the canonical layout where it is known; it prints as
         a table.
@@ -80,7 +80,8 @@ def capture(
         canonical layout ``(N, C, H, W)`` / ``(N, C, L)`` / ``(N, F)``.
 
     Raises:
-        LayerNotFoundError: a name matched no layer (closest names listed).
+        LayerNotFoundError: a name matched no layer (closest names listed), or a
+            layer named explicitly did not run / ran fewer times than ``#k`` says.
         InputShapeError: ``x`` does not fit the model (expected shape named).
         UnsupportedModelError: ``model`` is neither PyTorch nor Keras.
 
@@ -92,22 +93,9 @@ def capture(
         (1, 16, 64, 64)
     """
     backend = get_backend(model)
-    infos = backend.layers(model)
-    chosen = resolve(names, infos, kind=kind)
-    bases = list(dict.fromkeys(split_suffix(n)[0] for n in chosen))
-    arrays = backend.capture(model, x, bases)
-    wanted = set(chosen)
-    keep = {
-        key: arr
-        for key, arr in arrays.items()
-        if split_suffix(key)[0] in wanted or key in wanted or _prefix_wanted(key, wanted)
-    }
-    return Activations(keep, backend.name)
-
-
-def _prefix_wanted(key: str, wanted: set[str]) -> bool:
-    # "relu#1[0]" is wanted when the user asked for "relu#1"
-    return any(key.startswith(w) and key[len(w) : len(w) + 1] in "#[" for w in wanted)
+    asked = requests(names, backend.layers(model), kind=kind)
+    arrays = backend.capture(model, x, layers_of(asked))
+    return Activations(select(arrays, asked), backend.name)
 
 
 def forward(model: Any, x: Any) -> np.ndarray:

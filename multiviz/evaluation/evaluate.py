@@ -14,7 +14,7 @@ import numpy as np
 
 from multiviz.attribution.cam_math import softmax
 from multiviz.attribution.explain import _check_methods, explain
-from multiviz.attribution.plumbing import ModelCall
+from multiviz.attribution.model_call import ModelCall
 from multiviz.errors import closest
 from multiviz.evaluation import localization, perturbation, road
 from multiviz.evaluation.perturbation import auc, make_substrate, perturbation_curves
@@ -366,9 +366,9 @@ def _layer_of(call: ModelCall, methods: Sequence[str], layer: str | None) -> str
 
 
 def _weights_plugin(model: Any) -> Any:
-    from multiviz.transfer import _weights_backend
+    from multiviz.backends import get_backend, plugin
 
-    return _weights_backend(model)
+    return plugin(get_backend(model).name, "weights")
 
 
 def _model_randomization(

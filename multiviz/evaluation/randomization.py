@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from multiviz.core.weight_layouts import LayerParams, from_canonical, to_canonical
 from multiviz.evaluation.similarity import spearman, ssim
-from multiviz.params import LayerParams, from_canonical, to_canonical
 
 __all__ = ["RANDOMIZED", "Cascade", "randomization_draws", "redraw", "similarities"]
 

@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-quantus = pytest.importorskip("quantus")  # the torch session installs it (noxfile)
+quantus = pytest.importorskip("quantus")  # the torch session installs it (MULTIVIZ_REQUIRE)
 
 import multiviz as mv  # noqa: E402
-from multiviz.attribution.plumbing import ModelCall  # noqa: E402
+from multiviz.attribution.model_call import ModelCall  # noqa: E402
 from multiviz.evaluation.localization import pointing_game  # noqa: E402
 from multiviz.evaluation.perturbation import perturbation_curves, pixel_ranks  # noqa: E402
 from multiviz.evaluation.road import noisy_linear_imputation  # noqa: E402
