@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "saliency": "attribution.gradient",
     "integrated_gradients": "attribution.gradient",
     "guided_backprop": "attribution.gradient",
+    "deconvnet": "attribution.gradient",
     "cam": "attribution.cam",
     "grad_cam": "attribution.cam",
     "grad_cam_plus_plus": "attribution.cam",
