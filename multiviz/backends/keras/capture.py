@@ -30,7 +30,6 @@ import keras
 from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
 from multiviz.backends.keras.state import call_layer, recording
 from multiviz.core.names import owner
-from multiviz.errors import MultivizError
 
 __all__ = ["EagerPlan", "GraphPlan", "Runner", "runner_for"]
 
