@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "saliency": "attribution.gradient",
     "integrated_gradients": "attribution.gradient",
     "guided_backprop": "attribution.gradient",
+    "deconvnet": "attribution.gradient",
     "cam": "attribution.cam",
     "grad_cam": "attribution.cam",
     "grad_cam_plus_plus": "attribution.cam",
@@ -72,6 +73,9 @@ _EXPORTS: dict[str, str] = {
     "layer_cam": "attribution.cam",
     "guided_grad_cam": "attribution.cam",
     "explain": "attribution.explain",
+    # which map to trust
+    "evaluate": "evaluation.evaluate",
+    "EvaluationReport": "evaluation.report",
     # cross-framework comparison
     "compare": "parity.compare",
     "ParityReport": "parity.report",

@@ -41,7 +41,10 @@ if HAS_TORCH:  # before TensorFlow, always (see module docstring)
 
 HAS_JAX = importlib.util.find_spec("jax") is not None  # Keras 3 on its JAX backend
 
-AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS, "jax": HAS_JAX}
+# Quantus: the reference implementation the torch session installs (tests/evaluation)
+HAS_QUANTUS = importlib.util.find_spec("quantus") is not None
+
+AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS, "jax": HAS_JAX, "quantus": HAS_QUANTUS}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,10 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both", "jax"}
+        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both", "jax", "quantus"}
         if "both" in needs:
             needs |= {"torch", "keras"}
-        absent = [f for f in ("torch", "keras", "jax") if f in needs and not AVAILABLE[f]]
+        absent = [
+            f for f in ("torch", "keras", "jax", "quantus") if f in needs and not AVAILABLE[f]
+        ]
         if absent:
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(absent)} (not installed)"))
 

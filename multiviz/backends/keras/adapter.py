@@ -151,7 +151,7 @@ class KerasBackend:
         names: Sequence[str],
         target: Target = None,
         wrt_input: bool = False,
-        guided: bool = False,
+        guided: bool | str = False,
     ) -> GradientResult:
         """Activations of ``names`` and gradients of the summed target score.
 
