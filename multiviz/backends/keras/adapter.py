@@ -279,7 +279,7 @@ class KerasBackend:
         self, model: Any, sites: list[Site], input_shape: Sequence[int]
     ) -> list[LayerInfo]:
         # one eager pass on zeros; a layer that never runs keeps shape None
-        plan = EagerPlan([(s.layer, s.base) for s in sites], strict=False)
+        plan = EagerPlan([(s.layer, s.base) for s in sites])
         zeros = to_tensor(np.zeros((1, *input_shape)), "float32")
         with input_errors(model, zeros):
             tensors = plan(model, (zeros,), {})
