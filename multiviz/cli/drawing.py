@@ -46,6 +46,7 @@ METHODS = {
     "integrated-gradients": "integrated_gradients",
     "guided-backprop": "guided_backprop",
     "guided-grad-cam": "guided_grad_cam",
+    "deconvnet": "deconvnet",
 }
 # the methods that read a layer (the others explain the input pixels)
 _LAYER_METHODS = ("grad-cam", "grad-cam++", "layer-cam", "score-cam", "cam", "guided-grad-cam")
@@ -248,8 +249,8 @@ def _attribution(
         )  # fmt: skip
     if name == "integrated_gradients":
         return mv.integrated_gradients(model, x, steps=args.steps, **how, **common)
-    if name == "guided_backprop":
-        return mv.guided_backprop(model, x, **how, **common)
+    if name in ("guided_backprop", "deconvnet"):  # colour images unless aggregated
+        return getattr(mv, name)(model, x, **how, **common)
     fn = getattr(mv, name)
     if name == "guided_grad_cam":
         return fn(model, x, layer, **how, **common)

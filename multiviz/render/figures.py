@@ -624,7 +624,7 @@ def plot_layer_stats(
     ax: Axes | None = None,
     title: str | None = None,
     eps: float = 0.0,
-    saturation: float | None = None,
+    bounds: Mapping[str, Sequence[float] | None] | None = None,
 ) -> Figure:
     """Per-layer activation ranges and dead / saturated / zero fractions, input at the top.
 
@@ -634,7 +634,9 @@ def plot_layer_stats(
     towards 0 with depth are vanishing activations; the value axis is linear,
     or symmetric-log with its linear zone taken from the data's percentiles
     when values span many decades (at most about 8 decades shown). Right: the
-    fraction of dead channels, of saturated values and of zeros per layer.
+    fraction of dead channels (never > 0 over every input), of saturated
+    values (at a bounded activation's bound; see :mod:`multiviz.core.stats`;
+    no bar where the layer has none) and of zeros per layer.
     Past 150 layers, rows are numbered by block (consecutive layers sharing a
     name prefix, shaded alternately) instead of one label per row; 500 layers
     fit in 2,500 x 6,000 pixels. With ``ax=`` both go on one axes, the
@@ -648,7 +650,8 @@ def plot_layer_stats(
         ax: draw into this axes.
         title: default says how many samples the statistics cover.
         eps: a value counts as zero when ``|v| <= eps`` (activations only).
-        saturation: threshold for "saturated" (activations only).
+        bounds: layer name -> bounds of its activation, for layers the
+            activations do not know (activations only).
 
     Returns:
         The Figure.
@@ -665,7 +668,7 @@ def plot_layer_stats(
         ['c1', 'c2']
     """
     if isinstance(activations_or_stats, Mapping):
-        records = list(layer_stats(activations_or_stats, eps=eps, saturation=saturation))
+        records = list(layer_stats(activations_or_stats, eps=eps, bounds=bounds))
     else:
         records = list(activations_or_stats)
     if not records:
@@ -706,8 +709,8 @@ def plot_layer_stats(
     ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
-    samples = records[0].samples
-    parts = [("dead_fraction", f"dead channels ({plural(samples, 'input')})", "C3"),
+    samples = max(r.samples for r in records)
+    parts = [("dead_fraction", f"dead channels (never > 0 over {plural(samples, 'input')})", "C3"),
              ("saturated_fraction", "saturated values", "C1"),
              ("zero_fraction", "zero values", "0.45")]  # fmt: skip
     if np.nansum(col["nonfinite_fraction"]) > 0:

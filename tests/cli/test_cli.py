@@ -98,8 +98,8 @@ def builtin_input(path: Path, layout: str = "channels_first"):
 # --------------------------------------------------------------------------- usage (no framework)
 
 
-SUBCOMMANDS = ("layers", "maps", "cam", "stats", "report", "compare", "demo")
-LOADS_A_MODEL = ("layers", "maps", "cam", "stats", "report", "compare")
+SUBCOMMANDS = ("layers", "maps", "cam", "stats", "report", "compare", "scan", "demo")
+LOADS_A_MODEL = ("layers", "maps", "cam", "stats", "report", "compare", "scan")
 
 
 def test_help_says_shared_things_once(capsys):
