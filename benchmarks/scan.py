@@ -104,12 +104,16 @@ def rss_child(n: int, batch: int) -> dict:
 
     model = mv.builtin_model("torch")
     t0 = time.perf_counter()
-    s = mv.scan(model, _batches(n, batch, (3, 64, 64)), ["relu2", "relu3", "fc"], topk=16,
-                progress=False)
+    s = mv.scan(
+        model, _batches(n, batch, (3, 64, 64)), ["relu2", "relu3", "fc"], topk=16, progress=False
+    )
     seconds = time.perf_counter() - t0
     assert s.samples == n
-    return {"images": n, "seconds": seconds,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "images": n,
+        "seconds": seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def ray_vs_local(args: argparse.Namespace) -> dict:
@@ -134,14 +138,20 @@ def ray_vs_local(args: argparse.Namespace) -> dict:
     finally:
         ray.shutdown()
     assert remote.exemplars("relu3", 0) == local.exemplars("relu3", 0)
-    return {"images": args.ray_images, "local_s": t_local, "ray_2cpu_s": t_ray,
-            "ray_over_local": t_ray / t_local}
+    return {
+        "images": args.ray_images,
+        "local_s": t_local,
+        "ray_2cpu_s": t_ray,
+        "ray_over_local": t_ray / t_local,
+    }
 
 
 def _child(kind: str, extra: list[str]) -> dict:
     out = subprocess.run(
         [sys.executable, str(HERE), "--child", kind, *extra],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -163,7 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.quick:
         args.model, args.images, args.size, args.rss_images, args.ray_images = (
-            "resnet18", 64, 112, "256,1024", 512)
+            "resnet18",
+            64,
+            112,
+            "256,1024",
+            512,
+        )
     if args.child == "throughput":
         print(json.dumps(throughput(args)))
         return
@@ -174,9 +189,20 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(ray_vs_local(args)))
         return
     only = set(args.only or ("throughput", "rss", "ray"))
-    common = ["--model", args.model, "--images", str(args.images), "--size", str(args.size),
-              "--batch", str(args.batch), "--rounds", str(args.rounds),
-              "--ray-images", str(args.ray_images)]
+    common = [
+        "--model",
+        args.model,
+        "--images",
+        str(args.images),
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--rounds",
+        str(args.rounds),
+        "--ray-images",
+        str(args.ray_images),
+    ]
     results: dict = {}
     if "throughput" in only:
         results["throughput"] = _child("throughput", common)
