@@ -117,9 +117,8 @@ def rss_child(n: int, batch: int) -> dict:
 
 
 def ray_vs_local(args: argparse.Namespace) -> dict:
-    import torch  # noqa: F401
-
     import ray
+    import torch  # noqa: F401
 
     import multiviz as mv
 
