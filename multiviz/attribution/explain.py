@@ -29,6 +29,7 @@ TITLES: dict[str, str] = {
     "smoothgrad": "SmoothGrad",
     "integrated_gradients": "Integrated Gradients",
     "guided_backprop": "Guided backprop",
+    "deconvnet": "Deconvnet",
     "cam": "CAM",
     "grad_cam": "Grad-CAM",
     "grad_cam_plus_plus": "Grad-CAM++",
@@ -174,6 +175,8 @@ def explain(
             maps[m] = gradient.integrated_gradients(model, call.x, steps=steps, **common)
         elif m == "guided_backprop":
             maps[m] = gradient.guided_backprop(model, call.x, aggregation="max_abs", **common)
+        elif m == "deconvnet":
+            maps[m] = gradient.deconvnet(model, call.x, aggregation="max_abs", **common)
         elif m == "guided_grad_cam":
             maps[m] = cam.guided_grad_cam(model, call.x, name, aggregation="max_abs", **common)
         elif m == "cam":

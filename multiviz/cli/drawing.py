@@ -39,8 +39,10 @@ METHODS = {
     "saliency": "saliency",
     "smoothgrad": "saliency",
     "integrated-gradients": "integrated_gradients",
+    "guided-backprop": "guided_backprop",
+    "deconvnet": "deconvnet",
 }
-_LAYERLESS = ("saliency", "smoothgrad", "integrated-gradients")
+_LAYERLESS = ("saliency", "smoothgrad", "integrated-gradients", "guided-backprop", "deconvnet")
 # images are enlarged by whole pixels to about this size, so small inputs stay visible
 _GRID_PX = 1024
 _MIN_IMAGE_PX = 256
@@ -115,6 +117,8 @@ def cmd_cam(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"target": target}
     if args.method == "smoothgrad":
         kwargs["method"] = "smoothgrad"
+    if args.method in ("guided-backprop", "deconvnet"):
+        kwargs["aggregation"] = "max_abs"  # one heat map per image, to lay over it
     heat = (
         fn(loaded.model, batch.inputs, layer, **kwargs)
         if layer is not None

@@ -40,6 +40,7 @@ METHODS = {
     "smoothgrad": lambda m, x, t: mv.saliency(m, x, t, method="smoothgrad", samples=6, seed=3),
     "integrated_gradients": lambda m, x, t: mv.integrated_gradients(m, x, t, steps=12),
     "guided_backprop": lambda m, x, t: mv.guided_backprop(m, x, t),
+    "deconvnet": lambda m, x, t: mv.deconvnet(m, x, t),
     "cam": lambda m, x, t: mv.cam(m, x, "relu3", t),
     "grad_cam": lambda m, x, t: mv.grad_cam(m, x, "relu3", t),
     "grad_cam_conv3": lambda m, x, t: mv.grad_cam(m, x, "conv3", t),

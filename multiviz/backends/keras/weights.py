@@ -14,8 +14,9 @@ import keras
 import numpy as np
 
 from multiviz.core.weight_layouts import LayerParams
+from multiviz.errors import UnsupportedModelError
 
-__all__ = ["execution_order", "read", "write"]
+__all__ = ["copy_model", "execution_order", "read", "write"]
 
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
@@ -177,3 +178,31 @@ def write(model: Any, updates: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         for (variable, _), old in zip(targets, saved, strict=True):
             variable.assign(old)
         raise
+
+
+def copy_model(model: Any) -> Any:
+    """An independent copy of ``model`` with the same layer names and weights.
+
+    ``keras.models.clone_model`` (new layers and variables, same structure
+    and names), then the weights copied over; writing to the copy leaves
+    ``model`` as it was. Used by methods that randomize weights (sanity checks).
+
+    Raises:
+        UnsupportedModelError: the model cannot be cloned (a subclassed model
+            without ``get_config``); the message says what to do.
+
+    Example:
+        >>> net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])  # doctest: +SKIP
+        >>> twin = copy_model(net)                                                       # doctest: +SKIP
+        >>> twin.get_layer("d").kernel is net.get_layer("d").kernel                      # doctest: +SKIP
+        False
+    """
+    try:
+        twin = keras.models.clone_model(model)
+    except Exception as err:  # subclassed models without a config cannot be cloned
+        raise UnsupportedModelError(
+            f"Cannot copy this Keras model to randomize its weights ({type(err).__name__}: "
+            f"{err}). Build it as a Functional or Sequential model, or give it get_config()."
+        ) from err
+    twin.set_weights(model.get_weights())
+    return twin

@@ -6,6 +6,7 @@ layout conversion itself is framework-free (:mod:`multiviz.core.weight_layouts`)
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 
 import numpy as np
@@ -14,7 +15,7 @@ from torch import nn
 
 from multiviz.core.weight_layouts import LayerParams
 
-__all__ = ["read", "write"]
+__all__ = ["copy_model", "read", "write"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -101,3 +102,18 @@ def write(model: nn.Module, updates: Mapping[str, Mapping[str, np.ndarray]]) -> 
             for (tensor, _), old in zip(targets, saved, strict=True):
                 tensor.copy_(old)
             raise
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """An independent copy of ``model`` (``copy.deepcopy``), to change without touching it.
+
+    Its parameters, buffers and modes are copies; writing to the copy leaves
+    ``model`` as it was. Used by methods that randomize weights (sanity checks).
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> twin = copy_model(net)
+        >>> twin.weight.data_ptr() != net.weight.data_ptr()
+        True
+    """
+    return copy.deepcopy(model)
