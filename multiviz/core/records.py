@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from multiviz.core.views import MAX_LINES, array_summary, clip_rows, html_table, plural, text_table
+
 __all__ = ["Activations", "LayerInfo", "LayerTable"]
 
 
@@ -102,7 +104,30 @@ class LayerTable(list[LayerInfo]):
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return str(self)
+        """The table, cut to at most 20 lines (``print(table)`` shows every row)."""
+        lines = str(self).splitlines()
+        if len(lines) <= MAX_LINES:
+            return "\n".join(lines)
+        rows = len(lines) - 1
+        return "\n".join(
+            [
+                *lines[:13],
+                f"… {rows - 18:,} more rows of {rows:,} (print(...) shows all)",
+                *lines[-6:],
+            ]
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [
+            (i.name, i.type, i.kind, "?" if i.shape is None else str(i.shape), f"{i.params:,}")
+            for i in self
+        ]
+        params = sum(i.params for i in self)
+        return html_table(
+            rows,
+            ("name", "type", "kind", "output shape", "params"),
+            caption=f"{plural(len(self), 'layer')}, {plural(params, 'parameter')}",
+        )
 
     def __getitem__(self, index):  # a slice of a table is a table
         got = super().__getitem__(index)
@@ -138,10 +163,14 @@ class Activations(Mapping[str, np.ndarray]):
         except KeyError:
             from multiviz.errors import LayerNotFoundError, closest
 
-            hint = closest(name, self.arrays)
+            hint = closest(name, self.arrays, n=5)
+            captured = list(self.arrays)
+            listed = captured if len(captured) <= 5 else [*captured[:5], "…"]
             raise LayerNotFoundError(
-                f"{name!r} was not captured. Captured: {list(self.arrays)}"
-                + (f". Did you mean {hint[0]!r}?" if hint else "")
+                f"{name!r} was not captured; the capture holds {plural(len(captured), 'layer')}"
+                " (list(acts) names them)."
+                + (f" Did you mean {hint[0]!r}?" if hint else f" Captured: {listed}.")
+                + (f" Close: {hint[1:]}." if len(hint) > 1 else "")
             ) from None
 
     def __iter__(self) -> Iterator[str]:
@@ -150,9 +179,27 @@ class Activations(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self.arrays)
 
+    def _headline(self) -> str:
+        n = next(iter(self.arrays.values())).shape[0] if self.arrays else 0
+        return (
+            f"Activations({self.framework or '?'}, {plural(len(self), 'layer')}, "
+            f"{plural(n, 'sample')})"
+        )
+
     def __repr__(self) -> str:
-        width = max((len(k) for k in self.arrays), default=4)
-        lines = [f"Activations({self.framework or '?'}, {len(self)} layers)"]
-        for name, arr in self.arrays.items():
-            lines.append(f"  {name:<{width}}  {tuple(arr.shape)!s:<20} {arr.dtype}")
+        """A headline, then one line per layer (at most 20 lines in all)."""
+        rows, more = clip_rows(list(self.arrays.items()), MAX_LINES - 2, "layers")
+        table = text_table([(name, array_summary(arr)) for name, arr in rows])
+        lines = [self._headline(), *("  " + line for line in table.splitlines())]
+        if more:
+            lines.append(f"  {more} (list(acts) names them all)")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows, more = clip_rows(list(self.arrays.items()), 200, "layers")
+        return html_table(
+            [(name, array_summary(arr)) for name, arr in rows],
+            ("layer", "array"),
+            caption=self._headline(),
+            note=more,
+        )

@@ -386,6 +386,16 @@ class ImageBatch:
     def __len__(self) -> int:
         return len(self.names)
 
+    def __repr__(self) -> str:
+        from multiviz.core.views import array_summary, plural
+
+        names = ", ".join(self.names[:4]) + (", …" if len(self.names) > 4 else "")
+        return (
+            f"ImageBatch({plural(len(self), 'image')}: {names}\n"
+            f"  inputs   {array_summary(self.inputs)} ({self.layout})\n"
+            f"  display  {array_summary(self.display)})"
+        )
+
     @property
     def channels_first(self) -> np.ndarray:
         """``inputs`` as ``(N, C, H, W)`` whatever the layout."""

@@ -98,6 +98,21 @@ class LoadedModel:
         """One line: ``'torchvision:resnet18 (torch)'``."""
         return f"{self.spec.text} ({self.framework})"
 
+    def __repr__(self) -> str:
+        shape = (
+            "?"
+            if self.input_shape is None
+            else "x".join("?" if d is None else str(d) for d in self.input_shape)
+        )
+        lines = [
+            f"LoadedModel({self.description}, {type(self.model).__name__}, input {shape})",
+            f"  preprocessing: {self.preprocess.describe()}",
+        ]
+        if self.class_names is not None:
+            lines.append(f"  classes: {len(self.class_names):,}")
+        lines += [f"  note: {n}" for n in self.notes[:3]]
+        return "\n".join(lines)
+
 
 def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
     """Parse a model spec; a file's kind is read from its extension and contents.
