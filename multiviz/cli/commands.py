@@ -121,16 +121,28 @@ def cmd_stats(args: argparse.Namespace) -> int:
     )
     fig = mv.plot_layer_stats(report, title=title)
     if not args.quiet:
-        print(report)
+        print(report.table())
     write_all(args, [(Path(args.output), encode_figure(fig, args.output))])
     return EXIT_OK
 
 
 def batch_preprocessing(loaded: Any, args: argparse.Namespace) -> str:
-    """The preprocessing line of the report, with the command-line overrides applied."""
-    return loaded.preprocess.override(
+    """What was done to the image, exactly, and why: the report's preprocessing line."""
+    prep = loaded.preprocess.override(
         size=args.size, mean=args.mean, std=args.std, normalize=not args.no_normalize
-    ).describe()
+    )
+    changed = [
+        opt
+        for opt, given in (
+            ("--size", args.size is not None),
+            ("--mean", args.mean is not None),
+            ("--std", args.std is not None),
+            ("--no-normalize", args.no_normalize),
+        )
+        if given
+    ]
+    why = f"as asked by {', '.join(changed)}" if changed else loaded.recipe_note
+    return prep.describe() + (f" ({why})" if why else "")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

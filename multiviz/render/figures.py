@@ -681,13 +681,30 @@ def plot_layer_stats(
     )}  # fmt: skip
     names = [r.name for r in records]
     groups = _layer_groups(names, int(np.clip(n // 8, 6, 60))) if n > MAX_ROW_LABELS else []
+    samples = max(r.samples for r in records)
+    parts = [("dead_fraction", f"dead channels (never > 0 over {plural(samples, 'input')})", "C3"),
+             ("saturated_fraction", "saturated values", "C1"),
+             ("zero_fraction", "zero values", "0.45"),
+             ("nonfinite_fraction", "NaN/Inf", "C4")]  # fmt: skip
+    unbounded = not np.isfinite(col["saturated_fraction"]).any()  # no layer can saturate
+    measured = [p for p in parts if np.nan_to_num(col[p[0]]).max() > 0]
+    if measured:  # dead, zero, saturated (where a layer can saturate), NaN/Inf (where any)
+        parts = [
+            p
+            for p in parts
+            if p[0] in ("dead_fraction", "zero_fraction")
+            or (p[0] == "saturated_fraction" and not unbounded)
+            or p in measured
+        ]
+    else:
+        parts = []  # nothing to show: no empty panel
 
     twin = ax is not None
     if twin:
         fig, ax_r = _root_figure(ax), ax
-        ax_f = ax.twiny()
+        ax_f = ax.twiny() if parts else None
     else:
-        fig, ax_r, ax_f = _stats_figure(n, names, groups)
+        fig, ax_r, ax_f = _stats_figure(n, names, groups, fractions=bool(parts))
 
     # ranges: whisker min-max, bar p01-p99, median, mean
     ax_r.hlines(y, col["min"], col["max"], color="0.55", lw=0.8, label="min to max", zorder=2)
@@ -709,40 +726,41 @@ def plot_layer_stats(
     ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
-    samples = max(r.samples for r in records)
-    parts = [("dead_fraction", f"dead channels (never > 0 over {plural(samples, 'input')})", "C3"),
-             ("saturated_fraction", "saturated values", "C1"),
-             ("zero_fraction", "zero values", "0.45")]  # fmt: skip
-    if np.nansum(col["nonfinite_fraction"]) > 0:
-        parts.append(("nonfinite_fraction", "NaN/Inf", "C4"))
-    width = 0.8 / len(parts)
+    width = 0.8 / max(len(parts), 1)
     for k, (key, label, color) in enumerate(parts):
         if n <= MAX_BARS and not twin:
             offset = (k - (len(parts) - 1) / 2) * width
             ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label)
         else:
             ax_f.plot(col[key], y, "-", drawstyle="steps-mid", color=color, lw=1.0, label=label)
-    ax_f.set_xlim(0.0, 1.02)
-    ax_f.xaxis.set_major_formatter(PercentFormatter(1.0))
-    ax_f.set_xlabel("fraction")
-    ax_f.grid(alpha=0.3, axis="x")
-
-    for a in (ax_r,) if twin else (ax_r, ax_f):
-        a.set_ylim(n - 0.5, -0.5)  # the input at the top
-    if twin:
+    if ax_f is not None:
+        ax_f.set_xlim(0.0, 1.02)
+        ax_f.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax_f.set_xlabel("fraction" + ("\n(no layer can saturate)" if unbounded else ""))
+        ax_f.grid(alpha=0.3, axis="x")
         ax_f.set_ylim(n - 0.5, -0.5)
-    _label_rows(ax_r, names, groups, shade=[ax_r] if twin else [ax_r, ax_f])
-    if not twin:
+    ax_r.set_ylim(n - 0.5, -0.5)  # the input at the top
+    _label_rows(
+        ax_r,
+        names,
+        groups,
+        shade=[a for a in (ax_r, ax_f) if a is not None and not (twin and a is ax_f)],
+    )
+    if ax_f is not None and not twin:
         ax_f.tick_params(axis="y", left=False, labelleft=False)
     if title is None:
         title = f"Activation statistics per layer, input at the top ({plural(samples, 'sample')})"
+    if not parts:
+        title += "\nno dead channels, zero values or saturated values in any layer"
     if twin:
         ax_r.legend(fontsize=7, loc="lower right")
-        ax_f.legend(fontsize=7, loc="upper right")
+        if ax_f is not None:
+            ax_f.legend(fontsize=7, loc="upper right")
         ax_r.set_title(title, fontsize=10)
     else:
-        handles = [h for a in (ax_r, ax_f) for h in a.get_legend_handles_labels()[0]]
-        labels = [lb for a in (ax_r, ax_f) for lb in a.get_legend_handles_labels()[1]]
+        axes = [a for a in (ax_r, ax_f) if a is not None]
+        handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+        labels = [lb for a in axes for lb in a.get_legend_handles_labels()[1]]
         fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
         fig.suptitle(title, fontsize=11)
     return fig
@@ -757,15 +775,17 @@ MAX_DECADES = 7.0
 
 
 def _stats_figure(
-    n: int, names: Sequence[str], groups: Sequence[tuple[int, int, str]]
-) -> tuple[Figure, Axes, Axes]:
+    n: int, names: Sequence[str], groups: Sequence[tuple[int, int, str]], fractions: bool
+) -> tuple[Figure, Axes, Axes | None]:
     """The figure, sized by the layer count: one readable row per layer."""
     row_px = 13.0 if n <= 60 else 10.0 if n <= MAX_ROW_LABELS else float(np.clip(5200 / n, 3, 10))
     labels = names if not groups else [g[2] for g in groups]
     label_px = 6.2 * max((len(t) for t in labels), default=4) + 30
     height = (n * row_px + 190) / DPI
-    width = (label_px + 620 + 300) / DPI
+    width = (label_px + 620 + (300 if fractions else 0)) / DPI
     fig = Figure(figsize=(max(width, 6.0), max(height, 4.0)), dpi=DPI, layout="constrained")
+    if not fractions:
+        return fig, fig.add_subplot(), None
     ax_r, ax_f = fig.subplots(1, 2, sharey=True, width_ratios=[2.2, 1])
     return fig, ax_r, ax_f
 

@@ -21,7 +21,7 @@ from multiviz.core.reduce import check_channels, select_channels
 from multiviz.core.resize import resize_bilinear
 from multiviz.errors import InputShapeError
 from multiviz.render.colors import colorize, default_cmap
-from multiviz.render.montage import montage
+from multiviz.render.montage import montage, tiling
 
 __all__ = [
     "BLENDS",
@@ -127,6 +127,7 @@ def feature_map_image(
     pad: int = 1,
     upscale: int = 1,
     background: tuple[int, int, int] | None = None,
+    labels: bool = False,
     layout: str | None = None,
 ) -> np.ndarray:
     """A grid of feature maps as one uint8 RGB image, without a figure.
@@ -153,6 +154,10 @@ def feature_map_image(
         pad: background pixels between tiles and around the border.
         upscale: integer factor each pixel is repeated by (nearest neighbour).
         background: RGB of padding; default chosen to stand apart from ``cmap``.
+        labels: stamp each tile's channel number in its top-left corner
+            (white digits on black, sized to the tile; tiles too small for
+            the number get none). Off by default: the grid is then exactly
+            ``colorize(montage(...))``.
         layout: ``"NCL"`` / ``"NF"`` for batches of 1-D maps / vectors.
 
     Returns:
@@ -182,7 +187,63 @@ def feature_map_image(
     rgb = colorize(grid, cmap or default_cmap(sel.mode), background=background)
     if upscale > 1:
         rgb = np.repeat(np.repeat(rgb, upscale, axis=0), upscale, axis=1)
+    if labels and sel.layout == "CHW":
+        t = tiling(sel.values, ncols=ncols, pad=pad, layout=sel.layout)
+        for i, ch in enumerate(sel.channels):
+            y, x = t.origin(i)
+            stamp_number(
+                rgb, int(ch), (y * upscale, x * upscale), (t.tile[0] * upscale, t.tile[1] * upscale)
+            )
     return rgb
+
+
+# 3x5 pixel digits, row by row: enough to number tiles without a font or a figure
+_DIGITS = {
+    "0": "111101101101111",
+    "1": "010110010010111",
+    "2": "111001111100111",
+    "3": "111001111001111",
+    "4": "101101111001001",
+    "5": "111100111001111",
+    "6": "111100111101111",
+    "7": "111001001001001",
+    "8": "111101111101111",
+    "9": "111101111001111",
+}
+
+
+def stamp_number(
+    rgb: np.ndarray, number: int, origin: tuple[int, int], tile: tuple[int, int]
+) -> bool:
+    """Draw ``number`` in white on a black box at the top-left of a tile, in place.
+
+    The digits are 3x5 pixels, enlarged by whole pixels to about a sixth of
+    the tile's height; the box never covers more than 60% of the tile's width
+    or 40% of its height. Returns False (and draws nothing) when the tile is
+    too small for the number at the smallest size.
+
+    Example:
+        >>> img = np.zeros((20, 20, 3), np.uint8)
+        >>> stamp_number(img, 7, (0, 0), (20, 20)), int(img[1, 1, 0]), int(img[3, 1, 0])
+        (True, 255, 0)
+    """
+    text = str(number)
+    h, w = tile
+    width = 4 * len(text) + 1  # in glyph pixels: 3 per digit, 1 between, 1 each side
+    s = max(1, round(h / 30))
+    while s > 1 and (width * s > 0.6 * w or 7 * s > 0.4 * h):
+        s -= 1
+    if width * s > 0.6 * w or 7 * s > 0.4 * h:
+        return False
+    y0, x0 = origin
+    rgb[y0 : y0 + 7 * s, x0 : x0 + width * s] = 0
+    for k, ch in enumerate(text):
+        glyph = np.array([int(b) for b in _DIGITS[ch]], bool).reshape(5, 3)
+        big = np.repeat(np.repeat(glyph, s, axis=0), s, axis=1)
+        top, left = y0 + s, x0 + s + 4 * k * s
+        region = rgb[top : top + 5 * s, left : left + 3 * s]
+        region[big] = 255
+    return True
 
 
 # --------------------------------------------------------------------------- overlays

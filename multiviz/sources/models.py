@@ -98,6 +98,11 @@ class LoadedModel:
         """One line: ``'torchvision:resnet18 (torch)'``."""
         return f"{self.spec.text} ({self.framework})"
 
+    @property
+    def recipe_note(self) -> str:
+        """Where the preprocessing recipe comes from, for this kind of model source."""
+        return _RECIPE_NOTES.get(self.spec.kind, "")
+
     def __repr__(self) -> str:
         shape = (
             "?"
@@ -281,6 +286,22 @@ def builtin_weights(weights: str) -> str | None:
     """
     return {"default": "builtin", "none": None}.get(weights, weights)
 
+
+# why each kind of model source gets the preprocessing it gets (said in reports)
+_SAVED = (
+    "a saved model does not record how its training images were prepared: multiviz resizes to "
+    "the model's input size and feeds values in [0, 1]; pass --mean/--std (or --size) if it "
+    "expects otherwise"
+)
+_RECIPE_NOTES = {
+    "builtin": "the built-in CNN's training recipe",
+    "torchvision": "torchvision's recipe for these weights (weights.transforms())",
+    "keras_app": "the preprocess_input of this keras.applications family",
+    "keras_file": _SAVED,
+    "torch_export": _SAVED,
+    "torchscript": _SAVED,
+    "torch_pickle": _SAVED,
+}
 
 _KIND_WORDS = {
     "builtin": "built-in model",

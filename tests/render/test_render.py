@@ -458,7 +458,8 @@ def test_plot_layer_stats_one_row_per_layer_input_at_the_top():
     ranges, fractions = fig.axes
     assert [t.get_text() for t in ranges.get_yticklabels()] == ["conv1", "conv2", "fc"]
     assert ranges.get_ylim() == (2.5, -0.5)  # the input at the top
-    assert len(fractions.patches) == 3 * 3  # dead / saturated / zero bars per layer
+    assert len(fractions.patches) == 2 * 3  # dead / zero bars per layer
+    assert "no layer can saturate" in fractions.get_xlabel()  # no bounded activation: no bars
     dead = [p.get_width() for p in fractions.patches[:3]]
     # dead: never > 0 over both inputs; for fc, the features negative in both
     assert dead == [0.0, 1.0, float(np.mean((acts["fc"] > 0).sum(axis=0) == 0))]
@@ -474,6 +475,18 @@ def test_plot_layer_stats_one_row_per_layer_input_at_the_top():
     assert len(fig2.axes) == 2 and ax.get_title() == "t"
     with pytest.raises(ValueError, match="at least one layer"):
         plot_layer_stats({})
+
+
+def test_plot_layer_stats_has_no_empty_panel():
+    """Fractions all zero (no dead channel, zero or saturated value): one panel, and a title
+    that says so; a bounded layer gets its saturation bars, zeros included."""
+    acts = {"a": 1.0 + RNG.random((2, 3, 4, 4)), "b": 2.0 + RNG.random((2, 5))}
+    fig = plot_layer_stats(acts)
+    assert len(fig.axes) == 1 and "no dead channels" in fig.get_suptitle()
+    acts["sig"] = 1 / (1 + np.exp(-20 * RNG.normal(size=(2, 3, 4, 4))))  # many at 0 or 1
+    fig = plot_layer_stats(layer_stats(acts, bounds={"sig": (0.0, 1.0)}))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(fig.axes) == 2 and "saturated values" in labels
 
 
 def _deep_net(n: int) -> dict[str, np.ndarray]:
