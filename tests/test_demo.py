@@ -32,11 +32,17 @@ def _check_pictures(files: list[Path]) -> None:
 
 
 @pytest.mark.torch
-def test_demo_torch(tmp_path: Path) -> None:
+def test_demo_torch(tmp_path: Path, capsys) -> None:
     lines: list[str] = []
-    files = run_demo(tmp_path, ["torch"], log=lines.append)
+    files = run_demo(tmp_path, ["torch"], log=lines.append, progress=True)
     _check_pictures(files["torch"])
+    # in the order it happens: the prediction, each file as it is written, then Done
     assert "says 'triangle' (truth: 'triangle')" in lines[0]
+    assert lines[1:-1] == [f"wrote {p}" for p in files["torch"]]
+    assert all(p.exists() for p in files["torch"])
+    assert lines[-1] == f"Done: 9 files under {tmp_path.resolve()}"
+    bar = capsys.readouterr().err  # tqdm's bar on stderr
+    assert "[torch] figures" in bar and "9/9" in bar
 
 
 @pytest.mark.keras

@@ -6,7 +6,6 @@ The drawing subcommands, ``maps`` and ``cam``, are in :mod:`multiviz.cli.drawing
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -255,9 +254,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``multiviz demo [--out DIR]``: run :func:`multiviz.demo.run_demo`."""
     from multiviz.demo import run_demo
 
-    log: Callable[[str], None] = (
-        (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
-    )
+    # in the order it happens: what the model says, each file as it is written, "Done" last
+    log: Callable[[str], None] = (lambda s: None) if args.quiet else print
     from multiviz.demo import available_frameworks
 
     frameworks = args.framework or available_frameworks()
@@ -265,7 +263,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         import torch  # noqa: F401  (before TensorFlow, always)
     if "keras" in frameworks and "keras" in available_frameworks():
         with framework_logs_hidden(not args.debug):
-            import keras  # noqa: F401  (TensorFlow's start-up lines go to fd 2)
-    files = run_demo(args.out, args.framework, log=log)
-    print_written(args, [p for paths in files.values() for p in paths])
+            import keras  # (TensorFlow's start-up lines go to fd 2)
+
+            # the runtime starts (and probes for GPUs, logging to fd 2) at the first operation
+            keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
+    run_demo(args.out, args.framework, log=log, progress=False if args.quiet else None)
     return EXIT_OK

@@ -374,6 +374,10 @@ def test_demo(capsys, tmp_path):
     assert code == EXIT_OK and stdout == ""
     pngs = list((tmp_path / "demo").rglob("*.png"))
     assert pngs and all(read_png(p).size for p in pngs)
+    code, stdout, _ = run(capsys, "demo", "--out", tmp_path / "d2", "--framework", "torch")
+    lines = stdout.splitlines()
+    assert code == EXIT_OK and "says" in lines[0] and lines[-1].startswith("Done: 9 files")
+    assert all(line.startswith("wrote ") for line in lines[1:-1]) and len(lines) == 11
 
 
 # --------------------------------------------------------------------------- bad inputs (PyTorch)
