@@ -34,7 +34,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "gallery"
-CLI_COMMANDS = ("layers", "maps", "cam", "report", "compare", "demo", "scan")
+CLI_COMMANDS = ("layers", "maps", "cam", "stats", "report", "compare", "scan", "demo")
 
 
 @dataclass(frozen=True)
