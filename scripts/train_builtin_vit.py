@@ -151,7 +151,7 @@ def fit(model: ViT, data, val, args: argparse.Namespace) -> None:
             optimizer.step()
             schedule.step()
             project(model)
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y_all[idx]).sum())
         model.eval()
         val_acc = float((predict(model, val.images) == val.labels).mean())

@@ -25,11 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multiviz.errors import MultivizError
 from multiviz.tokens import TokenGrid
 
 __all__ = [
     "HEAD_FUSIONS",
     "AttentionWeights",
+    "UnsupportedAttentionError",
     "attention_gradients",
     "attention_probabilities",
     "discard_lowest",
@@ -38,6 +40,11 @@ __all__ = [
     "patch_relevance",
     "rollout",
 ]
+
+
+class UnsupportedAttentionError(MultivizError, ValueError):
+    """An attention layer whose probabilities multiviz cannot recompute (or no attention at all)."""
+
 
 #: How the heads of one layer are combined: their mean, maximum or minimum.
 HEAD_FUSIONS = ("mean", "max", "min")

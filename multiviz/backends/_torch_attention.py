@@ -25,17 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.attribution.rollout_math import AttentionWeights
+from multiviz.attribution.rollout_math import AttentionWeights, UnsupportedAttentionError
 from multiviz.backends._torch_capture import capture_outputs
 from multiviz.backends._torch_grad import compute_gradients
 from multiviz.backends._torch_tokens import attention_modules
-from multiviz.errors import MultivizError
 
 __all__ = ["AttentionIO", "UnsupportedAttentionError", "attention_io", "read_attention"]
-
-
-class UnsupportedAttentionError(MultivizError, ValueError):
-    """An attention layer whose probabilities multiviz cannot recompute."""
 
 
 @dataclass

@@ -114,9 +114,7 @@ def build(
     for i in range(config.depth):
         b = f"blocks.{i}"
         h = keras.layers.LayerNormalization(epsilon=eps, name=f"{b}.norm1")(x)
-        h = keras.layers.MultiHeadAttention(config.heads, d // config.heads, name=f"{b}.attn")(
-            h, h
-        )
+        h = keras.layers.MultiHeadAttention(config.heads, d // config.heads, name=f"{b}.attn")(h, h)
         x = keras.layers.Add(name=f"{b}.add")([x, h])
         h = keras.layers.LayerNormalization(epsilon=eps, name=f"{b}.norm2")(x)
         h = keras.layers.Dense(config.mlp, name=f"{b}.mlp.fc1")(h)
