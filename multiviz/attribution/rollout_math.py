@@ -30,6 +30,7 @@ from multiviz.tokens import TokenGrid
 
 __all__ = [
     "HEAD_FUSIONS",
+    "AttentionIO",
     "AttentionWeights",
     "UnsupportedAttentionError",
     "attention_gradients",
@@ -120,6 +121,30 @@ class AttentionWeights:
             *(None, None, None) if b is None else (b[0], b[1], b[2]),
             **kwargs,
         )  # fmt: skip
+
+
+@dataclass
+class AttentionIO:
+    """What a backend hands over for rollout: per attention layer, in model order.
+
+    Attributes:
+        names: the attention layers' names.
+        weights: their :class:`AttentionWeights`.
+        inputs: ``(N, T, C)`` float tokens each was given (batch first).
+        grads: ``(N, T, C_out)`` d(score)/d(output) each, or ``None`` without a target.
+        targets: the class scored per sample, or ``None`` (no gradients, or a
+            callable target).
+        residual: ``(N, T, C)`` the residual stream entering the last
+            attention layer's block (before its norm), where the backend can
+            find it, for high-norm token detection; else ``None``.
+    """
+
+    names: list[str]
+    weights: list[AttentionWeights]
+    inputs: list[np.ndarray]
+    grads: list[np.ndarray] | None = None
+    targets: np.ndarray | None = None
+    residual: np.ndarray | None = None
 
 
 def _project(x: np.ndarray, w: np.ndarray, b: np.ndarray | None) -> np.ndarray:

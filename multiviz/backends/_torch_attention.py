@@ -18,39 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from multiviz.attribution.rollout_math import AttentionWeights, UnsupportedAttentionError
+from multiviz.attribution.rollout_math import (
+    AttentionIO,
+    AttentionWeights,
+    UnsupportedAttentionError,
+)
 from multiviz.backends._torch_capture import capture_outputs
 from multiviz.backends._torch_grad import compute_gradients
 from multiviz.backends._torch_tokens import attention_modules
 
-__all__ = ["AttentionIO", "UnsupportedAttentionError", "attention_io", "read_attention"]
-
-
-@dataclass
-class AttentionIO:
-    """Per attention layer, in model order: name, weights, input tokens, output gradient.
-
-    Attributes:
-        names: the attention modules' names.
-        weights: their :class:`AttentionWeights`.
-        inputs: ``(N, T, C)`` float32 tokens each was given (batch first).
-        grads: ``(N, T, C_out)`` d(score)/d(output) each, or ``None`` without a target.
-        targets: the class scored per sample (``None`` without gradients or
-            for a callable target).
-    """
-
-    names: list[str]
-    weights: list[AttentionWeights]
-    inputs: list[np.ndarray]
-    grads: list[np.ndarray] | None = None
-    targets: np.ndarray | None = None
+__all__ = ["attention_io", "read_attention"]
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
@@ -173,9 +156,16 @@ def attention_io(model: nn.Module, x: torch.Tensor, target: Any = "none") -> Att
     weights = [read_attention(name, m) for name, m in modules]
     inputs = _Inputs(modules)
     grads = targets = None
+    last = modules[-1][0]
+    parent_name = last.rpartition(".")[0]
+    parent = model.get_submodule(parent_name) if parent_name else None
     with ExitStack() as stack:
         for name, m in modules:
             stack.enter_context(m.register_forward_pre_hook(inputs.hook(name), with_kwargs=True))
+        if parent is not None:  # the block: its input is the residual stream
+            inputs.batch_first["<residual>"] = inputs.batch_first[last]
+            hook = inputs.hook("<residual>")
+            stack.enter_context(parent.register_forward_pre_hook(hook, with_kwargs=True))
         if isinstance(target, str) and target == "none":
             capture_outputs(model, x, modules[-1:])
         else:
@@ -193,10 +183,14 @@ def attention_io(model: nn.Module, x: torch.Tensor, target: Any = "none") -> Att
         raise UnsupportedAttentionError(
             f"Attention modules {missing} did not run (or got no tensor input) in this pass."
         )
+    residual = inputs.values.get("<residual>")
+    if residual is not None and residual.shape != inputs.values[last].shape:
+        residual = None
     return AttentionIO(
         [name for name, _ in modules],
         weights,
         [inputs.values[name].cpu().numpy() for name, _ in modules],
         grads,
         targets,
+        None if residual is None else residual.cpu().numpy(),
     )
