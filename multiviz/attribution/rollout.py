@@ -146,7 +146,10 @@ def attention_rollout(
                 f"{grid.grid[1]} grid with {grid.prefix} prefix tokens has {grid.tokens}."
                 "\nhint: pass token_grid=(h, w) and prefix_tokens=P that fit the model."
             )
-        probs = [rollout_math.attention_probabilities(a, w) for a, w in zip(io.inputs, io.weights)]
+        probs = [
+            rollout_math.attention_probabilities(a, w)
+            for a, w in zip(io.inputs, io.weights, strict=True)
+        ]
         if method == "rollout":
             joint = rollout_math.rollout(probs, grid, head_fusion, discard_ratio)
         else:
