@@ -51,6 +51,10 @@ class ViTConfig:
         classes: output logits.
         registers: register tokens after the class token (no position embedding).
         eps: LayerNorm epsilon (both frameworks).
+        attention: the PyTorch attention module: ``"mha"`` (``nn.MultiheadAttention``,
+            weights ``in_proj_weight``/``out_proj``) or ``"qkv"`` (timm-style: a
+            ``qkv`` and a ``proj`` linear, ``F.scaled_dot_product_attention``).
+            The Keras model is the same either way.
 
     Example:
         >>> ViTConfig().grid, ViTConfig().prefix
@@ -66,6 +70,7 @@ class ViTConfig:
     classes: int = 4
     registers: int = 0
     eps: float = 1e-6
+    attention: str = "mha"
 
     def __post_init__(self) -> None:
         h, w = (int(s) for s in self.image_size)
@@ -74,6 +79,10 @@ class ViTConfig:
             raise ValueError(
                 f"`image_size` must be multiples of `patch`. Received: image_size={(h, w)}, "
                 f"patch={self.patch}"
+            )
+        if self.attention not in ("mha", "qkv"):
+            raise ValueError(
+                f"`attention` must be 'mha' or 'qkv'. Received: attention={self.attention!r}"
             )
         if self.dim % self.heads:
             raise ValueError(
@@ -124,10 +133,7 @@ def vit_weight_shapes(config: ViTConfig | None = None) -> dict[str, tuple[int, .
         shapes |= {
             f"{b}.norm1.weight": (d,),
             f"{b}.norm1.bias": (d,),
-            f"{b}.attn.in_proj_weight": (3 * d, d),
-            f"{b}.attn.in_proj_bias": (3 * d,),
-            f"{b}.attn.out_proj.weight": (d, d),
-            f"{b}.attn.out_proj.bias": (d,),
+            **_attention_shapes(f"{b}.attn", d, config.attention),
             f"{b}.norm2.weight": (d,),
             f"{b}.norm2.bias": (d,),
             f"{b}.mlp.fc1.weight": (m, d),
@@ -142,6 +148,20 @@ def vit_weight_shapes(config: ViTConfig | None = None) -> dict[str, tuple[int, .
         "head.bias": (config.classes,),
     }
     return shapes
+
+
+def _attention_shapes(prefix: str, d: int, attention: str) -> dict[str, tuple[int, ...]]:
+    w_in, b_in, w_out, b_out = (
+        ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+        if attention == "mha"
+        else ("qkv.weight", "qkv.bias", "proj.weight", "proj.bias")
+    )
+    return {
+        f"{prefix}.{w_in}": (3 * d, d),
+        f"{prefix}.{b_in}": (3 * d,),
+        f"{prefix}.{w_out}": (d, d),
+        f"{prefix}.{b_out}": (d,),
+    }
 
 
 def check_vit_weights(weights: dict[str, np.ndarray], config: ViTConfig) -> dict[str, np.ndarray]:

@@ -151,13 +151,16 @@ def _load(model: keras.Model, w: dict[str, np.ndarray], config: ViTConfig) -> No
         b = f"blocks.{i}"
         for part in ("norm1", "norm2"):
             model.get_layer(f"{b}.{part}").set_weights(norm(f"{b}.{part}"))
-        w_in, b_in = w[f"{b}.attn.in_proj_weight"], w[f"{b}.attn.in_proj_bias"]
+        fused = "in_proj_weight" if config.attention == "mha" else "qkv.weight"
+        w_in = w[f"{b}.attn.{fused}"]
+        b_in = w[f"{b}.attn.{fused.replace('weight', 'bias')}"]
         mha = []
         for k in range(3):  # query, key, value: rows k*d:(k+1)*d, head by head
             rows = slice(k * d, (k + 1) * d)
             mha += [w_in[rows].T.reshape(d, heads, hd), b_in[rows].reshape(heads, hd)]
-        w_out = w[f"{b}.attn.out_proj.weight"]  # (d, heads*hd)
-        mha += [w_out.T.reshape(heads, hd, d), w[f"{b}.attn.out_proj.bias"]]
+        out = "out_proj" if config.attention == "mha" else "proj"
+        w_out = w[f"{b}.attn.{out}.weight"]  # (d, heads*hd)
+        mha += [w_out.T.reshape(heads, hd, d), w[f"{b}.attn.{out}.bias"]]
         model.get_layer(f"{b}.attn").set_weights(mha)
         model.get_layer(f"{b}.mlp.fc1").set_weights(dense(f"{b}.mlp.fc1"))
         model.get_layer(f"{b}.mlp.fc2").set_weights(dense(f"{b}.mlp.fc2"))

@@ -15,7 +15,16 @@ from torch import nn
 
 from multiviz.builtin_vit import ViTConfig, check_vit_weights
 
-__all__ = ["Block", "ClassTokenPool", "Mlp", "TokenEmbedding", "ViT", "build", "state_arrays"]
+__all__ = [
+    "Attention",
+    "Block",
+    "ClassTokenPool",
+    "Mlp",
+    "TokenEmbedding",
+    "ViT",
+    "build",
+    "state_arrays",
+]
 
 
 class TokenEmbedding(nn.Module):
@@ -61,19 +70,48 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
+class Attention(nn.Module):
+    """timm-style self-attention: one ``qkv`` linear, fused attention, a ``proj`` linear.
+
+    The attention probabilities are never materialized
+    (``F.scaled_dot_product_attention``), as in timm with ``fused_attn``.
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.num_heads = heads
+        self.scale = (dim // heads) ** -0.5
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, c = x.shape
+        qkv = self.qkv(x).reshape(n, t, 3, self.num_heads, c // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(n, t, c))
+
+
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
 
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(config.dim, eps=config.eps)
-        self.attn = nn.MultiheadAttention(config.dim, config.heads, batch_first=True)
+        self.attn: nn.Module = (
+            nn.MultiheadAttention(config.dim, config.heads, batch_first=True)
+            if config.attention == "mha"
+            else Attention(config.dim, config.heads)
+        )
         self.norm2 = nn.LayerNorm(config.dim, eps=config.eps)
         self.mlp = Mlp(config.dim, config.mlp)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm1(x)
-        x = x + self.attn(h, h, h, need_weights=False)[0]
+        if isinstance(self.attn, nn.MultiheadAttention):
+            x = x + self.attn(h, h, h, need_weights=False)[0]
+        else:
+            x = x + self.attn(h)
         return x + self.mlp(self.norm2(x))
 
 
