@@ -49,6 +49,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="epochs of linear warm-up")
     parser.add_argument("--seed", type=int, default=0, help="torch init and shuffling")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--sincos", action="store_true", help="start the position embedding at 2-D sin-cos"
+    )
     parser.add_argument("--out", type=Path, default=VIT_WEIGHTS_PATH)
     args = parser.parse_args()
 
@@ -62,6 +65,8 @@ def main() -> None:
     print(f"generated the images in {time.perf_counter() - start:.1f} s", flush=True)
 
     model = build(None, config)
+    if args.sincos:
+        init_sincos(model)
     project(model)
     start = time.perf_counter()
     fit(model, train, val, args)
@@ -87,7 +92,8 @@ def main() -> None:
         "batch": args.batch,
         "optimizer": f"AdamW lr={args.lr} wd={args.weight_decay}, "
         f"{args.warmup} epochs warm-up, cosine decay to 0",
-        "init": "PyTorch defaults; class token and position embedding trunc-normal std 0.02",
+        "init": "PyTorch defaults; class token trunc-normal std 0.02; position embedding "
+        + ("2-D sin-cos (learned from there)" if args.sincos else "trunc-normal std 0.02"),
         "constraints": "patch_embed filters sum to 0 per input channel",
         "torch_seed": args.seed,
         "device": f"cpu, {args.threads} threads",
@@ -105,6 +111,28 @@ def main() -> None:
         f"{loc['rollout']:.0%}; trained in {train_s:.0f} s; "
         f"{args.out.stat().st_size / 1024:.0f} KiB."
     )
+
+
+@torch.no_grad()
+def init_sincos(model: ViT) -> None:
+    """Start the patch tokens' position embedding at the 2-D sin-cos one (MAE, He et al. 2022).
+
+    Rows and columns get half of the channels each: sines and cosines of
+    ``position / 10000 ** (2k / (dim / 2))``. Still learned from there; it
+    only spares the network from discovering the grid's geometry first.
+    """
+    h, w = model.config.grid
+    dim = model.config.dim
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (np.arange(quarter) / quarter)
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    parts = []
+    for pos in (rows.ravel(), cols.ravel()):
+        angle = pos[:, None] * omega[None, :]
+        parts += [np.sin(angle), np.cos(angle)]
+    table = np.concatenate(parts, axis=1)  # (h*w, dim)
+    model.tokens.pos_embed[0, 1:] = torch.from_numpy(table.astype(np.float32))
+    model.tokens.pos_embed[0, 0] = 0.0
 
 
 @torch.no_grad()
