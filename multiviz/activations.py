@@ -33,6 +33,10 @@ class LayerInfo:
         shape: output shape in the canonical layout (batch axis as ``None``)
             where it is known without running the model, else ``None``.
         params: number of parameters the layer owns directly.
+        layout: what the output is where known (``"channels_first"``,
+            ``"channels_last"``, ``"tokens"``, ``"patches"``, ``"attention"``
+            for attention internals that are never an image, ``"other"``;
+            see :mod:`multiviz.tokens`), else ``""``.
 
     Example:
         >>> LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224).kind
@@ -44,6 +48,7 @@ class LayerInfo:
     kind: str = "other"
     shape: tuple[int | None, ...] | None = None
     params: int = 0
+    layout: str = ""
 
 
 class LayerTable(list[LayerInfo]):
@@ -86,6 +91,12 @@ class Activations(Mapping[str, np.ndarray]):
     order in which the layers ran. ``framework`` says which backend produced
     them (``"torch"`` or ``"keras"``); nothing downstream depends on it.
 
+    A vision transformer's token layer comes back as a ``(N, C, h, w)`` map of
+    its patch tokens; ``prefix[name]`` holds its ``(N, P, C)`` prefix tokens
+    (class, distillation, register tokens), and ``artifacts[name]`` the
+    high-norm patch tokens found in it as ``(K, 3)`` ``(sample, row, column)``
+    (see :mod:`multiviz.tokens`).
+
     Example:
         >>> import numpy as np
         >>> acts = Activations({"conv1": np.zeros((1, 8, 4, 4), np.float32)}, "torch")
@@ -97,6 +108,8 @@ class Activations(Mapping[str, np.ndarray]):
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     framework: str = ""
+    prefix: dict[str, np.ndarray] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:

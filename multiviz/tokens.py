@@ -17,7 +17,7 @@ NumPy only.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,12 +26,37 @@ from multiviz.errors import MultivizError
 
 __all__ = [
     "ARTIFACT_FACTOR",
+    "ATTENTION",
+    "FIRST",
+    "LAST",
+    "OTHER",
+    "PATCHES",
+    "TOKENS",
+    "TOKENS_CF",
     "TokenGrid",
     "TokenGridError",
+    "canonical_layer_shape",
+    "fold_arrays",
     "fold_tokens",
     "high_norm_tokens",
     "token_grid_arg",
 ]
+
+#: What a layer's output is, as a backend reports it (:func:`fold_arrays` reads these):
+#: a channels-first map (also vectors and anything left as it is), a channels-last
+#: ``(N, H, W, C)`` map (the backend has already moved its channels first), tokens
+#: ``(N, prefix + h*w, C)``, patch tokens only ``(N, h*w, C)``, tokens the backend
+#: has transposed to ``(N, C, T)``, attention internals (never an image), other.
+FIRST, LAST, TOKENS, PATCHES, TOKENS_CF, ATTENTION, OTHER = (
+    "channels_first",
+    "channels_last",
+    "tokens",
+    "patches",
+    "tokens_channels_first",
+    "attention",
+    "other",
+)
+_TOKEN_LAYOUTS = (TOKENS, PATCHES, TOKENS_CF)
 
 #: A patch token whose norm exceeds this many times the median patch-token norm
 #: of its image is a high-norm artifact token (Darcet et al. 2024).
@@ -212,3 +237,83 @@ def high_norm_tokens(maps: np.ndarray, factor: float = ARTIFACT_FACTOR) -> np.nd
     median = np.median(norms.reshape(norms.shape[0], -1), axis=1)
     hits = norms > factor * median[:, None, None]
     return np.argwhere(hits).astype(np.int64).reshape(-1, 3)
+
+
+def _patch_grid(grid: TokenGrid, layout: str, tokens: int) -> TokenGrid:
+    if layout == PATCHES or (layout == TOKENS_CF and tokens == grid.patches):
+        return TokenGrid(grid.grid, prefix=0, class_token=False)
+    return grid
+
+
+def canonical_layer_shape(
+    shape: Sequence[int | None] | None, layout: str, grid: TokenGrid | None
+) -> tuple[int | None, ...] | None:
+    """A layer's output shape as :func:`fold_arrays` will return it (batch axis ``None``).
+
+    Example:
+        >>> canonical_layer_shape((None, 197, 384), TOKENS, TokenGrid((14, 14)))
+        (None, 384, 14, 14)
+        >>> canonical_layer_shape((None, 7, 7, 768), LAST, None)
+        (None, 768, 7, 7)
+    """
+    if shape is None:
+        return None
+    shape = (None, *shape[1:])
+    if layout == LAST and len(shape) == 4:
+        return (None, shape[3], shape[1], shape[2])
+    if layout in _TOKEN_LAYOUTS and grid is not None and len(shape) == 3:
+        channels = shape[1] if layout == TOKENS_CF else shape[2]
+        return (None, channels, *grid.grid)
+    return shape
+
+
+def fold_arrays(
+    arrays: dict[str, np.ndarray],
+    layouts: dict[str, str],
+    grid: TokenGrid | None,
+    layout_of: Callable[[str], str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Fold every token layer among ``arrays`` into a map; the other arrays pass through.
+
+    Args:
+        arrays: output key -> array as the backend returned it.
+        layouts: output key (or its layer's name) -> layout (:data:`TOKENS`…).
+        grid: the patch grid; ``None`` leaves token layers as they are.
+        layout_of: how a key finds its layout (default: the key, then the key
+            with its ``#k``/``[i]`` suffix removed).
+
+    Returns:
+        ``(arrays, prefix)``: maps ``(N, C, h, w)`` in place of token layers, and
+        key -> ``(N, P, C)`` prefix tokens of each folded layer with a prefix.
+
+    Raises:
+        TokenGridError: a token layer's count does not fit ``grid``.
+
+    Example:
+        >>> t = np.zeros((1, 5, 2), np.float32)
+        >>> out, pre = fold_arrays({"b": t}, {"b": TOKENS}, TokenGrid((2, 2)))
+        >>> out["b"].shape, pre["b"].shape
+        ((1, 2, 2, 2), (1, 1, 2))
+    """
+    if layout_of is None:
+
+        def layout_of(key: str) -> str:
+            if key in layouts:
+                return layouts[key]
+            base = key.split("#")[0].split("[")[0]
+            return layouts.get(base, OTHER)
+
+    out: dict[str, np.ndarray] = {}
+    prefix: dict[str, np.ndarray] = {}
+    for key, arr in arrays.items():
+        layout = layout_of(key)
+        if grid is None or layout not in _TOKEN_LAYOUTS or np.ndim(arr) != 3:
+            out[key] = arr
+            continue
+        if layout == TOKENS_CF:
+            arr = np.swapaxes(arr, 1, 2)
+        g = _patch_grid(grid, layout, arr.shape[1])
+        out[key], pre = fold_tokens(arr, g, key)
+        if g.prefix:
+            prefix[key] = pre
+    return out, prefix

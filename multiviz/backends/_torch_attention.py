@@ -172,8 +172,7 @@ def attention_io(model: nn.Module, x: torch.Tensor, target: Any = "none") -> Att
             result = compute_gradients(model, x, modules, target)
             grads = []
             for name, m in modules:
-                key = f"{name}[0]" if isinstance(m, nn.MultiheadAttention) else name
-                g = result.gradients[key]
+                g = result.gradients[name]
                 if isinstance(m, nn.MultiheadAttention) and not m.batch_first:
                     g = np.swapaxes(g, 0, 1)
                 grads.append(np.asarray(g, np.float64))

@@ -32,32 +32,22 @@ from typing import Any
 import torch
 from torch import nn
 
+from multiviz.backends._torch_capture import flatten_output
 from multiviz.backends._torch_inputs import entry_check, run_model
 from multiviz.backends._torch_layers import CONV_TYPES
 from multiviz.backends._torch_state import eval_mode
-from multiviz.tokens import TokenGrid
+from multiviz.tokens import ATTENTION, FIRST, LAST, OTHER, PATCHES, TOKENS, TokenGrid
 
 __all__ = [
-    "ATTENTION",
-    "FIRST",
-    "LAST",
-    "OTHER",
-    "PATCHES",
-    "TOKENS",
+    "LayoutTracker",
     "attention_modules",
     "is_attention",
+    "keep_tracker",
+    "known_tracker",
     "layer_layouts",
     "model_token_grid",
 ]
 
-FIRST, LAST, TOKENS, PATCHES, ATTENTION, OTHER = (
-    "channels_first",
-    "channels_last",
-    "tokens",
-    "patches",
-    "attention",
-    "other",
-)
 
 _POOLS = (
     nn.MaxPool2d,
@@ -189,15 +179,125 @@ def _inherit_from_parents(
                 break
 
 
-# model -> {(input shape, grid): {layer name: layout}}
-_LAYOUTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], dict[str, str]]]
-_LAYOUTS = weakref.WeakKeyDictionary()
+Found = tuple[dict[str, str], dict[str, tuple[int | None, ...]]]
 
 
-def layer_layouts(
-    model: nn.Module, x: torch.Tensor, grid: TokenGrid | None = None
-) -> dict[str, str]:
-    """The layout of each module's first-call output (one hooked pass, cached).
+class LayoutTracker:
+    """Forward hooks on every module that follow each output's layout through one pass.
+
+    The hooks can ride along any pass (:func:`capture_outputs`,
+    :func:`compute_gradients`): :meth:`enter` registers them on an
+    ``ExitStack``. Token layers are told apart afterwards, for a given grid,
+    by :meth:`layouts`, so one pass serves every grid.
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+        self.model: nn.Module | None = model
+        self.complete = True  # a finished tracker from the cache; False while riding a pass
+        self.base: dict[str, str] = {}  # key -> FIRST / LAST / ATTENTION / OTHER
+        self.raw: dict[str, tuple[int | None, ...]] = {}
+        self.inside: set[str] = set()  # keys of outputs inside an attention module
+        self._known: dict[int, str] = {}  # id(tensor) -> layout, tensors kept alive in _keep
+        self._keep: list[torch.Tensor] = [x]
+        self._known[id(x)] = FIRST
+        self._seen: set[str] = set()
+        self._guessed: dict[str, tuple[int, ...]] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._inside_names: set[str] = set()
+        for name, _ in attention_modules(model):
+            self._inside_names |= {n for n, _ in model.named_modules() if n.startswith(name + ".")}
+
+    def enter(self, stack: ExitStack) -> None:
+        """Register the hooks for the duration of ``stack``."""
+        assert self.model is not None, "a finished tracker cannot ride another pass"
+        for name, module in self.model.named_modules():
+            if name:
+                stack.enter_context(module.register_forward_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if name in self._seen:
+                return
+            self._seen.add(name)
+            for k, (key, t) in enumerate(flatten_output(name, out, module)):
+                if k > 0 and is_attention(module):  # attention weights, not tokens
+                    layout = ATTENTION
+                else:
+                    layout = self._layout(name, module, args, t)
+                if key == name:
+                    self._shapes[name] = tuple(t.shape)
+                if t.ndim == 4:  # only maps' layouts are looked up again
+                    self._known[id(t)] = layout
+                    self._keep.append(t)
+                self.base[key] = layout
+                self.raw[key] = (None, *t.shape[1:])
+                if name in self._inside_names:
+                    self.inside.add(key)
+
+        return record
+
+    def _layout(self, name: str, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor):
+        if out.ndim != 4:
+            return OTHER
+        if name in self._inside_names:
+            return ATTENTION
+        inputs = [a for a in args if isinstance(a, torch.Tensor) and a.ndim == 4]
+        given = self._known.get(id(inputs[0])) if len(inputs) == 1 else None
+        layout = _layout_of_module(module, 4, given)
+        if layout is not None:
+            return layout
+        if id(out) in self._known:  # a container returning its last child's output
+            return self._known[id(out)]
+        if given is not None and tuple(inputs[0].shape) == tuple(out.shape):
+            return given
+        self._guessed[name] = tuple(out.shape)
+        return FIRST
+
+    def finish(self) -> None:
+        """Settle the guesses and let go of the tensors and the model."""
+        _inherit_from_parents(self.base, self._guessed, self._shapes)
+        self._keep.clear()
+        self._known.clear()
+        self.model = None
+
+    def layouts(self, grid: TokenGrid | None) -> dict[str, str]:
+        """Key -> layout, rank-3 outputs on ``grid`` as :data:`TOKENS` / :data:`PATCHES`."""
+        if grid is None:
+            return dict(self.base)
+        out = {}
+        for key, layout in self.base.items():
+            shape = self.raw[key]
+            if layout == OTHER and len(shape) == 3 and key not in self.inside:
+                if shape[1] == grid.tokens:
+                    layout = TOKENS
+                elif shape[1] == grid.patches:
+                    layout = PATCHES
+            out[key] = layout
+        return out
+
+
+# model -> {input shape: finished tracker}
+_TRACKERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayoutTracker]]
+_TRACKERS = weakref.WeakKeyDictionary()
+
+
+def known_tracker(model: nn.Module, x: torch.Tensor) -> LayoutTracker | None:
+    """The finished tracker of an earlier pass with ``x``'s sample shape, if any."""
+    return _TRACKERS.get(model, {}).get(tuple(x.shape[1:]))
+
+
+def keep_tracker(model: nn.Module, x: torch.Tensor, tracker: LayoutTracker) -> None:
+    """Remember a tracker whose pass ran the whole model."""
+    tracker.finish()  # the cache must not keep the model alive
+    tracker.complete = True
+    per_model = _TRACKERS.setdefault(model, {})
+    if len(per_model) >= 16:
+        per_model.pop(next(iter(per_model)))
+    per_model[tuple(x.shape[1:])] = tracker
+
+
+def layer_layouts(model: nn.Module, x: torch.Tensor, grid: TokenGrid | None = None) -> Found:
+    """The layout and shape of each module's first-call outputs (one hooked pass, cached).
 
     Args:
         model: the (unwrapped) module.
@@ -205,76 +305,21 @@ def layer_layouts(
         grid: the model's (or the caller's) patch grid, if any.
 
     Returns:
-        name -> one of :data:`FIRST`, :data:`LAST`, :data:`TOKENS`,
-        :data:`PATCHES`, :data:`ATTENTION`, :data:`OTHER` (vectors, sequences,
-        tuples); modules that did not run are absent.
+        ``(layouts, shapes)``: output key (``name``, or ``name[i]`` for a tuple
+        output, as capture names them) -> one of :data:`FIRST`, :data:`LAST`,
+        :data:`TOKENS`, :data:`PATCHES`, :data:`ATTENTION`, :data:`OTHER`; and
+        key -> the raw output shape, batch axis ``None``. Modules that did not
+        run are absent.
     """
-    key = (tuple(x.shape[1:]), grid)
-    per_model = _LAYOUTS.setdefault(model, {})
-    if key in per_model:
-        return per_model[key]
-    layouts: dict[str, str] = {}
-    known: dict[int, str] = {}  # id(tensor) -> layout, for tensors kept alive in `keep`
-    keep: list[torch.Tensor] = []
-    guessed: dict[str, tuple[int, ...]] = {}  # layers whose layout nothing said: shape
-    shapes: dict[str, tuple[int, ...]] = {}
-    inside_attention = set()
-    for name, _ in attention_modules(model):
-        inside_attention |= {n for n, _ in model.named_modules() if n.startswith(name + ".")}
-
-    def note(t: torch.Tensor, layout: str) -> None:
-        if t.ndim == 4:  # only maps' layouts are looked up again
-            known[id(t)] = layout
-            keep.append(t)
-
-    def hook(name: str):
-        def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            if not isinstance(out, torch.Tensor):
-                if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor):
-                    out = out[0]  # nn.MultiheadAttention: (output, weights)
-                else:
-                    return
-            layout = _output_layout(name, module, args, out)
-            shapes.setdefault(name, tuple(out.shape))
-            note(out, layout)
-            layouts.setdefault(name, layout)
-
-        return record
-
-    def _output_layout(name: str, module: nn.Module, args: tuple[Any, ...], out: torch.Tensor):
-        rank = out.ndim
-        if rank == 3 and grid is not None and name not in inside_attention:
-            if out.shape[1] == grid.tokens:
-                return TOKENS
-            if out.shape[1] == grid.patches:
-                return PATCHES
-        if rank != 4:
-            return OTHER
-        if name in inside_attention:
-            return ATTENTION
-        inputs = [a for a in args if isinstance(a, torch.Tensor) and a.ndim == 4]
-        given = known.get(id(inputs[0])) if len(inputs) == 1 else None
-        layout = _layout_of_module(module, rank, given)
-        if layout is not None:
-            return layout
-        if id(out) in known:  # a container returning its last child's output
-            return known[id(out)]
-        if given is not None and tuple(inputs[0].shape) == tuple(out.shape):
-            return given
-        guessed[name] = tuple(out.shape)
-        return FIRST
-
-    note(x, FIRST)
-    with ExitStack() as stack:
-        stack.enter_context(eval_mode(model))
-        stack.enter_context(torch.no_grad())
-        stack.enter_context(entry_check(model, x))
-        for name, module in model.named_modules():
-            if name:
-                stack.enter_context(module.register_forward_hook(hook(name)))
-        run_model(model, x)
-    _inherit_from_parents(layouts, guessed, shapes)
-    if len(per_model) >= 16:
-        per_model.pop(next(iter(per_model)))
-    per_model[key] = layouts
-    return layouts
+    tracker = known_tracker(model, x)
+    if tracker is None:
+        tracker = LayoutTracker(model, x)
+        tracker.complete = False
+        with ExitStack() as stack:
+            stack.enter_context(eval_mode(model))
+            stack.enter_context(torch.no_grad())
+            stack.enter_context(entry_check(model, x))
+            tracker.enter(stack)
+            run_model(model, x)
+        keep_tracker(model, x, tracker)
+    return tracker.layouts(grid), dict(tracker.raw)
