@@ -52,16 +52,29 @@ def main() -> None:
     parser.add_argument(
         "--sincos", action="store_true", help="start the position embedding at 2-D sin-cos"
     )
+    parser.add_argument("--size", type=int, default=None, help="image side (default: config's)")
+    parser.add_argument("--patch", type=int, default=None)
+    parser.add_argument("--dim", type=int, default=None)
+    parser.add_argument("--depth", type=int, default=None)
+    parser.add_argument("--mlp", type=int, default=None)
     parser.add_argument("--out", type=Path, default=VIT_WEIGHTS_PATH)
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    config = ViTConfig()
+    base = ViTConfig()
+    size = args.size or base.image_size[0]
+    config = ViTConfig(
+        image_size=(size, size),
+        patch=args.patch or base.patch,
+        dim=args.dim or base.dim,
+        depth=args.depth or base.depth,
+        mlp=args.mlp or base.mlp,
+    )
     start = time.perf_counter()
-    train = shapes_dataset(args.train, seed=TRAIN_SEED)
-    val = shapes_dataset(1000, seed=VAL_SEED)
-    test = shapes_dataset(args.test, seed=TEST_SEED)
+    train = shapes_dataset(args.train, size=size, seed=TRAIN_SEED)
+    val = shapes_dataset(1000, size=size, seed=VAL_SEED)
+    test = shapes_dataset(args.test, size=size, seed=TEST_SEED)
     print(f"generated the images in {time.perf_counter() - start:.1f} s", flush=True)
 
     model = build(None, config)
