@@ -7,6 +7,7 @@ model (input in the model's layout, normally NHWC).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,9 @@ import numpy as np
 
 from multiviz.activations import Activations, LayerTable
 from multiviz.backends import get_backend
+from multiviz.errors import MultivizWarning
 from multiviz.selection import resolve, split_suffix
+from multiviz.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
 
 __all__ = ["capture", "forward", "layers"]
 
@@ -61,6 +64,8 @@ def capture(
     names: str | Sequence[str] | None = None,
     *,
     kind: str | Sequence[str] | None = None,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> Activations:
     """Run ``x`` through ``model`` once and return the chosen layers' outputs.
 
@@ -74,14 +79,27 @@ def capture(
             comes back once per call (``"relu"``, ``"relu#1"``…); a layer with
             several outputs as ``"name[0]"``, ``"name[1]"``….
         kind: keep only layers of this kind, e.g. ``kind="conv"``.
+        token_grid: ``(h, w)``, the patch grid of a vision transformer whose
+            grid multiviz cannot read from the model (it reads timm's,
+            torchvision's and its own built-in ViT's).
+        prefix_tokens: with ``token_grid``: tokens before the patch tokens
+            (class, distillation, register tokens; default 1).
 
     Returns:
         :class:`~multiviz.Activations`: name -> float32 NumPy copy in the
-        canonical layout ``(N, C, H, W)`` / ``(N, C, L)`` / ``(N, F)``.
+        canonical layout ``(N, C, H, W)`` / ``(N, C, L)`` / ``(N, F)``. A
+        vision transformer's token layer ``(N, prefix + h*w, C)`` comes back as
+        its ``(N, C, h, w)`` patch map, its prefix tokens in
+        ``acts.prefix[name]`` ``(N, P, C)``; channels-last maps (Swin stages)
+        come back channels first. Patch tokens whose norm exceeds 4x their
+        image's median are listed in ``acts.artifacts[name]`` and named in
+        one :class:`~multiviz.MultivizWarning` (Darcet et al. 2024).
 
     Raises:
         LayerNotFoundError: a name matched no layer (closest names listed).
         InputShapeError: ``x`` does not fit the model (expected shape named).
+        TokenGridError: ``token_grid`` / ``prefix_tokens`` are malformed or do
+            not fit the token layers' count.
         UnsupportedModelError: ``model`` is neither PyTorch nor Keras.
 
     Example:
@@ -92,6 +110,7 @@ def capture(
         (1, 16, 64, 64)
     """
     backend = get_backend(model)
+    given = token_grid_arg(token_grid, prefix_tokens)
     infos = backend.layers(model)
     chosen = resolve(names, infos, kind=kind)
     bases = list(dict.fromkeys(split_suffix(n)[0] for n in chosen))
@@ -102,7 +121,51 @@ def capture(
         for key, arr in arrays.items()
         if split_suffix(key)[0] in wanted or key in wanted or _prefix_wanted(key, wanted)
     }
-    return Activations(keep, backend.name)
+    keep, prefix, artifacts = fold_token_layers(backend, model, x, keep, given)
+    return Activations(keep, backend.name, prefix, artifacts)
+
+
+def fold_token_layers(
+    backend: Any, model: Any, x: Any, arrays: dict[str, np.ndarray], given: TokenGrid | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Token layers among ``arrays`` folded to maps, their prefix tokens, their high-norm tokens.
+
+    One :class:`~multiviz.MultivizWarning` names the high-norm tokens, if any.
+    """
+    if not hasattr(backend, "layouts") or not any(np.ndim(a) == 3 for a in arrays.values()):
+        return arrays, {}, {}
+    size = _input_size(backend, model, x)
+    grid = given or (backend.token_grid(model, size) if size else None)
+    if grid is None:
+        return arrays, {}, {}
+    folded, prefix = fold_arrays(arrays, backend.layouts(model, x, grid), grid)
+    artifacts = {
+        k: found
+        for k, a in folded.items()
+        if k in prefix or (a is not arrays[k] and a.ndim == 4)
+        if len(found := high_norm_tokens(a))
+    }
+    if artifacts:
+        shown = "; ".join(
+            f"{k}: "
+            + ", ".join(f"sample {n} patch ({r}, {c})" for n, r, c in v[:4].tolist())
+            + (f" and {len(v) - 4} more" if len(v) > 4 else "")
+            for k, v in list(artifacts.items())[:4]
+        )
+        warnings.warn(
+            f"High-norm artifact tokens (norm > 4x the image's median patch-token norm; "
+            f"Darcet et al. 2024) in {shown}. They are listed in acts.artifacts.",
+            MultivizWarning,
+            stacklevel=3,
+        )
+    return folded, prefix, artifacts
+
+
+def _input_size(backend: Any, model: Any, x: Any) -> tuple[int, int] | None:
+    shape = tuple(int(d) for d in getattr(x, "shape", ()))
+    if len(shape) != 4:
+        return None
+    return shape[2:4] if backend.input_layout(model) == "channels_first" else shape[1:3]
 
 
 def _prefix_wanted(key: str, wanted: set[str]) -> bool:

@@ -17,6 +17,7 @@ __all__ = [
     "InputTypeError",
     "LayerNotFoundError",
     "MultivizError",
+    "MultivizWarning",
     "TargetError",
     "UnsupportedModelError",
 ]
@@ -79,3 +80,7 @@ def layer_hint(name: str, names: Collection[str]) -> str:
     if near:
         return f" Closest layer names: {near}. See mv.layers(model) for all {len(names)}."
     return f" See mv.layers(model) for the {len(names)} layer names."
+
+
+class MultivizWarning(UserWarning):
+    """Something the caller should know about a result, that does not stop it (NaN maps…)."""
