@@ -68,6 +68,10 @@ _EXPORTS: dict[str, str] = {
     "layer_cam": "attribution.api",
     "guided_backprop": "attribution.api",
     "guided_grad_cam": "attribution.api",
+    "attention_rollout": "attribution.rollout",
+    "TokenGridError": "tokens",
+    "UnsupportedAttentionError": "attribution.rollout_math",
+    "MultivizWarning": "errors",
     "explain": "attribution.explain",
     "plot_explanations": "attribution.explain",
     # cross-framework comparison

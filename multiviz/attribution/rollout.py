@@ -133,12 +133,15 @@ def attention_rollout(
             f"`discard_ratio` must be a number in [0, 1). Received: discard_ratio={discard_ratio!r}"
         )
     call = ModelCall.make(model, x, batch_size)
-    grid = model_grid(call, token_grid, prefix_tokens, "attention_rollout")
     wanted = "none" if method == "rollout" else call.check_target(target)
     maps, artifacts = [], []
+    grid = None
     for s in chunks(call.n, call.batch_size):
         t = wanted[s] if isinstance(wanted, np.ndarray) else wanted
+        # first: a model with no readable attention (Swin's windows) says so before its grid
         io = call.backend.attention_io(call.model, call.x[s], t)
+        if grid is None:
+            grid = model_grid(call, token_grid, prefix_tokens, "attention_rollout")
         counts = {int(a.shape[1]) for a in io.inputs}
         if counts != {grid.tokens}:
             raise TokenGridError(
