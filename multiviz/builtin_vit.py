@@ -26,12 +26,13 @@ This module imports no framework.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VIT_WEIGHTS_PATH", "ViTConfig", "vit_weight_shapes"]
+__all__ = ["VIT_WEIGHTS_PATH", "ViTConfig", "check_vit_weights", "vit_weight_shapes", "vit_weights"]
 
 #: Where the shipped weights live.
 VIT_WEIGHTS_PATH: Path = Path(__file__).parent / "data" / "builtin_vit.npz"
@@ -162,6 +163,34 @@ def _attention_shapes(prefix: str, d: int, attention: str) -> dict[str, tuple[in
         f"{prefix}.{w_out}": (d, d),
         f"{prefix}.{b_out}": (d,),
     }
+
+
+def vit_weights(weights: str | os.PathLike = "builtin") -> dict[str, np.ndarray]:
+    """The built-in ViT's parameters, PyTorch layout, from the shipped file or an ``.npz``.
+
+    Raises:
+        WeightsFileError: the file is missing, unreadable, or does not fit.
+
+    Example:
+        >>> vit_weights()["blocks.0.attn.in_proj_weight"].shape
+        (96, 32)
+    """
+    from multiviz.builtin import WeightsFileError, _open
+
+    path = VIT_WEIGHTS_PATH if str(weights) == "builtin" else Path(weights)
+    with _open(path) as npz:
+        try:
+            arrays = {k: np.asarray(npz[k], np.float32) for k in npz.files if k != "meta"}
+        except (ValueError, TypeError) as err:  # object arrays need pickle: refused
+            raise WeightsFileError(
+                f"{str(path)!r} holds arrays that are not plain numbers."
+            ) from err
+    try:
+        return check_vit_weights(arrays, ViTConfig())
+    except ValueError as err:
+        raise WeightsFileError(
+            f"{str(path)!r} does not hold the built-in ViT's weights: {err}"
+        ) from err
 
 
 def check_vit_weights(weights: dict[str, np.ndarray], config: ViTConfig) -> dict[str, np.ndarray]:

@@ -52,6 +52,13 @@ def main() -> None:
     parser.add_argument(
         "--sincos", action="store_true", help="start the position embedding at 2-D sin-cos"
     )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=0.0,
+        help="weight of distillation from the built-in CNN's soft labels (0: none)",
+    )
+    parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--size", type=int, default=None, help="image side (default: config's)")
     parser.add_argument("--patch", type=int, default=None)
     parser.add_argument("--dim", type=int, default=None)
@@ -69,6 +76,7 @@ def main() -> None:
         patch=args.patch or base.patch,
         dim=args.dim or base.dim,
         depth=args.depth or base.depth,
+        heads=base.heads,
         mlp=args.mlp or base.mlp,
     )
     start = time.perf_counter()
@@ -108,6 +116,11 @@ def main() -> None:
         "init": "PyTorch defaults; class token trunc-normal std 0.02; position embedding "
         + ("2-D sin-cos (learned from there)" if args.sincos else "trunc-normal std 0.02"),
         "constraints": "patch_embed filters sum to 0 per input channel",
+        "distillation": (
+            f"weight {args.distill}, temperature {args.temperature}, teacher: the built-in CNN"
+            if args.distill
+            else "none"
+        ),
         "torch_seed": args.seed,
         "device": f"cpu, {args.threads} threads",
         "train_seconds": round(train_s, 1),
@@ -155,11 +168,31 @@ def project(model: ViT) -> None:
     weight -= weight.mean(dim=(2, 3), keepdim=True)
 
 
+@torch.no_grad()
+def teacher_logits(images: np.ndarray) -> torch.Tensor:
+    """The built-in CNN's logits for each image and for its mirror image: ``(2, N, 4)``."""
+    from multiviz.backends.builtin_torch import build as build_cnn
+    from multiviz.builtin import builtin_weights
+
+    cnn = build_cnn(builtin_weights())
+    x = torch.from_numpy(images)
+    return torch.stack(
+        [torch.cat([cnn(v[i : i + 256]) for i in range(0, len(v), 256)]) for v in (x, x.flip(-1))]
+    )
+
+
 def fit(model: ViT, data, val, args: argparse.Namespace) -> None:
-    """AdamW, linear warm-up then cosine decay, cross-entropy on the logits."""
+    """AdamW, linear warm-up then cosine decay, cross-entropy on the logits.
+
+    With ``--distill w``: ``(1 - w) * CE(labels) + w * T^2 * KL(teacher || student)``
+    at temperature ``T`` (Hinton et al. 2015), the teacher being the built-in
+    CNN — a convolutional teacher passes its inductive bias on to the
+    transformer (Touvron et al. 2021, DeiT).
+    """
     model.train()
     x_all = torch.from_numpy(data.images)
     y_all = torch.from_numpy(data.labels)
+    teacher = teacher_logits(data.images) if args.distill else None
     per_epoch = (len(data) + args.batch - 1) // args.batch
     steps, warm = args.epochs * per_epoch, args.warmup * per_epoch
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "tokens" not in n]
@@ -186,6 +219,16 @@ def fit(model: ViT, data, val, args: argparse.Namespace) -> None:
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             logits = model(x)
             loss = F.cross_entropy(logits, y_all[idx])
+            if teacher is not None:
+                t = args.temperature
+                soft = torch.where(flip[:, None], teacher[1, idx], teacher[0, idx])
+                kl = F.kl_div(
+                    F.log_softmax(logits / t, dim=1),
+                    F.log_softmax(soft / t, dim=1),
+                    log_target=True,
+                    reduction="batchmean",
+                )
+                loss = (1 - args.distill) * loss + args.distill * t * t * kl
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

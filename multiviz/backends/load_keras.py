@@ -28,6 +28,7 @@ from multiviz.loaders import (
     ModelSpec,
     NoNetworkError,
     UnsafeFileError,
+    builtin_arch,
     builtin_weights,
 )
 
@@ -47,7 +48,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
     if spec.kind == "builtin":
         from multiviz.builtin import BUILTIN_CLASSES, builtin_model
 
-        model = builtin_model("keras", weights=builtin_weights(weights))
+        model = builtin_model("keras", weights=builtin_weights(weights), arch=builtin_arch(spec))
         shape = _input_shape(model)
         return LoadedModel(model, "keras", spec, _BUILTIN_PRESET, shape, BUILTIN_CLASSES)
     if spec.kind == "keras_app":

@@ -42,6 +42,7 @@ from multiviz.loaders import (
     ModelSpec,
     NoNetworkError,
     UnsafeFileError,
+    builtin_arch,
     builtin_weights,
 )
 
@@ -83,7 +84,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
 def _builtin(spec: ModelSpec, weights: str) -> LoadedModel:
     from multiviz.builtin import BUILTIN_CLASSES, builtin_model
 
-    model = builtin_model("torch", weights=builtin_weights(weights))
+    model = builtin_model("torch", weights=builtin_weights(weights), arch=builtin_arch(spec))
     return LoadedModel(model, "torch", spec, _BUILTIN_PRESET, (3, None, None), BUILTIN_CLASSES)
 
 

@@ -108,10 +108,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     specs = list(args.specs)
     _import_torch_first()
-    if specs[0] == "builtin" and len(specs) <= 2:
-        first = load_model("builtin", framework="torch")  # torch before TensorFlow, always
+    if specs[0] in ("builtin", "builtin-vit") and len(specs) <= 2:
+        first = load_model(specs[0], framework="torch")  # torch before TensorFlow, always
         with framework_logs_hidden(not args.debug):
-            models = [first, load_model("builtin", framework="keras")]
+            models = [first, load_model(specs[0], framework="keras")]
         image = specs[1] if len(specs) == 2 else None
     elif len(specs) == 3:
         parsed = [parse_spec(s) for s in specs[:2]]

@@ -38,8 +38,10 @@ METHODS = {
     "saliency": "saliency",
     "smoothgrad": "saliency",
     "integrated-gradients": "integrated_gradients",
+    "rollout": "attention_rollout",
+    "grad-rollout": "attention_rollout",
 }
-_LAYERLESS = ("saliency", "smoothgrad", "integrated-gradients")
+_LAYERLESS = ("saliency", "smoothgrad", "integrated-gradients", "rollout", "grad-rollout")
 # images are enlarged by whole pixels to about this size, so small inputs stay visible
 _GRID_PX = 1024
 _MIN_IMAGE_PX = 256
@@ -95,6 +97,8 @@ def cmd_cam(args: argparse.Namespace) -> int:
     if args.method not in _LAYERLESS:
         if args.layer is not None:
             layer = resolve(args.layer, infos)[0]
+        elif any(i.type.endswith("Attention") or i.type == "MultiheadAttention" for i in infos):
+            print_note(args, "no --layer: a transformer; the layer is chosen automatically")
         else:
             convs = [i.name for i in infos if i.kind == "conv"]
             if not convs:
@@ -114,6 +118,8 @@ def cmd_cam(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {"target": target}
     if args.method == "smoothgrad":
         kwargs["method"] = "smoothgrad"
+    if args.method == "grad-rollout":
+        kwargs["method"] = "grad"
     heat = (
         fn(loaded.model, batch.inputs, layer, **kwargs)
         if layer is not None

@@ -25,6 +25,7 @@ __all__ = ["EPILOG", "build_parser"]
 EPILOG = """\
 models:
   builtin                 the multiviz built-in CNN (--framework torch|keras)
+  builtin-vit             the multiviz built-in ViT (--framework torch|keras)
   torchvision:NAME        torchvision.models.NAME (--weights none|default|PATH)
   keras:NAME              keras.applications.NAME (--weights none|default|PATH)
   FILE.keras, FILE.h5     a saved Keras model
