@@ -201,9 +201,10 @@ def keras_breakdown(model: Any, x: Any, names: Sequence[str]) -> dict[str, Calla
     """
     import tensorflow as tf
 
-    from multiviz.backends import _keras_plan, get_backend
+    from multiviz.backends import get_backend
+    from multiviz.backends.keras.capture import runner_for
 
-    runner = _keras_plan.runner_for(model, get_backend(model)._select(model, list(names)))
+    runner = runner_for(model, get_backend(model)._select(model, list(names)))
     raw = tf.function(lambda ins: runner.plan(list(ins)), autograph=False)
     return {
         "capture 5 layers, step 1: sub-model outputs as tensors": lambda: raw([x]),

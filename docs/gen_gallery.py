@@ -177,8 +177,8 @@ def _run(recipe: Recipe, namespace: dict[str, object]) -> str:
 def write_report() -> None:
     """An example HTML report of the built-in model, linked from docs/report.md."""
     import multiviz as mv
-    from multiviz.builtin import BUILTIN_CLASSES
     from multiviz.report import write_atomic
+    from multiviz.sources.builtin import BUILTIN_CLASSES
 
     model = mv.builtin_model("torch")
     html = mv.html_report(

@@ -5,7 +5,7 @@
 1. Build ``torchvision.models.resnet18(weights=None)`` in eval mode, with its
    BatchNorm running statistics randomized (fresh ones are mean 0, variance 1,
    which would hide BatchNorm bugs).
-2. Build the Keras twin (:func:`multiviz.backends.keras_resnet.resnet18`:
+2. Build the Keras twin (:func:`multiviz.backends.keras.resnet18.resnet18`:
    ``ZeroPadding2D`` + ``"valid"`` convolutions, BatchNorm epsilon 1e-5),
    copy the weights with :func:`multiviz.transfer_weights` (layers paired by
    structure: the names differ) and check every layer with
@@ -36,8 +36,8 @@ import torch  # torch before TensorFlow, or the process can segfault
 import torchvision
 
 import multiviz as mv
-import multiviz.comparing
-from multiviz.backends.keras_resnet import resnet18  # imports keras
+import multiviz.parity.report
+from multiviz.backends.keras.resnet18 import resnet18  # imports keras
 
 #: the two seeded bugs: (Keras layer to break, the PyTorch layer the report must name)
 SAME_PADDING = ("conv3_block1_1_conv", "layer2.0.conv1")
@@ -66,7 +66,7 @@ def save(report: mv.ParityReport, out: Path, stem: str, layer: str | None = None
     mv.plot_comparison(report, layer).savefig(out / f"{stem}_maps.png", dpi=110)
 
 
-def _line(row: multiviz.comparing.LayerParity | None) -> str:
+def _line(row: multiviz.parity.report.LayerParity | None) -> str:
     if row is None:
         return "none"
     return f"{row.label} (max|diff| {row.max_abs:.3g}, rel err {row.rel_err:.3g})"

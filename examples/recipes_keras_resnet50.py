@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras
 
 import multiviz as mv
-from multiviz.images import Preprocess, preprocess_images, read_image
+from multiviz.sources.images import Preprocess, preprocess_images, read_image
 
 
 def main() -> None:

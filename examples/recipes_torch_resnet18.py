@@ -22,7 +22,7 @@ import torch  # noqa: F401  (import torch before any TensorFlow, always)
 import torchvision
 
 import multiviz as mv
-from multiviz.images import Preprocess, preprocess_images, read_image
+from multiviz.sources.images import Preprocess, preprocess_images, read_image
 
 IMAGENET = Preprocess(size=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 

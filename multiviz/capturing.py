@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.activations import Activations, LayerTable
 from multiviz.backends import get_backend
+from multiviz.core.names import layers_of, requests, resolve, select
+from multiviz.core.records import Activations, LayerTable
+from multiviz.core.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
 from multiviz.errors import MultivizWarning
-from multiviz.selection import resolve, split_suffix
-from multiviz.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
 
 __all__ = ["capture", "forward", "layers"]
 
@@ -40,7 +40,7 @@ def layers(
             in from one pass on zeros. Keras knows them without it.
 
     Returns:
-        A :class:`~multiviz.activations.LayerTable`: a list with one
+        A :class:`~multiviz.core.records.LayerTable`: a list with one
         :class:`~multiviz.LayerInfo` per layer, in model order, with its
         output shape in the canonical layout where it is known; it prints as
         a table.
@@ -96,7 +96,8 @@ def capture(
         one :class:`~multiviz.MultivizWarning` (Darcet et al. 2024).
 
     Raises:
-        LayerNotFoundError: a name matched no layer (closest names listed).
+        LayerNotFoundError: a name matched no layer (closest names listed), or a
+            layer named explicitly did not run / ran fewer times than ``#k`` says.
         InputShapeError: ``x`` does not fit the model (expected shape named).
         TokenGridError: ``token_grid`` / ``prefix_tokens`` are malformed or do
             not fit the token layers' count.
@@ -111,17 +112,9 @@ def capture(
     """
     backend = get_backend(model)
     given = token_grid_arg(token_grid, prefix_tokens)
-    infos = backend.layers(model)
-    chosen = resolve(names, infos, kind=kind)
-    bases = list(dict.fromkeys(split_suffix(n)[0] for n in chosen))
-    arrays = backend.capture(model, x, bases)
-    wanted = set(chosen)
-    keep = {
-        key: arr
-        for key, arr in arrays.items()
-        if split_suffix(key)[0] in wanted or key in wanted or _prefix_wanted(key, wanted)
-    }
-    keep, prefix, artifacts = fold_token_layers(backend, model, x, keep, given)
+    asked = requests(names, backend.layers(model), kind=kind)
+    arrays = backend.capture(model, x, layers_of(asked))
+    keep, prefix, artifacts = fold_token_layers(backend, model, x, select(arrays, asked), given)
     return Activations(keep, backend.name, prefix, artifacts)
 
 
@@ -166,11 +159,6 @@ def _input_size(backend: Any, model: Any, x: Any) -> tuple[int, int] | None:
     if len(shape) != 4:
         return None
     return shape[2:4] if backend.input_layout(model) == "channels_first" else shape[1:3]
-
-
-def _prefix_wanted(key: str, wanted: set[str]) -> bool:
-    # "relu#1[0]" is wanted when the user asked for "relu#1"
-    return any(key.startswith(w) and key[len(w) : len(w) + 1] in "#[" for w in wanted)
 
 
 def forward(model: Any, x: Any) -> np.ndarray:

@@ -1,7 +1,7 @@
 """``multiviz demo``: the whole tour on the built-in CNN, in both frameworks.
 
 No download: the model is the shipped built-in CNN, the image is generated
-(:mod:`multiviz.shapes`). For each framework that is installed, the demo
+(:mod:`multiviz.sources.shapes_dataset`). For each framework that is installed, the demo
 writes into ``OUT/<framework>/``:
 
 * a feature-map grid for every convolution layer,
@@ -86,7 +86,7 @@ def run_demo(
     if "torch" in frameworks:  # torch before TensorFlow, always (see available_frameworks)
         import torch  # noqa: F401
 
-    from multiviz import shapes
+    from multiviz.sources import shapes_dataset as shapes
 
     out = Path(out_dir)
     item = shapes.sample(seed=seed, label="triangle")
@@ -105,7 +105,7 @@ def _one_framework(
     fw: str, image: np.ndarray, item, out: Path, log: Callable[[str], None]
 ) -> tuple[list[Path], dict[str, np.ndarray]]:
     import multiviz as mv
-    from multiviz.builtin import BUILTIN_CLASSES
+    from multiviz.sources.builtin import BUILTIN_CLASSES
 
     out.mkdir(parents=True, exist_ok=True)
     model = mv.builtin_model(fw)
@@ -176,7 +176,7 @@ def _one_framework(
 def _vit_figures(fw: str, x: np.ndarray, picture: np.ndarray, save, log) -> None:
     """The built-in ViT on the same image: a token map grid, Grad-CAM, rollout."""
     import multiviz as mv
-    from multiviz.builtin import BUILTIN_CLASSES
+    from multiviz.sources.builtin import BUILTIN_CLASSES
 
     vit = mv.builtin_model(fw, arch="vit")
     label = BUILTIN_CLASSES[int(np.argmax(mv.forward(vit, x)[0]))]
@@ -205,7 +205,7 @@ def _vit_figures(fw: str, x: np.ndarray, picture: np.ndarray, save, log) -> None
 def _write_parity(
     captured: dict[str, dict[str, np.ndarray]], path: Path, log: Callable[[str], None]
 ) -> Path:
-    from multiviz.comparing import compare_activations
+    from multiviz.parity.compare import compare_activations
 
     report = compare_activations(captured["torch"], captured["keras"], labels=("torch", "keras"))
     path.write_text(str(report) + "\n")

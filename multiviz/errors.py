@@ -1,9 +1,35 @@
-"""The exceptions multiviz raises.
+"""Every exception and warning multiviz raises, in one tree, and the closest-name hints.
 
 One base class, :class:`MultivizError`, so a caller can catch everything
 multiviz says about bad input in one place; specific subclasses where a caller
-would want to tell them apart. Every message says what was received, what is
-valid, and how to fix it.
+would want to tell them apart. Each also derives from the built-in exception a
+caller would expect (``ValueError`` for a bad value, ``KeyError`` for a missing
+name, ``ImportError`` for a missing framework). Every message says what was
+received, what is valid, and how to fix it.
+
+::
+
+    MultivizError
+    ├── UnsupportedModelError (TypeError)     the model is no framework's
+    ├── BackendUnavailableError (ImportError) a framework is not installed
+    ├── LayerNotFoundError (KeyError)         a layer name, pattern or kind matched nothing
+    ├── InputShapeError (ValueError)          the input does not fit the model
+    │   └── InputTypeError (TypeError)        the input is not an array
+    ├── TargetError (ValueError)              `target` does not fit the batch or the output
+    ├── NotSpatialLayerError (ValueError)     a CAM layer does not output (N, C, H, W)
+    ├── CamHeadError (ValueError)             CAM needs pooling and a dense head
+    ├── TokenGridError (ValueError)           a ViT's patch grid is unknown or does not fit
+    ├── UnsupportedAttentionError (ValueError) attention rollout cannot read an attention layer
+    ├── TransferError (ValueError)            weights cannot be converted or copied
+    ├── ImageError (ValueError)               an image file or array cannot be read
+    ├── WeightsFileError (ValueError)         the built-in model's weights file
+    ├── ModelLoadError (ValueError)           a model spec or file cannot be loaded
+    │   └── UnsafeFileError                   loading would run code stored in the file
+    ├── NoNetworkError (RuntimeError)         pretrained weights could not be downloaded
+    ├── UsageError (ValueError)               the command line itself is wrong
+    └── ModelsDifferError                     `multiviz compare` found the models differ
+
+    MultivizWarning (UserWarning)             something the caller should know, not an error
 """
 
 from __future__ import annotations
@@ -13,18 +39,33 @@ from collections.abc import Collection, Iterable
 
 __all__ = [
     "BackendUnavailableError",
+    "CamHeadError",
+    "ImageError",
     "InputShapeError",
     "InputTypeError",
     "LayerNotFoundError",
+    "ModelLoadError",
+    "ModelsDifferError",
     "MultivizError",
     "MultivizWarning",
+    "NoNetworkError",
+    "NotSpatialLayerError",
     "TargetError",
+    "TokenGridError",
+    "TransferError",
+    "UnsafeFileError",
+    "UnsupportedAttentionError",
     "UnsupportedModelError",
+    "UsageError",
+    "WeightsFileError",
 ]
 
 
 class MultivizError(Exception):
     """Base class of every error multiviz raises on purpose."""
+
+
+# --------------------------------------------------------------------------- models, frameworks
 
 
 class UnsupportedModelError(MultivizError, TypeError):
@@ -33,6 +74,9 @@ class UnsupportedModelError(MultivizError, TypeError):
 
 class BackendUnavailableError(MultivizError, ImportError):
     """A framework that a call needs is not installed."""
+
+
+# --------------------------------------------------------------------------- layers, inputs, targets
 
 
 class LayerNotFoundError(MultivizError, KeyError):
@@ -52,6 +96,66 @@ class InputTypeError(InputShapeError, TypeError):
 
 class TargetError(MultivizError, ValueError):
     """``target`` does not fit the batch or the model's output."""
+
+
+# --------------------------------------------------------------------------- attribution
+
+
+class NotSpatialLayerError(MultivizError, ValueError):
+    """The layer a CAM method was given does not output a spatial map ``(N, C, H, W)``."""
+
+
+class CamHeadError(MultivizError, ValueError):
+    """The model's head is not what CAM needs: global average pooling, then a dense layer."""
+
+
+# --------------------------------------------------------------------------- weights, files, sources
+
+
+class TokenGridError(MultivizError, ValueError):
+    """A token layer's patch grid is unknown, or does not fit its token count."""
+
+
+class UnsupportedAttentionError(MultivizError, ValueError):
+    """An attention layer whose probabilities multiviz cannot recompute (or no attention at all)."""
+
+
+class TransferError(MultivizError, ValueError):
+    """Weights cannot be converted or copied between two layers."""
+
+
+class ImageError(MultivizError, ValueError):
+    """An image file is missing, unreadable, or holds something that is not an image."""
+
+
+class WeightsFileError(MultivizError, ValueError):
+    """A weights file for the built-in model is missing, unreadable or does not fit."""
+
+
+class ModelLoadError(MultivizError, ValueError):
+    """A model spec or file cannot be loaded; the message says why and what to pass instead."""
+
+
+class UnsafeFileError(ModelLoadError):
+    """Loading the file would run code stored in it; pass ``unsafe=True`` only for a trusted file."""
+
+
+class NoNetworkError(MultivizError, RuntimeError):
+    """Pretrained weights had to be downloaded and the download failed."""
+
+
+# --------------------------------------------------------------------------- the command line
+
+
+class UsageError(MultivizError, ValueError):
+    """The command line itself is wrong (an unknown option, a bad value)."""
+
+
+class ModelsDifferError(MultivizError):
+    """``multiviz compare`` ran, and the models disagree beyond the tolerance."""
+
+
+# --------------------------------------------------------------------------- hints
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 import multiviz as mv
-from multiviz.selection import resolve
+from multiviz.core.names import owner, resolve
 
 __all__ = ["ReportLayer", "html_report", "png_data_uri", "write_atomic"]
 
@@ -121,13 +121,15 @@ def html_report(
     output = np.asarray(mv.forward(model, x))
     display = _display_image(x, backend.input_layout(model)) if display is None else display
     by_name = {i.name: i for i in infos}
+    by_layer = {i.base: i for i in reversed(infos)}  # a layer's first entry
 
     records = {r.name: r for r in mv.layer_stats({k: v[:1] for k, v in acts.items()})}
     sections: list[ReportLayer] = []
     anchors: set[str] = set()
     wrap = progress or (lambda items: items)
     for name in wrap(list(acts)):
-        info = by_name.get(name.split("#")[0].split("[")[0])
+        read = owner(name, by_layer)
+        info = by_name.get(name) or (by_layer[read[0]] if read else None)
         section = _layer_section(name, acts[name][:1], info, records.get(name), max_maps, cmap)
         while section.anchor in anchors:  # "a.b" and "a-b" would share one anchor
             section.anchor += "-"

@@ -3,7 +3,7 @@
     python scripts/train_builtin.py            # writes multiviz/data/builtin_cnn.npz
 
 Trains the PyTorch version on CPU (a few minutes on 2 cores) on freshly
-generated :mod:`multiviz.shapes` images, measures accuracy on a held-out set
+generated :mod:`multiviz.sources.shapes_dataset` images, measures accuracy on a held-out set
 generated with another seed, checks that Grad-CAM on conv3 finds the shape,
 and writes the weights (PyTorch layout) with that record as JSON metadata in
 the same ``.npz``. Nothing is downloaded.
@@ -39,10 +39,10 @@ import numpy as np
 import torch  # before any TensorFlow import, always (see tests/conftest.py)
 import torch.nn.functional as F
 
-from multiviz.backends.builtin_torch import build, state_arrays
-from multiviz.builtin import BUILTIN_WEIGHTS_PATH, builtin_weights
-from multiviz.resize import resize_bilinear
-from multiviz.shapes import shapes_dataset
+from multiviz.backends.torch.builtin import build, state_arrays
+from multiviz.core.resize import resize_bilinear
+from multiviz.sources.builtin import BUILTIN_WEIGHTS_PATH, builtin_weights
+from multiviz.sources.shapes_dataset import shapes_dataset
 
 TRAIN_SEED, TEST_SEED, VAL_SEED = 1, 2, 3
 

@@ -3,7 +3,7 @@
     python scripts/train_builtin_vit.py        # writes multiviz/data/builtin_vit.npz
 
 Trains the PyTorch version on CPU (about a quarter of an hour on 2 cores) on
-freshly generated :mod:`multiviz.shapes` images, measures accuracy on a
+freshly generated :mod:`multiviz.sources.shapes_dataset` images, measures accuracy on a
 held-out set generated with another seed, measures how often Grad-CAM (on the
 last block's ``norm1``) and attention rollout peak inside the shape's box, and
 writes the weights (PyTorch layout, float32) with that record as JSON metadata
@@ -30,10 +30,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from multiviz.backends.builtin_vit_torch import ViT, build, state_arrays
-from multiviz.builtin_vit import VIT_WEIGHTS_PATH, ViTConfig, check_vit_weights
-from multiviz.resize import resize_bilinear
-from multiviz.shapes import shapes_dataset
+from multiviz.backends.torch.builtin_vit import ViT, build, state_arrays
+from multiviz.core.resize import resize_bilinear
+from multiviz.sources.builtin_vit import VIT_WEIGHTS_PATH, ViTConfig, check_vit_weights
+from multiviz.sources.shapes_dataset import shapes_dataset
 
 TRAIN_SEED, TEST_SEED, VAL_SEED = 11, 2, 3  # test and validation seeds as for the CNN
 
@@ -171,8 +171,8 @@ def project(model: ViT) -> None:
 @torch.no_grad()
 def teacher_logits(images: np.ndarray) -> torch.Tensor:
     """The built-in CNN's logits for each image and for its mirror image: ``(2, N, 4)``."""
-    from multiviz.backends.builtin_torch import build as build_cnn
-    from multiviz.builtin import builtin_weights
+    from multiviz.backends.torch.builtin import build as build_cnn
+    from multiviz.sources.builtin import builtin_weights
 
     cnn = build_cnn(builtin_weights())
     x = torch.from_numpy(images)

@@ -1,4 +1,4 @@
-"""Shared test set-up: framework detection, markers and import order.
+"""Shared test set-up: framework detection, markers, import order, and the fixtures every suite uses.
 
 Import order matters with torch's CUDA build: importing TensorFlow before
 torchvision / torch._dynamo can segfault the process, so torch and
@@ -7,6 +7,13 @@ torchvision are imported first here, before any test module can import keras.
 A test marked ``torch``, ``keras``, ``both`` or ``jax`` is skipped when its framework is
 missing — unless the nox session asked for that framework through
 MULTIVIZ_REQUIRE, in which case the run fails instead of skipping.
+
+A test that takes the ``framework`` fixture runs once per framework, each run
+marked with its framework (so the torch session runs the torch half and the
+tensorflow session the keras half): it receives a kit of
+``tests/frameworks.py``, the same small models built in either framework.
+The built-in model (``builtin``, per framework) and a batch of shape images
+(``shapes``: non-square, channels first) are defined here once.
 """
 
 from __future__ import annotations
@@ -34,7 +41,10 @@ if HAS_TORCH:  # before TensorFlow, always (see module docstring)
 
 HAS_JAX = importlib.util.find_spec("jax") is not None  # Keras 3 on its JAX backend
 
-AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS, "jax": HAS_JAX}
+# Quantus: the reference implementation the torch session installs (tests/evaluation)
+HAS_QUANTUS = importlib.util.find_spec("quantus") is not None
+
+AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS, "jax": HAS_JAX, "quantus": HAS_QUANTUS}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -48,10 +58,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both", "jax"}
+        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both", "jax", "quantus"}
         if "both" in needs:
             needs |= {"torch", "keras"}
-        absent = [f for f in ("torch", "keras", "jax") if f in needs and not AVAILABLE[f]]
+        absent = [
+            f for f in ("torch", "keras", "jax", "quantus") if f in needs and not AVAILABLE[f]
+        ]
         if absent:
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(absent)} (not installed)"))
 
@@ -73,3 +85,49 @@ def _seed():
         import torch
 
         torch.manual_seed(0)
+
+
+# --------------------------------------------------------------------------- fixtures shared by the suites
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("torch", marks=pytest.mark.torch, id="torch"),
+        pytest.param("keras", marks=pytest.mark.keras, id="keras"),
+    ]
+)
+def framework(request: pytest.FixtureRequest):
+    """One run per framework: the kit of ``tests/frameworks.py`` for it."""
+    from tests.frameworks import kit
+
+    return kit(request.param)
+
+
+@pytest.fixture(scope="session")
+def builtin_torch():
+    """The built-in CNN in PyTorch, shipped weights (eval mode)."""
+    import multiviz as mv
+
+    return mv.builtin_model("torch")
+
+
+@pytest.fixture(scope="session")
+def builtin_keras():
+    """The built-in CNN in Keras, shipped weights."""
+    import multiviz as mv
+
+    return mv.builtin_model("keras")
+
+
+@pytest.fixture
+def builtin(framework, request: pytest.FixtureRequest):
+    """The built-in CNN of the framework under test (shared: copy it before changing it)."""
+    return request.getfixturevalue(f"builtin_{framework.name}")
+
+
+@pytest.fixture(scope="session")
+def shapes():
+    """Three images of the shapes data set, (3, 3, 32, 40) channels first, with their labels and boxes."""
+    import multiviz as mv
+
+    return mv.shapes_dataset(3, size=(32, 40), seed=5)

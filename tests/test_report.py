@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from multiviz.report import _block_mean, _fmt, _prediction, png_data_uri, write_atomic
+from multiviz.sources.builtin import BUILTIN_CLASSES
 
 # --------------------------------------------------------------------------- helpers (no framework)
 
@@ -153,7 +154,7 @@ def torch_report():
     display = np.rint(np.moveaxis(image, 0, -1) * 255).astype(np.uint8)
     text = html_report(
         model, image[None], display=display, source="builtin", image="s.png",
-        class_names=mv.builtin.BUILTIN_CLASSES, max_maps=12,
+        class_names=BUILTIN_CLASSES, max_maps=12,
     )  # fmt: skip
     return model, image[None], display, text
 

@@ -1,54 +1,54 @@
-"""Attribution maps: saliency, Integrated Gradients, the CAM family, guided backprop.
+"""Attribution maps: which pixels of the input the model's score depends on.
 
-The public functions are exported as ``mv.grad_cam`` etc.;
-:mod:`multiviz.attribution.api` states the conventions they share and
-gathers them from :mod:`~multiviz.attribution.input_methods` (saliency,
-SmoothGrad, Integrated Gradients, guided backprop) and
-:mod:`~multiviz.attribution.cam_methods` (CAM, Grad-CAM, Grad-CAM++, LayerCAM,
-Score-CAM, Guided Grad-CAM); :mod:`~multiviz.attribution.explain` runs several
-at once and draws them side by side. The arithmetic is NumPy, framework-free
-and shared by both backends:
+One call per method, the same for a PyTorch and a Keras model::
 
-* :mod:`~multiviz.attribution.cam_math` — CAM, Grad-CAM, Grad-CAM++, LayerCAM,
-  Score-CAM's weighting;
-* :mod:`~multiviz.attribution.gradient_math` — SmoothGrad noise, Integrated
-  Gradients' path and quadrature, Guided Grad-CAM;
-* :mod:`~multiviz.attribution.maps` — channel aggregation, upsampling, scaling;
-* :mod:`~multiviz.attribution.plumbing` — the only module that calls a
+    import multiviz as mv
+    model = mv.builtin_model("torch")
+    x = mv.shapes_dataset(4, size=64).images          # (N, 3, H, W) for PyTorch
+    heat = mv.grad_cam(model, x, "relu3")             # (4, 64, 64), each in [0, 1]
+
+Conventions shared by every function here:
+
+* ``x`` is a batch in the framework's own layout, as for :func:`multiviz.capture`:
+  ``(N, C, H, W)`` for PyTorch, the model's layout (normally ``(N, H, W, C)``)
+  for Keras; a NumPy array or a framework tensor.
+* ``target`` says which score is explained: ``None`` — each sample's
+  top-scoring class; an int — that class for every sample; ``N`` ints — one
+  class per sample; a callable — receives the model's output as a framework
+  tensor and returns one score per sample, shape ``(N,)`` (regression,
+  segmentation or multi-label heads). A callable must score each row on its
+  own: methods that perturb the input call it on batches of perturbed copies.
+* Models ending in a softmax are scored on the pre-softmax logits (the
+  backend does that): gradients of a saturated probability vanish.
+* Maps come back as float32 ``(N, H, W)`` at the input's size, each sample
+  min-max scaled to ``[0, 1]``; ``normalize=False`` gives the raw values
+  (CAM maps upsampled but unscaled).
+* Memory is bounded: the backend never receives more than ``batch_size``
+  inputs at once — samples, noisy copies, path points or masked images.
+* A layer is named as :func:`multiviz.layers` lists it. It is used as named:
+  a layer whose output is not a spatial map ``(N, C, h, w)`` raises
+  :class:`~multiviz.errors.NotSpatialLayerError`; nothing is
+  silently swapped. ``layer=None`` picks the model's last spatial layer.
+* The model is left exactly as it was found (the backend's guarantee).
+
+All of the arithmetic is NumPy (:mod:`~multiviz.attribution.cam_math`,
+:mod:`~multiviz.attribution.gradient_math`); the backend only runs the model
+and takes gradients, so the two frameworks agree by construction.
+
+The rooms of this package:
+
+* :mod:`~multiviz.attribution.cam` — CAM, Grad-CAM, Grad-CAM++, LayerCAM,
+  Score-CAM, Guided Grad-CAM;
+* :mod:`~multiviz.attribution.gradient` — saliency, gradient x input,
+  SmoothGrad, Integrated Gradients, guided backprop;
+* :mod:`~multiviz.attribution.explain` — several methods at once;
+* :mod:`~multiviz.attribution.cam_math`, :mod:`~multiviz.attribution.gradient_math`,
+  :mod:`~multiviz.attribution.maps` — the NumPy arithmetic, framework-free;
+* :mod:`~multiviz.attribution.model_call` — the only module that calls a
   backend (``forward`` / ``capture`` / ``gradients``), in bounded chunks.
+
+Nothing here draws: figures of attribution maps are
+:func:`multiviz.render.figures.plot_explanations` and
+:func:`multiviz.render.figures.plot_overlay`. Importing this package imports
+none of its modules (``mv.grad_cam`` loads what it needs on first use).
 """
-
-from __future__ import annotations
-
-from multiviz.attribution.api import (
-    cam,
-    grad_cam,
-    grad_cam_plus_plus,
-    guided_backprop,
-    guided_grad_cam,
-    integrated_gradients,
-    layer_cam,
-    saliency,
-    score_cam,
-)
-from multiviz.attribution.errors import CamHeadError, NotSpatialLayerError, TargetError
-from multiviz.attribution.explain import METHODS, Explanations, explain, plot_explanations
-
-__all__ = [
-    "METHODS",
-    "CamHeadError",
-    "Explanations",
-    "NotSpatialLayerError",
-    "TargetError",
-    "cam",
-    "explain",
-    "grad_cam",
-    "grad_cam_plus_plus",
-    "guided_backprop",
-    "guided_grad_cam",
-    "integrated_gradients",
-    "layer_cam",
-    "plot_explanations",
-    "saliency",
-    "score_cam",
-]

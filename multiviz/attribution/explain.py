@@ -1,10 +1,10 @@
-"""Several attribution methods at once, and one figure comparing them.
+"""Several attribution methods at once.
 
 :func:`explain` runs the chosen methods on one batch, sharing work between
 them: the gradient-based CAMs and plain saliency come from a single backward
-pass, and every method explains the same class per sample.
-:func:`plot_explanations` draws the image beside each method's map laid
-over it.
+pass, and every method explains the same class per sample. The figure of the
+result (:meth:`Explanations.plot`) is drawn by
+:func:`multiviz.render.figures.plot_explanations`.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from multiviz.attribution import api, cam_math
+from multiviz.attribution import cam, cam_math, gradient
 from multiviz.attribution.maps import aggregate_channels, normalize_maps
-from multiviz.attribution.plumbing import ModelCall, pick
+from multiviz.attribution.model_call import ModelCall
+from multiviz.core.layout import to_channels_last
 from multiviz.errors import closest
-from multiviz.layout import to_channels_last
 
-__all__ = ["METHODS", "TITLES", "Explanations", "explain", "plot_explanations"]
+__all__ = ["METHODS", "TITLES", "Explanations", "explain"]
 
 #: Method name -> the title a figure gives it.
 TITLES: dict[str, str] = {
@@ -73,8 +72,10 @@ class Explanations(dict):
         self.targets = targets
         self.layer = layer
 
-    def plot(self, sample: int = 0, **kwargs: Any) -> Figure:
-        """:func:`plot_explanations` of this result's image and maps."""
+    def plot(self, sample: int = 0, **kwargs: Any) -> Any:
+        """:func:`multiviz.plot_explanations` of this result's image and maps (a Figure)."""
+        from multiviz.render.figures import plot_explanations
+
         return plot_explanations(self.image, self, sample=sample, **kwargs)
 
     def __repr__(self) -> str:
@@ -100,16 +101,17 @@ def explain(
     Grad-CAM, Grad-CAM++, LayerCAM, CAM, saliency and gradient x input share
     one forward/backward pass; Score-CAM, SmoothGrad, Integrated Gradients and
     the guided methods add their own. Each method is the function of the same
-    name in :mod:`multiviz.attribution.api` (see their docstrings for the
-    papers); guided methods are aggregated over channels (largest magnitude)
-    so that every entry is an ``(N, H, W)`` map in ``[0, 1]``.
+    name in :mod:`multiviz.attribution.cam` or :mod:`multiviz.attribution.gradient`
+    (see their docstrings for the papers); guided methods are aggregated over
+    channels (largest magnitude) so that every entry is an ``(N, H, W)`` map
+    in ``[0, 1]``.
 
     Args:
         model: a ``torch.nn.Module`` or a Keras 3 model.
         x: a batch of images in the framework's layout.
         methods: names from :data:`METHODS`.
         layer: the CAM methods' layer; ``None`` picks the last spatial layer.
-        target: what is explained (see :mod:`multiviz.attribution.api`);
+        target: what is explained (see :mod:`multiviz.attribution`);
             ``None`` becomes each sample's top class, found once.
         image: the images to draw under the maps, channels-last ``(N, H, W, C)``
             (e.g. before normalization); default ``x`` scaled to ``[0, 1]``.
@@ -151,7 +153,7 @@ def explain(
         for m in shared:
             if m in _FROM_LAYER:
                 acts = call.spatial(result.activations, name, TITLES[m])
-                low = _FROM_LAYER[m](acts, pick(result.gradients, name))
+                low = _FROM_LAYER[m](acts, call.pick(result.gradients, name))
                 maps[m] = call.at_input(low, True)
             else:
                 grads = call.input_gradient(result)
@@ -165,19 +167,19 @@ def explain(
         if m in maps:
             continue
         if m == "smoothgrad":
-            maps[m] = api.saliency(
+            maps[m] = gradient.saliency(
                 model, call.x, method="smoothgrad", samples=samples, seed=seed, **common
             )
         elif m == "integrated_gradients":
-            maps[m] = api.integrated_gradients(model, call.x, steps=steps, **common)
+            maps[m] = gradient.integrated_gradients(model, call.x, steps=steps, **common)
         elif m == "guided_backprop":
-            maps[m] = api.guided_backprop(model, call.x, aggregation="max_abs", **common)
+            maps[m] = gradient.guided_backprop(model, call.x, aggregation="max_abs", **common)
         elif m == "guided_grad_cam":
-            maps[m] = api.guided_grad_cam(model, call.x, name, aggregation="max_abs", **common)
+            maps[m] = cam.guided_grad_cam(model, call.x, name, aggregation="max_abs", **common)
         elif m == "cam":
-            maps[m] = api.cam(model, call.x, name, **common)
+            maps[m] = cam.cam(model, call.x, name, **common)
         elif m == "score_cam":
-            maps[m] = api.score_cam(model, call.x, name, **common)
+            maps[m] = cam.score_cam(model, call.x, name, **common)
     shown = _display_images(call) if image is None else np.asarray(image)
     targets = target if isinstance(target, np.ndarray) else None
     return Explanations({m: maps[m] for m in methods}, shown, targets, name)
@@ -202,86 +204,3 @@ def _check_methods(methods: Sequence[str] | str) -> list[str]:
 def _display_images(call: ModelCall) -> np.ndarray:
     """The batch as channels-last images, each min-max scaled to ``[0, 1]``."""
     return to_channels_last(normalize_maps(call.x_canonical()))
-
-
-# --------------------------------------------------------------------------- figure
-
-
-def plot_explanations(
-    image: np.ndarray,
-    maps: Mapping[str, np.ndarray],
-    sample: int = 0,
-    *,
-    alpha: float = 0.5,
-    cmap: str = "jet",
-    size: float = 2.6,
-) -> Figure:
-    """One row: the image, then each method's map laid over it, titled.
-
-    Args:
-        image: channels-last display image(s): ``(H, W)``, ``(H, W, C)`` or a
-            batch ``(N, H, W, C)`` (then ``sample`` picks one). Floats are
-            shown as they are where they lie in ``[0, 1]``, else min-max scaled.
-        maps: method name -> ``(N, H, W)`` maps (e.g. :func:`explain`'s
-            result); a ``(N, C, H, W)`` entry (guided backprop without
-            aggregation) is drawn as a colour image instead of an overlay.
-        sample: which sample of the batch to draw.
-        alpha: the heatmap's opacity over the image.
-        cmap: the heatmap's matplotlib colormap.
-        size: the side of one panel, in inches.
-
-    Returns:
-        A ``matplotlib.figure.Figure`` (not attached to pyplot; save it with
-        ``fig.savefig(...)``).
-
-    Example:
-        >>> heat = np.zeros((1, 8, 8)); heat[0, 2:5, 3:6] = 1.0
-        >>> fig = plot_explanations(np.full((8, 8, 3), 0.5), {"grad_cam": heat})
-        >>> [ax.get_title() for ax in fig.axes]
-        ['Input', 'Grad-CAM']
-    """
-    img = np.asarray(image)
-    if img.ndim == 4:
-        img = img[sample]
-    img = _displayable(img)
-    fig = Figure(figsize=(size * (1 + len(maps)), size + 0.4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, 1 + len(maps)))
-    axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
-    axes[0].set_title("Input")
-    for ax, (name, batch) in zip(axes[1:], maps.items(), strict=True):
-        m = np.asarray(batch)
-        m = m[sample] if m.ndim in (3, 4) else m
-        if m.ndim == 3:  # (C, H, W): a per-channel attribution shown as an image
-            ax.imshow(_displayable(to_channels_last(normalize_maps(m[None]))[0]))
-        else:
-            _overlay(ax, img, m, alpha, cmap)
-        ax.set_title(TITLES.get(name, name))
-    for ax in axes:
-        ax.set_axis_off()
-    return fig
-
-
-def _displayable(img: np.ndarray) -> np.ndarray:
-    """An image matplotlib shows as meant: (H, W) or (H, W, 3|4), floats in [0, 1]."""
-    img = np.asarray(img)
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) / 255.0
-    img = np.nan_to_num(img.astype(np.float32))
-    if img.size and (img.min() < 0.0 or img.max() > 1.0):
-        img = normalize_maps(img[None])[0]
-    return img
-
-
-def _overlay(ax: Any, img: np.ndarray, heat: np.ndarray, alpha: float, cmap: str) -> None:
-    """The heatmap blended over the image, drawn by :func:`multiviz.render.plots.plot_overlay`.
-
-    Maps already in ``[0, 1]`` are drawn as they are (an all-zero map stays
-    "cold"); raw maps are min-max scaled first.
-    """
-    from multiviz.render.plots import plot_overlay
-
-    heat = np.nan_to_num(np.asarray(heat, np.float32))
-    scaled = heat.size > 0 and heat.min() >= 0.0 and heat.max() <= 1.0
-    plot_overlay(img, heat, alpha=alpha, cmap=cmap, normalize="none" if scaled else "map", ax=ax)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from multiviz.resize import resize_bilinear
+from multiviz.core.resize import resize_bilinear
 
 __all__ = [
     "AGGREGATIONS",

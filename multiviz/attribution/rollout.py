@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from multiviz.attribution import rollout_math
-from multiviz.attribution.plumbing import BATCH_SIZE, ModelCall, chunks
-from multiviz.errors import MultivizWarning
-from multiviz.tokens import (
+from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, chunks
+from multiviz.core.tokens import (
     ARTIFACT_FACTOR,
     TokenGrid,
     TokenGridError,
@@ -27,6 +26,7 @@ from multiviz.tokens import (
     high_norm_tokens,
     token_grid_arg,
 )
+from multiviz.errors import MultivizWarning
 
 __all__ = ["ROLLOUT_METHODS", "attention_rollout", "model_grid"]
 

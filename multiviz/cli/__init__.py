@@ -10,8 +10,8 @@
     multiviz compare builtin
     multiviz demo    --out multiviz-demo
 
-Every subcommand loads the model (:mod:`multiviz.loaders`), reads and
-preprocesses the images (:mod:`multiviz.images`), and calls the public API.
+Every subcommand loads the model (:mod:`multiviz.sources.models`), reads and
+preprocesses the images (:mod:`multiviz.sources.images`), and calls the public API.
 Errors are one line, ``multiviz: error: ...``, saying what to do (``--debug``
 shows the traceback); exit codes are listed in ``multiviz --help``. Outputs
 are computed first and written last, each atomically, so a failure never
@@ -21,7 +21,7 @@ The package, module by module: :mod:`multiviz.cli.parser` (the options),
 :mod:`multiviz.cli.commands` and :mod:`multiviz.cli.drawing` (one function
 per subcommand), :mod:`multiviz.cli.inputs` (loading the model and images),
 :mod:`multiviz.cli.output` (file names, encoding, atomic writing, terminal
-notes) and :mod:`multiviz.cli.errors` (the exit codes).
+notes) and :mod:`multiviz.cli.exit_codes` (the exit codes).
 """
 
 from __future__ import annotations
@@ -32,16 +32,15 @@ import traceback
 import warnings
 from collections.abc import Sequence
 
-from multiviz.cli.errors import (
-    EXIT_DIFFERENT,
-    EXIT_FAILURE,
-    EXIT_OK,
-    EXIT_USAGE,
+from multiviz.cli.exit_codes import EXIT_DIFFERENT, EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from multiviz.cli.parser import build_parser
+from multiviz.errors import (
+    BackendUnavailableError,
     ModelsDifferError,
+    MultivizError,
+    NoNetworkError,
     UsageError,
 )
-from multiviz.cli.parser import build_parser
-from multiviz.errors import BackendUnavailableError, MultivizError
 
 __all__ = ["EXIT_DIFFERENT", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -92,8 +91,6 @@ def exit_code(err: BaseException) -> int:
         >>> exit_code(LayerNotFoundError("No layer named 'x'")), exit_code(RuntimeError("boom"))
         (2, 1)
     """
-    from multiviz.loaders import NoNetworkError
-
     if isinstance(err, (BackendUnavailableError, NoNetworkError)):
         return EXIT_FAILURE
     if isinstance(err, MultivizError):

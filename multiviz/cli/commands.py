@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 import multiviz as mv
-from multiviz.cli.errors import EXIT_OK, ModelsDifferError, UsageError
+from multiviz.cli.exit_codes import EXIT_OK
 from multiviz.cli.inputs import (
     framework_logs_hidden,
     images_from_args,
@@ -22,7 +22,7 @@ from multiviz.cli.inputs import (
     require_capture,
 )
 from multiviz.cli.output import check_cmap, print_note, print_written, progress_bar
-from multiviz.errors import MultivizError
+from multiviz.errors import ModelsDifferError, MultivizError, UsageError
 
 __all__ = ["batch_preprocessing", "cmd_compare", "cmd_demo", "cmd_layers", "cmd_report"]
 
@@ -103,8 +103,8 @@ def batch_preprocessing(loaded: Any, args: argparse.Namespace) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``multiviz compare A B IMAGE`` / ``multiviz compare builtin [IMAGE]``."""
-    from multiviz.images import load_images, preprocess_images
-    from multiviz.loaders import load_model, parse_spec
+    from multiviz.sources.images import load_images, preprocess_images
+    from multiviz.sources.models import load_model, parse_spec
 
     specs = list(args.specs)
     _import_torch_first()
@@ -136,7 +136,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         require_capture(m, "a layer-by-layer comparison")
     prep = _compare_preprocess(models, args)
     if image is None:
-        from multiviz.shapes import sample_image
+        from multiviz.sources.shapes_dataset import sample_image
 
         batch = preprocess_images(
             [np.moveaxis(sample_image(seed=args.seed), 0, -1)],

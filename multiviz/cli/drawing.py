@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 import multiviz as mv
-from multiviz.cli.errors import EXIT_OK, UsageError
+from multiviz.cli.exit_codes import EXIT_OK
 from multiviz.cli.inputs import images_from_args, model_from_args
 from multiviz.cli.output import (
     check_cmap,
@@ -25,6 +25,7 @@ from multiviz.cli.output import (
     progress_bar,
     write_all,
 )
+from multiviz.errors import UsageError
 
 __all__ = ["METHODS", "cmd_cam", "cmd_maps"]
 
@@ -49,7 +50,7 @@ _MIN_IMAGE_PX = 256
 
 def cmd_maps(args: argparse.Namespace) -> int:
     """``multiviz maps MODEL IMAGE --layer NAME``: feature-map grids as images."""
-    from multiviz.selection import resolve
+    from multiviz.core.names import resolve
 
     fmt = check_image_output(args.output)
     check_cmap(args.cmap)
@@ -87,7 +88,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_cam(args: argparse.Namespace) -> int:
     """``multiviz cam MODEL IMAGE --method grad-cam``: attribution overlays."""
-    from multiviz.selection import resolve
+    from multiviz.core.names import resolve
 
     fmt = check_image_output(args.output)
     check_cmap(args.cmap)

@@ -13,15 +13,15 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from multiviz.cli.errors import UsageError
 from multiviz.cli.output import print_note
+from multiviz.errors import UsageError
 
 __all__ = ["framework_logs_hidden", "images_from_args", "model_from_args", "require_capture"]
 
 
 def model_from_args(args: argparse.Namespace, purpose: str | None = None) -> Any:
     """Load ``args.model``; ``purpose`` names what needs its inner layers, if anything."""
-    from multiviz.loaders import load_model, parse_spec
+    from multiviz.sources.models import load_model, parse_spec
 
     spec = parse_spec(args.model, args.framework)
     with framework_logs_hidden(spec.framework == "keras" and not args.debug):
@@ -35,7 +35,7 @@ def model_from_args(args: argparse.Namespace, purpose: str | None = None) -> Any
 
 def images_from_args(args: argparse.Namespace, loaded: Any) -> Any:
     """Read and preprocess ``args.image`` for ``loaded``; refuse a batch the model cannot take."""
-    from multiviz.images import load_images
+    from multiviz.sources.images import load_images
 
     if args.std is not None and any(s <= 0 for s in args.std):
         raise UsageError(f"--std must be positive. Received: {','.join(map(str, args.std))}")

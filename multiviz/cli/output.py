@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.cli.errors import UsageError
+from multiviz.errors import UsageError
 
 __all__ = [
     "check_cmap",
@@ -96,12 +96,13 @@ def check_image_output(path: str) -> str:
 
 def check_cmap(name: str) -> None:
     """Refuse a colormap name matplotlib does not know, suggesting near ones."""
-    import matplotlib
+    from multiviz.render.colors import colormap_names
 
-    if name not in matplotlib.colormaps:
+    names = colormap_names()
+    if name not in names:
         from multiviz.errors import closest
 
-        near = closest(name, list(matplotlib.colormaps), n=3)
+        near = closest(name, names, n=3)
         raise UsageError(
             f"Unknown colormap {name!r}."
             + (f" Did you mean {near}?" if near else "")

@@ -1,6 +1,6 @@
 """The argument parser: one subcommand per verb, and the option-value checks.
 
-A bad option is a :class:`~multiviz.cli.errors.UsageError` (one line, exit 2),
+A bad option is a :class:`~multiviz.errors.UsageError` (one line, exit 2),
 never argparse's own usage text and ``SystemExit``.
 
 Example:
@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 from multiviz import __version__
 from multiviz.cli.commands import cmd_compare, cmd_demo, cmd_layers, cmd_report
 from multiviz.cli.drawing import METHODS, cmd_cam, cmd_maps
-from multiviz.cli.errors import UsageError
+from multiviz.errors import UsageError
 
 __all__ = ["EPILOG", "build_parser"]
 
@@ -285,7 +285,7 @@ def _add_output(p: argparse.ArgumentParser, default: str) -> None:
 
 
 def _kinds() -> tuple[str, ...]:
-    from multiviz.selection import KINDS
+    from multiviz.core.names import KINDS
 
     return KINDS
 

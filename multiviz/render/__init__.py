@@ -2,9 +2,9 @@
 
 * :mod:`multiviz.render.montage` — tile many maps into one 2-D array (NumPy only);
 * :mod:`multiviz.render.colors` — colormap lookup tables, ``colorize``;
-* :mod:`multiviz.render.images` — figure-free RGB images, overlays and
+* :mod:`multiviz.render.rgb` — figure-free RGB images, overlays and
   ``save_image`` (the fast path for files and HTML);
-* :mod:`multiviz.render.plots` — matplotlib figures (object-oriented API,
+* :mod:`multiviz.render.figures` — matplotlib figures (object-oriented API,
   ``Figure()``, no pyplot state): feature maps, aggregates, overlays, layer stats.
 
 A grid of hundreds of maps is one array drawn with one ``imshow``, never one

@@ -15,7 +15,14 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import Colormap
 
-__all__ = ["background_color", "colorize", "default_cmap", "get_cmap", "lookup_table"]
+__all__ = [
+    "background_color",
+    "colorize",
+    "colormap_names",
+    "default_cmap",
+    "get_cmap",
+    "lookup_table",
+]
 
 #: candidates for the background, in order of preference on ties
 _BACKGROUNDS = np.array(
@@ -37,6 +44,16 @@ def default_cmap(normalize: str) -> str:
         ('RdBu_r', 'gray')
     """
     return "RdBu_r" if normalize == "symmetric" else "gray"
+
+
+def colormap_names() -> list[str]:
+    """The names of every registered matplotlib colormap.
+
+    Example:
+        >>> "viridis" in colormap_names()
+        True
+    """
+    return list(colormaps)
 
 
 def get_cmap(cmap: str | Colormap) -> Colormap:

@@ -5,7 +5,7 @@ sits at row ``i // ncols``, column ``i % ncols``; its top-left pixel is at
 ``(pad + row * (h + pad), pad + col * (w + pad))`` and the padding (between
 tiles and around the border) holds ``pad_value`` (NaN: drawn as background).
 
-What a tile is depends on the layout (see :mod:`multiviz._maps`):
+What a tile is depends on the layout (see :mod:`multiviz.core.layout`):
 
 * ``(C, H, W)`` — one tile per channel, near-square grid;
 * ``(N, C, H, W)`` — one row per sample, one column per channel;
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from multiviz._maps import infer_layout
+from multiviz.core.layout import infer_layout
 
 __all__ = ["Tiling", "montage", "tiling", "vector_grid_shape"]
 

@@ -1,0 +1,265 @@
+"""Attribution from the gradient with respect to the input: saliency, Integrated Gradients, guided backprop.
+
+The conventions shared by every attribution function (input layout, targets,
+scaling, memory) are in :mod:`multiviz.attribution`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from multiviz.attribution import gradient_math
+from multiviz.attribution.maps import (
+    aggregate_channels,
+    check_aggregation,
+    finish_maps,
+    normalize_maps,
+)
+from multiviz.attribution.model_call import (
+    BATCH_SIZE,
+    ModelCall,
+    Targets,
+    as_numpy,
+    chunks,
+    rows_of,
+)
+
+__all__ = ["SALIENCY_METHODS", "guided_backprop", "integrated_gradients", "saliency"]
+
+#: The ``method`` values :func:`saliency` accepts.
+SALIENCY_METHODS = ("gradient", "grad_x_input", "smoothgrad")
+
+
+def saliency(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    method: str = "gradient",
+    samples: int = 25,
+    noise: float = 0.15,
+    aggregation: str | None = "max_abs",
+    normalize: bool = True,
+    seed: int | None = 0,
+    batch_size: int = BATCH_SIZE,
+) -> np.ndarray:
+    """Gradient saliency: how strongly each input pixel moves the target score.
+
+    Methods:
+
+    * ``"gradient"`` — the gradient of the score with respect to the input
+      (Simonyan, Vedaldi & Zisserman 2014, "Deep Inside Convolutional Networks").
+    * ``"grad_x_input"`` — gradient times input (Shrikumar et al. 2016).
+    * ``"smoothgrad"`` — the gradient averaged over ``samples`` noisy copies of
+      the input (Smilkov et al. 2017, "SmoothGrad: removing noise by adding
+      noise"). The noise is Gaussian with a standard deviation of ``noise``
+      times each sample's value range, drawn in NumPy from ``seed`` in the
+      channels-first layout, so both frameworks see the same noisy images. The
+      signed gradients are averaged, then aggregated over channels. Noisy
+      copies go to the backend ``batch_size`` at a time.
+
+    Args:
+        model: a ``torch.nn.Module`` or a Keras 3 model.
+        x: a batch of images in the framework's layout.
+        target: what is explained (see the module docstring).
+        method: one of :data:`SALIENCY_METHODS`.
+        samples: noisy copies per image (``"smoothgrad"`` only).
+        noise: the noise level as a fraction of the input range (``"smoothgrad"``).
+        aggregation: how channels are combined (see
+            :func:`~multiviz.attribution.maps.aggregate_channels`); the
+            default is the largest magnitude over channels; ``None`` keeps
+            them and returns ``(N, C, H, W)``.
+        normalize: scale each sample to ``[0, 1]``; False returns raw values.
+        seed: the NumPy seed for SmoothGrad's noise.
+        batch_size: the most inputs sent to the backend at once.
+
+    Returns:
+        float32 ``(N, H, W)`` (or ``(N, C, H, W)`` with ``aggregation=None``).
+
+    Raises:
+        ValueError: an unknown ``method`` or ``aggregation``.
+        TargetError: ``target`` does not fit the batch.
+
+    Example:
+        >>> import multiviz as mv
+        >>> model = mv.builtin_model("torch")                      # doctest: +SKIP
+        >>> x = mv.shapes_dataset(2, size=64).images                # doctest: +SKIP
+        >>> mv.saliency(model, x, method="smoothgrad", samples=8).shape  # doctest: +SKIP
+        (2, 64, 64)
+    """
+    if method not in SALIENCY_METHODS:
+        raise ValueError(
+            f"`method` must be one of {list(SALIENCY_METHODS)}. Received: method={method!r}"
+        )
+    check_aggregation(aggregation)
+    call = ModelCall.make(model, x, batch_size)
+    target = call.check_target(target)
+    if method == "smoothgrad":
+        grads = _smoothgrad(call, target, int(samples), float(noise), seed)
+    else:
+        grads = call.input_gradient(call.gradients([], target, wrt_input=True))
+        if method == "grad_x_input":
+            grads = grads * call.x_canonical()
+    return finish_maps(aggregate_channels(grads, aggregation), normalize)
+
+
+def _smoothgrad(
+    call: ModelCall, target: Targets, samples: int, noise: float, seed: int | None
+) -> np.ndarray:
+    if samples < 1:
+        raise ValueError(f"`samples` must be >= 1. Received: samples={samples}")
+    target = call.fixed_target(target)
+    x = call.x_canonical()
+    sigma = gradient_math.noise_sigma(x, noise)
+    rng = np.random.default_rng(seed)
+    total = np.zeros(x.shape, np.float64)
+    for s in chunks(call.n * samples, call.batch_size):  # copy j of sample i is item i*samples + j
+        rows = np.arange(s.start, s.stop) // samples
+        noisy = gradient_math.add_noise(x[rows], sigma[rows], rng)
+        result = call.gradients(
+            [], rows_of(target, rows), wrt_input=True, inputs=call.native(noisy)
+        )
+        np.add.at(total, rows, call.input_gradient(result))
+    return total / samples
+
+
+def integrated_gradients(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    baseline: Any = None,
+    steps: int = 50,
+    rule: str = "trapezoid",
+    aggregation: str | None = "sum",
+    normalize: bool = True,
+    batch_size: int = BATCH_SIZE,
+    return_delta: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Integrated Gradients (Sundararajan, Taly & Yan 2017, "Axiomatic Attribution for Deep Networks").
+
+    ``(x - baseline) * mean of grad f(baseline + alpha (x - baseline))`` over
+    ``steps`` points ``alpha`` in ``[0, 1]``. Summed over all input elements the
+    attributions approximate ``f(x) - f(baseline)`` (completeness); with
+    ``return_delta=True`` the gap is returned so it can be checked. Path points
+    go to the backend ``batch_size`` at a time.
+
+    Args:
+        model: a ``torch.nn.Module`` or a Keras 3 model.
+        x: a batch of images in the framework's layout.
+        target: what is explained (see the module docstring). ``None`` is the
+            class the model predicts for ``x``, kept along the whole path.
+        baseline: the reference input, in the framework's layout: ``None``
+            (black, all zeros), a number, one sample's shape, or the batch's shape.
+        steps: gradients evaluated along the path.
+        rule: quadrature, see :func:`~multiviz.attribution.gradient_math.integration_points`.
+        aggregation: how channels are combined; the default ``"sum"`` keeps
+            the sign and completeness; ``None`` returns ``(N, C, H, W)``.
+        normalize: scale each sample's attribution *magnitudes* to ``[0, 1]``;
+            False returns the signed raw attributions.
+        batch_size: the most inputs sent to the backend at once.
+        return_delta: also return, per sample, ``sum(attributions) -
+            (f(x) - f(baseline))`` (two extra scored passes).
+
+    Returns:
+        float32 ``(N, H, W)`` (or ``(N, C, H, W)``); with ``return_delta`` a
+        tuple ``(maps, delta)``, ``delta`` float64 ``(N,)`` computed from the
+        raw attributions.
+
+    Example:
+        >>> import multiviz as mv
+        >>> model = mv.builtin_model("torch")                          # doctest: +SKIP
+        >>> x = mv.shapes_dataset(2, size=64).images                    # doctest: +SKIP
+        >>> maps, delta = mv.integrated_gradients(model, x, steps=64, return_delta=True)  # doctest: +SKIP
+    """
+    check_aggregation(aggregation)
+    alphas, weights = gradient_math.integration_points(steps, rule)
+    call = ModelCall.make(model, x, batch_size)
+    target = call.fixed_target(call.check_target(target))
+    x_c = call.x_canonical()
+    base = _baseline(call, baseline)
+    steps = len(alphas)
+    mean_grad = np.zeros(x_c.shape, np.float64)
+    for s in chunks(call.n * steps, call.batch_size):  # point k of sample i is item i*steps + k
+        items = np.arange(s.start, s.stop)
+        rows, k = items // steps, items % steps
+        a = alphas[k].reshape(-1, 1, 1, 1).astype(np.float32)
+        points = base[rows] + a * (x_c[rows] - base[rows])
+        result = call.gradients(
+            [], rows_of(target, rows), wrt_input=True, inputs=call.native(points)
+        )
+        np.add.at(mean_grad, rows, call.input_gradient(result) * weights[k].reshape(-1, 1, 1, 1))
+    attributions = gradient_math.integrated_gradients_from_mean(x_c, base, mean_grad)
+    maps = aggregate_channels(attributions, aggregation)
+    maps = normalize_maps(np.abs(maps)) if normalize else maps.astype(np.float32)
+    if not return_delta:
+        return maps
+    ends = call.scored_forward(call.native(np.concatenate([x_c, base])), _twice(target))
+    gap = ends.scores[: call.n].astype(np.float64) - ends.scores[call.n :].astype(np.float64)
+    return maps, attributions.reshape(call.n, -1).sum(axis=1) - gap
+
+
+def _twice(target: Targets) -> Targets:
+    return np.concatenate([target, target]) if isinstance(target, np.ndarray) else target
+
+
+def _baseline(call: ModelCall, baseline: Any) -> np.ndarray:
+    """The baseline as a channels-first float32 batch of the input's shape."""
+    shape = tuple(int(d) for d in call.x.shape)
+    if baseline is None:
+        return np.zeros(call.canonical(np.zeros(shape, np.float32)).shape, np.float32)
+    b = as_numpy(baseline)
+    try:
+        b = np.broadcast_to(b, shape)
+    except ValueError:
+        raise ValueError(
+            f"`baseline` must be a number, one sample of shape {shape[1:]} or a batch of shape "
+            f"{shape}, in the model's input layout. Received shape {b.shape}."
+        ) from None
+    return call.canonical(np.ascontiguousarray(b, np.float32))
+
+
+def guided_backprop(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    aggregation: str | None = None,
+    normalize: bool = True,
+    batch_size: int = BATCH_SIZE,
+) -> np.ndarray:
+    """Guided backpropagation (Springenberg et al. 2015, "Striving for Simplicity").
+
+    The input gradient with every ReLU's backward pass replaced by one that
+    passes only positive gradients where the forward input was positive (the
+    backend does this for the one call; the model is unchanged).
+
+    Args:
+        model: a ``torch.nn.Module`` or a Keras 3 model.
+        x: a batch of images in the framework's layout.
+        target: what is explained (see the module docstring).
+        aggregation: ``None`` (default) keeps the colour channels and returns
+            ``(N, C, H, W)``, the usual way to show it; ``"max_abs"`` and the
+            other choices of :func:`~multiviz.attribution.maps.aggregate_channels`
+            give ``(N, H, W)``.
+        normalize: min-max scale each sample (over all its channels) to
+            ``[0, 1]`` — for the signed gradients, 0 ends up mid-grey; False
+            returns the raw gradients.
+        batch_size: the most inputs sent to the backend at once.
+
+    Returns:
+        float32 ``(N, C, H, W)``, or ``(N, H, W)`` with an aggregation.
+
+    Example:
+        >>> import multiviz as mv
+        >>> model = mv.builtin_model("torch")                 # doctest: +SKIP
+        >>> x = mv.shapes_dataset(2, size=64).images           # doctest: +SKIP
+        >>> mv.guided_backprop(model, x).shape                 # doctest: +SKIP
+        (2, 3, 64, 64)
+    """
+    check_aggregation(aggregation)
+    call = ModelCall.make(model, x, batch_size)
+    result = call.gradients([], call.check_target(target), wrt_input=True, guided=True)
+    return finish_maps(aggregate_channels(call.input_gradient(result), aggregation), normalize)

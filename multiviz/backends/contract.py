@@ -1,0 +1,252 @@
+"""The backend contract: the verbs the framework-free core needs, and the one target check.
+
+A backend adapts one framework. Everything it returns is NumPy in the
+canonical layout (see :mod:`multiviz.core.records`), so nothing downstream
+knows which framework produced an array.
+
+Layer names: :meth:`Backend.capture` and :meth:`Backend.gradients` receive
+plain layer names (a :attr:`~multiviz.core.records.LayerInfo.base`) and return
+*every* call and output of each, keyed ``name``, ``name#k``, ``name[i]``;
+:mod:`multiviz.core.names` resolves what the caller wrote and keeps what was
+asked for, once, for every backend.
+
+Targets: both adapters check ``target`` with :func:`check_target`,
+:func:`class_indices` and :func:`check_scores`, so the same bad target gets
+the same :class:`~multiviz.errors.TargetError`, word for word, whichever
+framework runs the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from multiviz.core.records import LayerInfo
+from multiviz.errors import TargetError
+
+__all__ = ["Backend", "GradientResult", "Target", "check_scores", "check_target", "class_indices"]
+
+#: What a gradient is taken of. ``None``: each sample's top-scoring class;
+#: an int, or ints of shape (N,): one class per sample; a callable: receives
+#: the model's (pre-softmax) output as a framework tensor and returns one score
+#: per sample as a framework tensor of shape (N,). A class index needs an
+#: output of shape (N, classes); any other output needs a callable.
+Target = np.ndarray | Callable[[Any], Any] | None
+
+
+@dataclass
+class GradientResult:
+    """What :meth:`Backend.gradients` returns (all NumPy, canonical layout).
+
+    Attributes:
+        output: the model's output for the batch, pre-softmax where the model
+            ends in a softmax, shape (N, ...).
+        targets: the class index scored per sample, shape (N,), or ``None``
+            when the target was a callable.
+        scores: the scored value per sample, shape (N,).
+        activations: layer name -> activation, as :meth:`Backend.capture` would.
+        gradients: layer name -> d(sum of scores)/d(activation), same shapes.
+        input_gradient: d(sum of scores)/d(input) in the input's own layout
+            (NCHW for PyTorch, the model's input layout for Keras), or ``None``.
+    """
+
+    output: np.ndarray
+    targets: np.ndarray | None
+    scores: np.ndarray
+    activations: dict[str, np.ndarray] = field(default_factory=dict)
+    gradients: dict[str, np.ndarray] = field(default_factory=dict)
+    input_gradient: np.ndarray | None = None
+
+
+class Backend(Protocol):
+    """What every framework adapter provides.
+
+    Input ``x`` is the framework's native layout: NCHW for PyTorch, the model's
+    input layout (normally NHWC) for Keras; a NumPy array or a framework tensor.
+    """
+
+    name: str
+
+    def owns(self, model: object) -> bool:
+        """True when ``model`` belongs to this framework (decided from its type)."""
+
+    def layers(self, model: Any, input_shape: Sequence[int] | None = None) -> list[LayerInfo]:
+        """Every addressable layer, in model order.
+
+        ``input_shape`` (one sample, no batch axis, the framework's layout) lets
+        a backend that cannot know output shapes statically (PyTorch) fill them
+        in from one forward pass on zeros.
+        """
+
+    def capture(self, model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """One forward pass; every call and output of the named layers, canonical layout.
+
+        ``names`` are layer names as :meth:`layers` reports them in
+        :attr:`~multiviz.core.records.LayerInfo.base`. Keys are those names,
+        with ``#k`` for the k-th extra call of a layer called several times,
+        and ``[i]`` / ``[key]`` for layers with several outputs.
+        """
+
+    def forward(self, model: Any, x: Any) -> np.ndarray:
+        """The model's output for ``x`` (inference mode, model unchanged)."""
+
+    def gradients(
+        self,
+        model: Any,
+        x: Any,
+        names: Sequence[str],
+        target: Target = None,
+        wrt_input: bool = False,
+        guided: bool = False,
+    ) -> GradientResult:
+        """Activations of ``names`` (every call and output) and gradients of the target score.
+
+        ``target`` is checked with :func:`class_indices` / :func:`check_scores`.
+        ``guided=True`` replaces every ReLU's backward pass with guided
+        backpropagation's (Springenberg et al. 2015) for this call only.
+        """
+
+    def input_layout(self, model: Any) -> str:
+        """``"channels_first"`` or ``"channels_last"``: the layout ``x`` must have."""
+
+
+# --------------------------------------------------------------------------- the target check
+
+
+def _as_array(target: Any) -> np.ndarray:
+    """A NumPy view of an int, a sequence, an array or a framework tensor (duck-typed)."""
+    if hasattr(target, "detach") and hasattr(target, "cpu"):  # a torch tensor
+        target = target.detach().cpu().numpy()
+    elif hasattr(target, "numpy") and not isinstance(target, np.ndarray):  # a TF tensor
+        target = target.numpy()
+    try:
+        return np.asarray(target)
+    except (TypeError, ValueError):  # ragged lists and the like
+        return np.asarray(None)
+
+
+def check_target(target: Any, n: int) -> np.ndarray | Callable[[Any], Any] | None:
+    """``target`` checked against a batch of ``n``, before the model runs.
+
+    Args:
+        target: ``None``, a callable, an int, or ``n`` ints (a sequence, an
+            array, a framework tensor; whole-number floats are accepted).
+        n: the batch size.
+
+    Returns:
+        ``None``, the callable itself, or the class indices as int64 ``(n,)``.
+
+    Raises:
+        TargetError: anything else; the message says what is valid.
+
+    Example:
+        >>> check_target(2, 3).tolist(), check_target(None, 3)
+        ([2, 2, 2], None)
+        >>> check_target([1, 2], 3)
+        Traceback (most recent call last):
+        ...
+        multiviz.errors.TargetError: `target` must hold one class index per sample, shape (3,), or be one int; received shape (2,).
+    """
+    if target is None or callable(target):
+        return target
+    arr = _as_array(target)
+    if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "iu":
+        raise TargetError(
+            "`target` must be None (each sample's top class), a class index, one class index "
+            f"per sample, or a callable scoring the model's output; received target={_short(target)}."
+        )
+    if arr.ndim == 0:
+        arr = np.full(n, int(arr), np.int64)
+    if arr.shape != (n,):
+        raise TargetError(
+            f"`target` must hold one class index per sample, shape ({n},), or be one int; "
+            f"received shape {arr.shape}."
+        )
+    if np.any(arr < 0):
+        raise TargetError(f"`target` class indices must be >= 0; received target={arr.tolist()}.")
+    return arr.astype(np.int64)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _shown(shape: Sequence[int | None]) -> str:
+    """An output shape with its batch axis as ``N``: the same text for every framework."""
+    return "(" + ", ".join(["N", *(str(d) for d in shape[1:])]) + ")"
+
+
+def class_indices(target: Any, n: int, output_shape: Sequence[int | None]) -> np.ndarray:
+    """The class scored for each sample, for a target that is not a callable.
+
+    Args:
+        target: ``None``, an int or ``n`` ints (see :func:`check_target`).
+        n: the batch size.
+        output_shape: the shape of the model's (pre-softmax) output.
+
+    Returns:
+        int64 ``(n,)``; ``-1`` where the sample's top class is meant (``target=None``).
+
+    Raises:
+        TargetError: the output is not ``(N, classes)`` (summing a map silently
+            would be a guess: the hint shows a callable), or an index is out of range.
+
+    Example:
+        >>> class_indices(None, 2, (2, 5)).tolist()
+        [-1, -1]
+        >>> class_indices(7, 2, (2, 5))
+        Traceback (most recent call last):
+        ...
+        multiviz.errors.TargetError: `target` class indices must lie in [0, 4] for an output with 5 classes; received target=[7, 7].
+    """
+    checked = check_target(target, n)
+    if len(output_shape) != 2:
+        if len(output_shape) > 2:
+            axes = tuple(range(1, len(output_shape) - 1))
+            example = f"out[:, k].sum(axis={axes[0] if len(axes) == 1 else axes})"
+        else:
+            example = "out"
+        raise TargetError(
+            f"`target={_short(target)}` picks one class of an output of shape (N, classes); "
+            f"this model's output has shape {_shown(output_shape)}.\n"
+            f"hint: pass a callable returning one score per sample, e.g. target=lambda out: {example}"
+        )
+    if checked is None:
+        return np.full(n, -1, np.int64)
+    assert isinstance(checked, np.ndarray)
+    k = output_shape[1]
+    if k is not None and checked.size and int(checked.max()) >= int(k):
+        raise TargetError(
+            f"`target` class indices must lie in [0, {int(k) - 1}] for an output with {k} "
+            f"classes; received target={checked.tolist()}."
+        )
+    return checked
+
+
+def check_scores(scores: Any, n: int, is_tensor: bool = True) -> None:
+    """Check what a callable target returned: one score per sample, a framework tensor.
+
+    Raises:
+        TargetError: not a tensor of shape ``(n,)`` (a sum over the batch, a
+            whole map, a NumPy array that gradients cannot flow through).
+
+    Example:
+        >>> check_scores(np.zeros(()), 2)
+        Traceback (most recent call last):
+        ...
+        multiviz.errors.TargetError: A callable `target` must return one score per sample, shape (2,), e.g. lambda out: out[:, 3], keeping the batch axis; received shape ().
+    """
+    shape = getattr(scores, "shape", None)
+    if is_tensor and shape is not None and tuple(shape) == (n,):
+        return
+    got = f"shape {tuple(shape)}" if is_tensor and shape is not None else type(scores).__name__
+    raise TargetError(
+        f"A callable `target` must return one score per sample, shape ({n},), e.g. "
+        f"lambda out: out[:, 3], keeping the batch axis; received {got}."
+    )

@@ -1,0 +1,245 @@
+"""Capture plans: sub-models over a model's own symbolic outputs, built once.
+
+For a Functional or Sequential model a capture is ONE multi-output
+``keras.Model(model.inputs, [chosen outputs...])``: it reuses the user's layer
+objects and their existing symbolic tensors (no layer is called, so no
+inbound node is added to any user layer) and, being a graph from the inputs
+to the chosen outputs, computes only what the deepest chosen layer needs.
+
+A layer inside a nested model is not connected to the outer model's inputs,
+so one sub-model cannot reach it. The plan composes instead: the outer
+sub-model also outputs the nested model's input tensors, and a plan of the
+nested model (recursively) maps them to the inner outputs. A layer with no
+graph (a subclassed model, or a user-defined layer owning sublayers) is
+reached by an :class:`EagerPlan`: its sublayers' ``call`` is wrapped on the
+instance for the length of one call (see :mod:`.state`).
+
+Plans are cached per model (weakly: a deleted model frees its plans) and per
+set of names. On the TensorFlow backend the plan runs inside one cached
+``tf.function`` (``predict()`` would pay its set-up on every call).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+
+from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
+from multiviz.backends.keras.state import call_layer, recording
+from multiviz.core.names import owner
+from multiviz.errors import MultivizError
+
+__all__ = ["EagerPlan", "GraphPlan", "Runner", "runner_for"]
+
+Tensors = dict[str, Any]
+
+
+class GraphPlan:
+    """Outputs of chosen sites of one Functional graph, from that graph's inputs.
+
+    Args:
+        graph: a Functional model (a Sequential's inner one for a Sequential).
+        items: ``(site, remaining path)`` pairs; the first step of each path is
+            a layer call of ``graph``.
+    """
+
+    def __init__(self, graph: Any, items: Sequence[tuple[Site, tuple[Step, ...]]]) -> None:
+        self.n_inputs = len(graph.inputs)
+        outputs: list[Any] = []
+        position: dict[int, int] = {}
+
+        def output_slot(tensor: Any) -> int:
+            if id(tensor) not in position:  # a Functional output list must not repeat
+                position[id(tensor)] = len(outputs)
+                outputs.append(tensor)
+            return position[id(tensor)]
+
+        self.top: list[tuple[str, int]] = []
+        groups: dict[tuple[int, int], list[tuple[Site, tuple[Step, ...]]]] = {}
+        heads: dict[tuple[int, int], Step] = {}
+        for site, rest in items:
+            layer, k = rest[0]
+            node = layer._inbound_nodes[k]
+            if len(rest) == 1:
+                self.top.append((site.key, output_slot(node.outputs[site.output_index or 0])))
+            else:
+                groups.setdefault((id(layer), k), []).append((site, rest[1:]))
+                heads[(id(layer), k)] = (layer, k)
+
+        self.nested: list[tuple[Any, Any, list[int], GraphPlan | EagerPlan]] = []
+        for gk, members in groups.items():
+            layer, k = heads[gk]
+            node = layer._inbound_nodes[k]
+            slots = [output_slot(t) for t in node.input_tensors]
+            inner = graph_of(layer)
+            plan = GraphPlan(inner, members) if inner is not None else EagerPlan.from_items(members)
+            self.nested.append((layer, node, slots, plan))
+
+        inputs = graph.inputs[0] if self.n_inputs == 1 else list(graph.inputs)
+        self.submodel = keras.Model(inputs, outputs, name=f"multiviz_{graph.name}")
+
+    def __call__(self, inputs: Sequence[Any]) -> Tensors:
+        args = inputs[0] if self.n_inputs == 1 else list(inputs)
+        outs = self.submodel(args, training=False)
+        if not isinstance(outs, (list, tuple)):
+            outs = [outs]
+        result = {key: outs[slot] for key, slot in self.top}
+        for layer, node, slots, plan in self.nested:
+            values = [outs[s] for s in slots]
+            if isinstance(plan, GraphPlan):
+                result.update(plan(values))
+            else:
+                filled = {id(t): v for t, v in zip(node.input_tensors, values, strict=True)}
+                call_args, call_kwargs = node.arguments.fill_in(filled)
+                result.update(plan(layer, call_args, call_kwargs))
+        return result
+
+
+class EagerPlan:
+    """Outputs of sublayers of a layer without a graph, recorded while it runs.
+
+    Every call of a chosen sublayer is kept: ``"block/relu"``,
+    ``"block/relu#1"``… in call order; several outputs as ``"[i]"``.
+    """
+
+    def __init__(self, targets: Sequence[tuple[Any, str]], strict: bool = True) -> None:
+        # (sublayer, its name without "#k" / "[i]"): one entry per layer object
+        self.targets = {id(layer): (layer, base) for layer, base in targets}
+        self.strict = strict  # False: a layer that never ran is left out, not an error
+
+    @classmethod
+    def from_items(cls, items: Sequence[tuple[Site, tuple[Step, ...]]]) -> EagerPlan:
+        return cls([(rest[-1][0], site.base) for site, rest in items])
+
+    def __call__(self, layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensors:
+        return self.run(layer, args, kwargs)[1]
+
+    def run(self, layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> tuple[Any, Tensors]:
+        """Call ``layer`` once; return its output and the named sublayer outputs."""
+        with recording([t for t, _ in self.targets.values()]) as records:
+            out = call_layer(layer, args, kwargs)
+        return out, self.collect(records)
+
+    def collect(self, records: dict[int, list[Any]]) -> Tensors:
+        """Name the recorded outputs; fail clearly for a layer that never ran."""
+        result: Tensors = {}
+        for lid, (layer, base) in self.targets.items():
+            calls = records.get(lid, [])
+            if not calls and self.strict:
+                raise MultivizError(
+                    f"Layer {base!r} ({type(layer).__name__}) was not called while the model "
+                    "ran, so its output could not be recorded. multiviz reaches layers of a "
+                    "model without a symbolic graph by wrapping their `call`; a layer used "
+                    "through another method, or not used at all, cannot be reached. Capture "
+                    "the enclosing layer instead, or build the model with the Functional API."
+                )
+            for j, out in enumerate(calls):
+                name = base + (f"#{j}" if j else "")
+                flat = keras.tree.flatten(out)
+                if len(flat) == 1:
+                    result[name] = flat[0]
+                else:
+                    result.update({f"{name}[{i}]": t for i, t in enumerate(flat)})
+        return result
+
+
+def build_plan(model: Any, sites: Sequence[Site]) -> GraphPlan | EagerPlan:
+    """The plan that computes ``sites`` of ``model`` (graph if it has one)."""
+    items = [(site, site.path) for site in sites]
+    graph = graph_of(model)
+    if graph is not None:
+        return GraphPlan(graph, items)
+    return EagerPlan.from_items(items)
+
+
+class Runner:
+    """A plan plus the callable that runs it (one ``tf.function`` on TensorFlow).
+
+    The runner returns tensors already in the canonical layout: channels-last
+    outputs are transposed inside the traced graph (in parallel with the rest
+    of the work, instead of one NumPy copy after another).
+
+    The runner holds no reference to the model (it is a value in a weak-keyed
+    cache): the model is passed in on every call.
+    """
+
+    def __init__(self, model: Any, sites: Sequence[Site]) -> None:
+        self.plan = build_plan(model, sites)
+        self.layouts = {s.key: s.layout for s in sites}
+        self.layouts.update({s.base: s.layout for s in sites if not s.in_graph})
+        graph = graph_of(model)
+        self.graph_ref = weakref.ref(graph) if graph is not None and graph is not model else None
+        self._fn: Callable[..., Tensors] | None = None
+        if isinstance(self.plan, GraphPlan) and keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self._fn = tf.function(self.plan_call, autograph=False, reduce_retracing=True)
+
+    def plan_call(self, inputs: Sequence[Any]) -> Tensors:
+        assert isinstance(self.plan, GraphPlan)
+        return self.canonical(self.plan(list(inputs)))
+
+    def canonical(self, tensors: Tensors) -> Tensors:
+        """Channels-last outputs of rank 3-5 with their channel axis moved to 1."""
+        out = {}
+        for key, t in tensors.items():
+            layout = self.layouts.get(key)
+            if layout is None:  # "relu#1" of a layer found at run time
+                read = owner(key, self.layouts)
+                layout = self.layouts[read[0]] if read else None
+            rank = len(t.shape)
+            if layout == LAST and 3 <= rank <= 5:
+                t = keras.ops.transpose(t, (0, rank - 1, *range(1, rank - 1)))
+            out[key] = t
+        return out
+
+    def __call__(self, model: Any, inputs: Sequence[Any]) -> Tensors:
+        """Run the plan on ``inputs``; name -> tensor in the canonical layout."""
+        if isinstance(self.plan, EagerPlan):  # subclassed: run the model itself, eagerly
+            args = (inputs[0] if len(inputs) == 1 else list(inputs),)
+            return self.canonical(self.plan(model, args, {}))
+        if self._fn is not None:
+            return self._fn(list(inputs))
+        return _no_grad(lambda: self.plan_call(inputs))
+
+    def fresh(self, model: Any) -> bool:
+        """False once a Sequential was rebuilt (its inner graph replaced)."""
+        graph = graph_of(model)
+        if self.graph_ref is None:
+            return graph is None or graph is model
+        return self.graph_ref() is graph
+
+
+def _no_grad(fn: Callable[[], Tensors]) -> Tensors:
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            return fn()
+    return fn()
+
+
+_RUNNERS: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], Runner]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def runner_for(model: Any, sites: Sequence[Site]) -> Runner:
+    """The cached runner for ``sites`` of ``model``, built on first use."""
+    key = tuple(sorted({s.key for s in sites}))
+    per_model = _RUNNERS.setdefault(model, {})
+    runner = per_model.get(key)
+    if runner is None or not runner.fresh(model):
+        runner = per_model[key] = Runner(model, sites)
+    return runner
+
+
+def clear_cache(model: Any | None = None) -> None:
+    """Forget cached plans (of one model, or of all)."""
+    if model is None:
+        _RUNNERS.clear()
+    else:
+        _RUNNERS.pop(model, None)

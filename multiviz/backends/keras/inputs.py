@@ -1,0 +1,151 @@
+"""Checking and converting what a user passes as input to a Keras model.
+
+Validation happens before anything runs, against ``model.inputs[0].shape``, so
+a wrong input gets one clear message naming the fix: a missing batch axis
+(``x[None]``), channels on the wrong axis (``mv.to_channels_last(x)``), or the
+shape the model expects.
+
+A failure while the model runs is re-raised as
+:class:`~multiviz.errors.InputShapeError` (original error kept as
+``__cause__``) only when it really is about the input's size: the model's own
+graph, run symbolically (shape inference, no layer called), rejects the
+input's shape but accepts the shape the model was built for — e.g. a
+``Reshape`` that only fits one image size behind an input of unknown height.
+Every other error (a ``tf.debugging`` assertion, a ``ValueError`` raised by a
+custom layer, a model without a graph) propagates unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from multiviz.backends.keras.layers import LAST, graph_of
+from multiviz.errors import InputShapeError, MultivizError
+
+__all__ = ["check_shape", "input_errors", "plain", "to_tensor"]
+
+
+def plain(x: Any) -> Any:
+    """``x`` itself, or a NumPy copy of a torch tensor given to a non-torch Keras."""
+    if hasattr(x, "detach") and keras.backend.backend() != "torch":
+        return x.detach().cpu().numpy()
+    return x
+
+
+def to_tensor(x: Any, dtype: str) -> Any:
+    """``x`` as a tensor of the active Keras backend, cast to the input's dtype."""
+    x = plain(x)
+    if isinstance(x, (np.ndarray, list, tuple, float, int)):
+        return keras.ops.convert_to_tensor(np.asarray(x, dtype=dtype))
+    return keras.ops.cast(x, dtype)
+
+
+def check_shape(
+    model: Any, got: tuple[int, ...], want: tuple[int | None, ...], layout: str
+) -> None:
+    """Raise :class:`InputShapeError` naming the fix unless ``got`` fits ``want``.
+
+    Example:
+        >>> class M:
+        ...     name = "net"
+        >>> check_shape(M(), (2, 3, 5, 7), (None, 5, 7, 3), "channels_last")
+        Traceback (most recent call last):
+        ...
+        multiviz.errors.InputShapeError: Model 'net' expects input of shape (None, 5, 7, 3) (channels_last); received shape (2, 3, 5, 7). x looks channels-first: convert it with mv.to_channels_last(x).
+    """
+
+    def fits(a: Sequence[int], b: Sequence[int | None]) -> bool:
+        return len(a) == len(b) and all(w is None or w == g for g, w in zip(a, b, strict=True))
+
+    name, shown = model.name, tuple(want)
+    if fits(got, want):
+        return
+    if fits(got, want[1:]):
+        raise InputShapeError(
+            f"Model {name!r} expects a batch of shape {shown}; received one sample of shape "
+            f"{got}. Add a batch axis: x[None]."
+        )
+    if len(got) != len(want):
+        raise InputShapeError(
+            f"Model {name!r} expects input of shape {shown} (batch first, {layout}); "
+            f"received shape {got} ({len(got)} axes, expected {len(want)})."
+        )
+    channel = -1 if layout == LAST else 1
+    hint = ""
+    if want[channel] is not None and got[channel] != want[channel]:
+        other = 1 if layout == LAST else -1
+        if got[other] == want[channel]:
+            fix = "mv.to_channels_last(x)" if layout == LAST else "mv.to_channels_first(x)"
+            hint = f" x looks {'channels-first' if layout == LAST else 'channels-last'}: convert it with {fix}."
+        else:
+            hint = f" The model expects {want[channel]} channels on axis {channel}; x has {got[channel]}."
+    raise InputShapeError(
+        f"Model {name!r} expects input of shape {shown} ({layout}); received shape {got}.{hint}"
+    )
+
+
+@contextlib.contextmanager
+def input_errors(model: Any, x: Any) -> Iterator[None]:
+    """Re-raise a failure caused by the input's size as InputShapeError, cause kept.
+
+    Any other exception leaves the block unchanged (see the module docstring).
+    """
+    try:
+        yield
+    except MultivizError:
+        raise
+    except Exception as err:
+        if not (_may_be_shape_error(err) and _rejects_input_shape(model, x)):
+            raise
+        graph = graph_of(model)
+        want = tuple(graph.inputs[0].shape)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputShapeError(
+            f"Running model {model.name!r} on input of shape {tuple(np.shape(plain(x)))} "
+            f"failed: {first} The model's layers do not accept this input size; it was built "
+            f"for input shape {want}. Resize x to a size the model accepts."
+        ) from err
+
+
+def _may_be_shape_error(err: Exception) -> bool:
+    if isinstance(err, ValueError):
+        return True
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return isinstance(err, tf.errors.InvalidArgumentError)
+    return False
+
+
+def _rejects_input_shape(model: Any, x: Any) -> bool:
+    """True when shape inference fails for ``x``'s shape but not for the declared one."""
+    graph = graph_of(model)
+    if graph is None:  # no graph to ask: the error cannot be pinned on the input
+        return False
+    refs = list(graph.inputs)
+    values = list(x) if isinstance(x, (list, tuple)) and len(refs) > 1 else [x]
+    if len(values) != len(refs):
+        return False
+    got = [tuple(int(d) for d in np.shape(plain(v))) for v in values]
+    declared = [tuple(r.shape) for r in refs]
+    return not _infers(graph, got) and _infers(graph, declared)
+
+
+def _infers(graph: Any, shapes: Sequence[tuple[int | None, ...]]) -> bool:
+    # Shape inference through the graph: every op's compute_output_spec, no
+    # layer is called (no node is added), nothing is computed.
+    specs = [keras.KerasTensor(s, dtype=r.dtype) for s, r in zip(shapes, graph.inputs, strict=True)]
+    run = getattr(graph, "_run_through_graph", None)
+    try:
+        if run is not None:  # the long road even for the declared shapes
+            run(specs, operation_fn=lambda op: op.compute_output_spec)
+        else:  # pragma: no cover - other Keras versions
+            graph.compute_output_spec(specs[0] if len(specs) == 1 else specs)
+    except Exception:
+        return False
+    return True

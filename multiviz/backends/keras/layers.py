@@ -1,0 +1,391 @@
+"""Walking a Keras 3 model: every addressable output ("site"), its name and layout.
+
+A *site* is one output tensor of one layer call that a user can ask for by
+name. Names follow what the user wrote:
+
+* ``"conv1"`` — a layer of the top-level model;
+* ``"relu#1"`` — the second call of a layer called several times (one site per
+  call node of this graph, in call order);
+* ``"split[0]"`` — the first output of a layer with several outputs;
+* ``"encoder/conv1"`` — a layer inside a nested model used as a layer (the
+  nested model itself is a site too, of kind ``"container"``); recursively
+  ``"a/b/c"``, and ``"encoder#1/conv1"`` for the second call of a shared
+  nested model.
+
+Functional and Sequential models have a symbolic graph, so every site is a
+``(layer, node)`` pair and its output shape is known statically. Subclassed
+models (and user-defined layers that own sublayers) have no graph: their
+sublayers are listed from the layer tree and found at run time.
+
+Channel order is explicit data: a layer's layout comes from its own
+``data_format`` (or a BatchNormalization / GroupNormalization ``axis``);
+layers without one inherit the layout of the nearest upstream layer that has
+one, and the global ``keras.config.image_data_format()`` decides when nothing
+upstream does. Shapes are never inspected to guess it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+__all__ = [
+    "Site",
+    "Step",
+    "canonical_shape",
+    "graph_of",
+    "list_sites",
+    "node_index",
+    "sublayers",
+]
+
+LAST, FIRST = "channels_last", "channels_first"
+
+#: One step of a site's path: a layer and the index of its call node in the
+#: parent graph (``None`` below a layer that has no graph: found at run time).
+Step = tuple[Any, "int | None"]
+
+_KINDS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Conv1D",
+            "Conv2D",
+            "Conv3D",
+            "DepthwiseConv1D",
+            "DepthwiseConv2D",
+            "SeparableConv1D",
+            "SeparableConv2D",
+            "Conv1DTranspose",
+            "Conv2DTranspose",
+            "Conv3DTranspose",
+        ),
+        "conv",
+    ),
+    **dict.fromkeys(("Dense", "EinsumDense"), "dense"),
+    **dict.fromkeys(
+        (
+            "BatchNormalization",
+            "LayerNormalization",
+            "GroupNormalization",
+            "RMSNormalization",
+            "UnitNormalization",
+        ),
+        "norm",
+    ),
+    **dict.fromkeys(("Activation", "ReLU", "Softmax", "LeakyReLU", "PReLU", "ELU"), "activation"),
+}
+# layers whose `axis` names the channel axis (the layout is read from it)
+_AXIS_LAYOUT = ("BatchNormalization", "GroupNormalization")
+
+
+@dataclass(frozen=True, eq=False)
+class Site:
+    """One addressable output of a model.
+
+    Attributes:
+        key: the name a user passes (``"enc/conv#1[0]"``).
+        base: the layer's name without the call and output suffix
+            (``"enc/conv"``): what :meth:`KerasBackend.capture` is asked for.
+        layer: the Keras layer that produces it.
+        path: ``(layer, node index)`` steps from the top-level graph down to
+            ``layer``; the node index is ``None`` below a layer without a graph.
+        output_index: which flat output of the call, ``None`` for one output.
+        layout: ``"channels_last"`` or ``"channels_first"``.
+        shape: the output shape in the layer's own layout, ``None`` if unknown.
+    """
+
+    key: str
+    base: str
+    layer: Any
+    path: tuple[Step, ...]
+    output_index: int | None
+    layout: str
+    shape: tuple[int | None, ...] | None
+
+    @property
+    def in_graph(self) -> bool:
+        """True when the whole path is made of graph nodes (known statically)."""
+        return all(k is not None for _, k in self.path)
+
+    @property
+    def kind(self) -> str:
+        return kind_of(self.layer)
+
+    @property
+    def type(self) -> str:
+        return type(self.layer).__name__
+
+
+# --------------------------------------------------------------------------- types
+
+
+def graph_of(layer: Any) -> Any | None:
+    """The Functional graph behind ``layer``: itself, a Sequential's inner one, or None."""
+    if not isinstance(layer, keras.Model):
+        return None
+    if isinstance(layer, keras.Sequential):
+        return layer._functional  # None until the Sequential is built
+    if isinstance(getattr(layer, "_nodes_by_depth", None), dict):
+        return layer
+    return None
+
+
+def sublayers(layer: Any) -> list[Any]:
+    """Direct sublayers of a model or of a user-defined layer that owns layers.
+
+    Keras' own composite layers (``MultiHeadAttention``, ``Bidirectional``…)
+    are treated as leaves: their internals are not what a user addresses.
+    """
+    if not isinstance(layer, keras.Model) and _is_builtin(layer):
+        return []
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is None:
+        return list(getattr(layer, "layers", []))
+    found = flatten(include_self=False, recursive=False)
+    return [c for c in found if not isinstance(c, keras.layers.InputLayer)]
+
+
+def _is_builtin(layer: Any) -> bool:
+    return type(layer).__module__.split(".")[0] == "keras"
+
+
+def kind_of(layer: Any) -> str:
+    """The framework-neutral kind of a layer, from the names of its classes."""
+    if isinstance(layer, keras.Model):
+        return "container"
+    for cls in type(layer).__mro__:
+        if cls.__module__.split(".")[0] != "keras":
+            continue
+        if cls.__name__ in _KINDS:
+            return _KINDS[cls.__name__]
+        if "Pooling" in cls.__name__:
+            return "pool"
+    return "other"
+
+
+def own_params(layer: Any) -> int:
+    """Parameters a layer owns directly (those of its sublayers excluded)."""
+    total = _count(layer.weights)
+    for child in sublayers(layer):
+        total -= _count(child.weights)
+    return max(total, 0)
+
+
+def _count(weights: Sequence[Any]) -> int:
+    n = 0
+    for w in weights:
+        size = 1
+        for d in w.shape:
+            size *= int(d)
+        n += size
+    return n
+
+
+def node_index(layer: Any, node: Any) -> int:
+    """Index of ``node`` in ``layer._inbound_nodes`` (identity, not equality)."""
+    for k, candidate in enumerate(layer._inbound_nodes):
+        if candidate is node:
+            return k
+    raise LookupError(f"node {node!r} is not a call node of layer {layer.name!r}")
+
+
+def graph_layer_nodes(graph: Any) -> Iterator[tuple[Any, int, Any]]:
+    """``(layer, node index, node)`` for every layer call in ``graph``, model order.
+
+    A layer shared with another model has nodes outside this graph: only the
+    nodes of this graph are yielded, in call order.
+    """
+    in_graph = {id(n) for nodes in graph._nodes_by_depth.values() for n in nodes}
+    for layer in graph.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        for k, node in enumerate(layer._inbound_nodes):
+            if id(node) in in_graph:
+                yield layer, k, node
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _axis_layout(layer: Any, rank: int) -> str | None:
+    axis = getattr(layer, "axis", None)
+    if not isinstance(axis, int) or rank < 3:
+        return None
+    axis %= rank
+    return LAST if axis == rank - 1 else FIRST if axis == 1 else None
+
+
+def own_layout(layer: Any, rank: int) -> str | None:
+    """The layout a layer declares itself, or ``None`` when it declares none."""
+    fmt = getattr(layer, "data_format", None)
+    if fmt in (LAST, FIRST):
+        return fmt
+    if any(c.__name__ in _AXIS_LAYOUT for c in type(layer).__mro__):
+        return _axis_layout(layer, rank)
+    return None
+
+
+def _rank(tensor: Any) -> int:
+    return len(tensor.shape)
+
+
+def node_layout(node: Any, outer: tuple[Any, ...] = ()) -> str:
+    """The layout of a graph node's outputs (nearest upstream declaration).
+
+    ``outer`` is the chain of enclosing nested-model nodes, outermost first: a
+    search that reaches a nested graph's input continues in the parent graph.
+    """
+    found = _search_upstream(node, outer)
+    return found or keras.config.image_data_format()
+
+
+def _search_upstream(node: Any, outer: tuple[Any, ...]) -> str | None:
+    queue: collections.deque[tuple[Any, tuple[Any, ...]]] = collections.deque([(node, outer)])
+    seen: set[int] = set()
+    while queue:
+        current, chain = queue.popleft()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        op = current.operation
+        if current.is_input or isinstance(op, keras.layers.InputLayer):
+            if chain:  # leave the nested graph through the node that called it
+                queue.extend((p, chain[:-1]) for p in chain[-1].parent_nodes)
+            continue
+        rank = _rank(current.outputs[0]) if current.outputs else 0
+        fmt = own_layout(op, rank)
+        if fmt is None and graph_of(op) is not None:
+            fmt = _nested_output_layout(graph_of(op))
+        if fmt is not None:
+            return fmt
+        queue.extend((p, chain) for p in current.parent_nodes)
+    return None
+
+
+def _nested_output_layout(graph: Any) -> str | None:
+    # the layout a nested model's output was produced in, searched inside it only
+    for tensor in graph.outputs:
+        op, k, _ = tensor._keras_history
+        found = _search_upstream(op._inbound_nodes[k], ())
+        if found:
+            return found
+    return None
+
+
+def canonical_shape(
+    shape: Sequence[int | None] | None, layout: str
+) -> tuple[int | None, ...] | None:
+    """Move the channel axis of a channels-last shape to position 1 (ranks 3-5).
+
+    The batch axis is reported as ``None``.
+
+    Example:
+        >>> canonical_shape((None, 8, 9, 3), "channels_last")
+        (None, 3, 8, 9)
+        >>> canonical_shape((None, 10), "channels_last")
+        (None, 10)
+    """
+    if shape is None:
+        return None
+    shape = tuple(None if d is None else int(d) for d in shape)
+    if layout == LAST and 3 <= len(shape) <= 5:
+        return (None, shape[-1], *shape[1:-1])
+    return (None, *shape[1:]) if shape else shape
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def list_sites(model: Any) -> list[Site]:
+    """Every site of ``model``, in model order (InputLayers excluded).
+
+    In a model that declares its patch grid (a layer with ``grid`` and
+    ``num_prefix_tokens``, see :mod:`multiviz.backends.keras.tokens`), a
+    rank-3 output with the grid's token (or patch) count is a token layer:
+    its layout is ``"tokens"`` (``"patches"``) and it is never transposed.
+    """
+    graph = graph_of(model)
+    if graph is not None:
+        sites = list(_graph_sites(graph, "", (), ()))
+    else:  # subclassed, or a Sequential not built yet: the layer tree, found at run time
+        sites = list(_eager_sites(model, "", (), keras.config.image_data_format()))
+    from multiviz.backends.keras.tokens import model_token_grid
+
+    grid = model_token_grid(model)
+    if grid is None:
+        return sites
+    return [_token_site(s, grid) for s in sites]
+
+
+def _token_site(site: Site, grid: Any) -> Site:
+    from multiviz.core.tokens import PATCHES, TOKENS
+
+    shape = site.shape
+    if shape is None or len(shape) != 3 or shape[1] not in (grid.tokens, grid.patches):
+        return site
+    layout = TOKENS if shape[1] == grid.tokens else PATCHES
+    return dataclasses.replace(site, layout=layout)
+
+
+def _graph_sites(
+    graph: Any, prefix: str, path: tuple[Step, ...], outer: tuple[Any, ...]
+) -> Iterator[Site]:
+    occurrences: dict[int, int] = collections.defaultdict(int)
+    for layer, k, node in graph_layer_nodes(graph):
+        occ = occurrences[id(layer)]
+        occurrences[id(layer)] += 1
+        base = prefix + layer.name
+        name = base + (f"#{occ}" if occ else "")
+        here = (*path, (layer, k))
+        layout = node_layout(node, outer)
+        multi = len(node.outputs) > 1
+        for i, tensor in enumerate(node.outputs):
+            yield Site(
+                key=name + (f"[{i}]" if multi else ""),
+                base=base,
+                layer=layer,
+                path=here,
+                output_index=i if multi else None,
+                layout=layout,
+                shape=tuple(tensor.shape),
+            )
+        inner = graph_of(layer)
+        if inner is not None:
+            yield from _graph_sites(inner, name + "/", here, (*outer, node))
+        else:
+            yield from _eager_sites(layer, name + "/", here, layout)
+
+
+def _eager_sites(layer: Any, prefix: str, path: tuple[Step, ...], layout: str) -> Iterator[Site]:
+    # No graph: sublayers in the order the layer tracks them; a sublayer
+    # without a layout of its own inherits the one seen last before it.
+    for child in sublayers(layer):
+        here = (*path, (child, None))
+        layout = own_layout(child, 4) or layout
+        name = prefix + child.name
+        yield Site(name, name, child, here, None, layout, None)
+        inner = graph_of(child)
+        if inner is not None:
+            yield from _graph_sites_below_eager(inner, name + "/", here)
+        else:
+            yield from _eager_sites(child, name + "/", here, layout)
+
+
+def _graph_sites_below_eager(graph: Any, prefix: str, path: tuple[Step, ...]) -> Iterator[Site]:
+    # A Functional model inside a subclassed one: its layers are found at run
+    # time like any other sublayer, but their layouts and shapes are known.
+    for site in _graph_sites(graph, prefix, (), ()):
+        yield Site(
+            site.key,
+            site.base,
+            site.layer,
+            path + tuple((layer, None) for layer, _ in site.path),
+            site.output_index,
+            site.layout,
+            None,
+        )

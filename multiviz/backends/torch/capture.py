@@ -1,0 +1,199 @@
+"""Capturing chosen modules' outputs with forward hooks, stopping as early as possible.
+
+How early stop works: a forward pass only needs to go as far as the last call
+of the last chosen module. How many times a module is called in one pass is
+only known by running the pass, so the **first** capture of a given
+(model, layers, input shape) runs the whole forward pass and remembers each
+chosen module's call count. Later captures of the same combination raise a
+private exception from the hook as soon as every chosen module has fired that
+many times, and catch it: capturing ``conv1`` of a ResNet-50 then costs about
+one convolution, not the network. Because a module's calls are counted, a
+module reused in a pass (``"relu"``, ``"relu#1"``, ...) never loses a call —
+provided the count does not depend on the input's values (data-dependent
+control flow), which the counts cache cannot see.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from multiviz.backends.torch.inputs import entry_check, run_model
+from multiviz.backends.torch.state import eval_mode
+
+__all__ = ["capture_outputs", "flatten_output", "output_shapes", "single_output", "snapshot"]
+
+Hook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
+
+# model -> {(layer names, module ids, input shape): {name: calls per forward pass}}
+_CALL_COUNTS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], dict[str, int]]]
+_CALL_COUNTS = weakref.WeakKeyDictionary()
+_MAX_KEYS_PER_MODEL = 64
+
+
+class _StopForward(BaseException):
+    """Raised from a hook once every chosen module has made all its calls.
+
+    A ``BaseException`` so that a model's own ``except Exception`` cannot
+    swallow it.
+    """
+
+
+def flatten_output(key: str, out: Any, module: Any = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors in a module's output, keyed ``key``, ``key[0]``, ``key[name]``...
+
+    Non-tensor entries are skipped; nesting gives ``key[1][0]``. An
+    ``nn.MultiheadAttention`` (``module``) called with ``need_weights=False``
+    returns ``(output, None)``: one output, ``key``, as Keras names its
+    ``MultiHeadAttention``'s.
+
+    Example:
+        >>> [k for k, _ in flatten_output("lstm", (torch.ones(1), (torch.ones(1), None)))]
+        ['lstm[0]', 'lstm[1][0]']
+        >>> mha = torch.nn.MultiheadAttention(2, 1)
+        >>> [k for k, _ in flatten_output("attn", (torch.ones(1), None), mha)]
+        ['attn']
+    """
+    if isinstance(out, torch.Tensor):
+        yield key, out
+    elif single_output(out, module):
+        yield key, out[0]
+    elif isinstance(out, (tuple, list)):
+        for i, item in enumerate(out):
+            yield from flatten_output(f"{key}[{i}]", item)
+    elif isinstance(out, Mapping):
+        for name, item in out.items():
+            yield from flatten_output(f"{key}[{name}]", item)
+
+
+def single_output(out: Any, module: Any) -> bool:
+    """True for an ``nn.MultiheadAttention``'s ``(output, None)``: one output."""
+    return (
+        isinstance(module, nn.MultiheadAttention)
+        and isinstance(out, tuple)
+        and len(out) > 1
+        and isinstance(out[0], torch.Tensor)
+        and all(item is None for item in out[1:])
+    )
+
+
+def snapshot(t: torch.Tensor) -> torch.Tensor | None:
+    """A float32 copy of ``t`` on its own device, or ``None`` for a tensor we cannot show.
+
+    Always a copy: ``.detach().cpu()`` of a CPU tensor is a view, which a later
+    in-place op (``ReLU(inplace=True)``) would rewrite. The copy stays on the
+    device until the pass ends, so a GPU pass is not synchronised per layer.
+    """
+    if t.is_complex() or t.layout != torch.strided:
+        return None
+    return t.detach().to(dtype=torch.float32, copy=True)
+
+
+class _Recorder:
+    """Forward hooks that keep chosen modules' outputs and count their calls."""
+
+    def __init__(self, names: Sequence[str], expected: dict[str, int] | None) -> None:
+        self.calls = dict.fromkeys(names, 0)
+        self.outputs: dict[str, torch.Tensor] = {}
+        self.expected = expected
+        self.pending = {n for n, c in (expected or {}).items() if c > 0}
+
+    def hook(self, name: str) -> Hook:
+        def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            k = self.calls[name]
+            self.calls[name] = k + 1
+            for key, t in flatten_output(name if k == 0 else f"{name}#{k}", out, module):
+                copy = snapshot(t)
+                if copy is not None:
+                    self.outputs[key] = copy
+            if self.expected is not None and name in self.pending:
+                if k + 1 >= self.expected[name]:
+                    self.pending.discard(name)
+                    if not self.pending:
+                        raise _StopForward
+
+        return record
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {key: t.cpu().numpy() for key, t in self.outputs.items()}
+
+
+def _cache_key(chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> tuple[Any, ...]:
+    return (tuple(n for n, _ in chosen), tuple(id(m) for _, m in chosen), tuple(x.shape))
+
+
+def capture_outputs(
+    model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]], tracker: Any = None
+) -> dict[str, np.ndarray]:
+    """One inference pass of ``x``; the chosen modules' outputs as float32 NumPy copies.
+
+    The model runs under ``torch.no_grad()`` with every module in eval mode;
+    hooks and modes are restored however the pass ends. See the module
+    docstring for when the pass stops early.
+
+    Args:
+        model: the module.
+        x: the input, already on the model's device and dtype.
+        chosen: (name, module) pairs to record.
+        tracker: a :class:`~multiviz.backends.torch.tokens.LayoutTracker` to
+            ride along the pass (its ``complete`` says whether the pass ran to
+            the end), or ``None``.
+
+    Returns:
+        Output key -> array, in the order the modules ran.
+    """
+    key = _cache_key(chosen, x)
+    known = _CALL_COUNTS.setdefault(model, {})
+    recorder = _Recorder([n for n, _ in chosen], known.get(key))
+    finished = False
+    with ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(entry_check(model, x))
+        for name, module in chosen:
+            stack.enter_context(module.register_forward_hook(recorder.hook(name)))
+        if tracker is not None:  # after the recorder: a stop leaves the tracker's hooks unrun
+            tracker.enter(stack)
+        try:
+            run_model(model, x)
+            finished = True
+        except _StopForward:
+            pass
+    if tracker is not None:
+        tracker.complete = finished
+    if finished and recorder.expected is None:
+        if len(known) >= _MAX_KEYS_PER_MODEL:
+            known.pop(next(iter(known)))
+        known[key] = dict(recorder.calls)
+    return recorder.arrays()
+
+
+def output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int | None, ...]]:
+    """Each module's output shape on its first call, batch axis as ``None``.
+
+    Modules whose output is not one tensor get no entry.
+    """
+    shapes: dict[str, tuple[int | None, ...]] = {}
+
+    def hook(name: str) -> Hook:
+        def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim and name not in shapes:
+                shapes[name] = (None, *out.shape[1:])
+
+        return record
+
+    with ExitStack() as stack:
+        stack.enter_context(eval_mode(model))
+        stack.enter_context(torch.no_grad())
+        stack.enter_context(entry_check(model, x))
+        for name, module in model.named_modules():
+            if name:
+                stack.enter_context(module.register_forward_hook(hook(name)))
+        run_model(model, x)
+    return shapes

@@ -1,0 +1,149 @@
+"""Framework-free records of what a backend found: layers and captured outputs.
+
+Everything below this line is NumPy: arrays here are float32 copies in the
+canonical layout, batch first and channels first —
+
+* ``(N, C, H, W)`` for 2-D feature maps,
+* ``(N, C, L)`` for 1-D feature maps,
+* ``(N, F)`` for vectors,
+
+whichever framework produced them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Activations", "LayerInfo", "LayerTable"]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One addressable layer of a model.
+
+    Attributes:
+        name: the name to pass to :func:`multiviz.capture` (``"layer2.1.conv2"``
+            in PyTorch, ``"conv2_block1_out"`` or ``"outer/inner"`` in Keras).
+        type: the layer's class name (``"Conv2d"``, ``"Conv2D"``…).
+        kind: a framework-neutral kind: ``"conv"``, ``"dense"``, ``"norm"``,
+            ``"activation"``, ``"pool"``, ``"container"`` or ``"other"``.
+        shape: output shape in the canonical layout (batch axis as ``None``)
+            where it is known without running the model, else ``None``.
+        params: number of parameters the layer owns directly.
+        base: the layer this entry is one call or output of, as a backend is
+            asked for it: ``"split"`` for ``"split[0]"``, ``"relu"`` for
+            ``"relu#1"``; the name itself for an entry that is the whole layer
+            (the default). Read by :mod:`multiviz.core.names`, never parsed
+            from the name: a layer may be literally named ``"conv[3x3]"``.
+        layout: what the output is where known (``"channels_first"``,
+            ``"channels_last"``, ``"tokens"``, ``"patches"``, ``"attention"``
+            for attention internals that are never an image, ``"other"``;
+            see :mod:`multiviz.core.tokens`), else ``""``.
+
+    Example:
+        >>> LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224).kind
+        'conv'
+    """
+
+    name: str
+    type: str
+    kind: str = "other"
+    shape: tuple[int | None, ...] | None = None
+    params: int = 0
+    base: str = field(default="", repr=False, compare=False)
+    layout: str = field(default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            object.__setattr__(self, "base", self.name)
+        elif not self.name.startswith(self.base):
+            raise ValueError(f"LayerInfo {self.name!r} cannot be an entry of layer {self.base!r}.")
+
+
+class LayerTable(list[LayerInfo]):
+    """The list :func:`multiviz.layers` returns, printed as a table.
+
+    It is a plain ``list`` of :class:`LayerInfo` in every other respect.
+
+    Example:
+        >>> print(LayerTable([LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224)]))
+        name   type    kind  output shape       params
+        conv1  Conv2d  conv  (None, 8, 32, 32)     224
+    """
+
+    def __str__(self) -> str:
+        head = ("name", "type", "kind", "output shape", "params")
+        rows = [
+            (i.name, i.type, i.kind, "?" if i.shape is None else str(i.shape), f"{i.params:,}")
+            for i in self
+        ]
+        widths = [max(len(r[k]) for r in [head, *rows]) for k in range(5)]
+        lines = []
+        for r in [head, *rows]:
+            cells = [r[k].ljust(widths[k]) for k in range(4)] + [r[4].rjust(widths[4])]
+            lines.append("  ".join(cells))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def __getitem__(self, index):  # a slice of a table is a table
+        got = super().__getitem__(index)
+        return LayerTable(got) if isinstance(index, slice) else got
+
+
+@dataclass
+class Activations(Mapping[str, np.ndarray]):
+    """Captured layer outputs: an ordered, read-only mapping name -> array.
+
+    Arrays are float32 NumPy copies in the canonical layout. Order follows the
+    order in which the layers ran. ``framework`` says which backend produced
+    them (``"torch"`` or ``"keras"``); nothing downstream depends on it.
+
+    A vision transformer's token layer comes back as a ``(N, C, h, w)`` map of
+    its patch tokens; ``prefix[name]`` holds its ``(N, P, C)`` prefix tokens
+    (class, distillation, register tokens), and ``artifacts[name]`` the
+    high-norm patch tokens found in it as ``(K, 3)`` ``(sample, row, column)``
+    (see :mod:`multiviz.core.tokens`).
+
+    Example:
+        >>> import numpy as np
+        >>> acts = Activations({"conv1": np.zeros((1, 8, 4, 4), np.float32)}, "torch")
+        >>> acts["conv1"].shape
+        (1, 8, 4, 4)
+        >>> list(acts)
+        ['conv1']
+    """
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    framework: str = ""
+    prefix: dict[str, np.ndarray] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            from multiviz.errors import LayerNotFoundError, closest
+
+            hint = closest(name, self.arrays)
+            raise LayerNotFoundError(
+                f"{name!r} was not captured. Captured: {list(self.arrays)}"
+                + (f". Did you mean {hint[0]!r}?" if hint else "")
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.arrays)
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def __repr__(self) -> str:
+        width = max((len(k) for k in self.arrays), default=4)
+        lines = [f"Activations({self.framework or '?'}, {len(self)} layers)"]
+        for name, arr in self.arrays.items():
+            lines.append(f"  {name:<{width}}  {tuple(arr.shape)!s:<20} {arr.dtype}")
+        return "\n".join(lines)

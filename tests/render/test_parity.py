@@ -1,0 +1,101 @@
+"""Parity figures: the error along the depth, one pair side by side (no framework);
+and the same capture from the PyTorch and the Keras built-in CNN draws the same pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+import multiviz as mv
+from multiviz.errors import LayerNotFoundError
+from multiviz.parity.compare import compare_activations
+from multiviz.render.parity import plot_comparison
+from tests.parity.test_report import _acts  # layers with differences planted at known places
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_error_plot_marks_first_divergence():
+    a = _acts()
+    b = {k: v.copy() for k, v in a.items()}
+    b["conv2"] += 0.1
+    report = compare_activations(a, b)
+    fig = report.plot()
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(a)
+    assert any("first divergence" in t.get_text() and "conv2" in t.get_text() for t in ax.texts)
+    assert any(
+        abs(line.get_ydata()[0] - 1e-4) < 1e-12 for line in ax.lines if len(line.get_ydata()) == 2
+    )
+
+
+def test_plot_comparison_shows_both_sides_and_their_difference():
+    a = _acts()
+    b = {k: v.copy() for k, v in a.items()}
+    b["conv2"][0, 1] += 1.0  # channel 1 of sample 0 only
+    report = compare_activations(a, b, labels=("torch", "keras"))
+    fig = plot_comparison(report)  # default: the first divergence
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3
+    ref_img, cand_img, diff_img = (np.asarray(im.get_array()) for im in images)
+    assert ref_img.shape == cand_img.shape == diff_img.shape
+    assert np.nanmax(diff_img) == pytest.approx(1.0, rel=1e-6)
+    assert np.nanmin(diff_img) == pytest.approx(0.0, abs=1e-6)  # other channels: no difference
+    assert "conv2" in fig.get_suptitle() and "FAIL" in fig.get_suptitle()
+    vec = plot_comparison(report, "fc")
+    assert len(vec.axes) == 2
+    with pytest.raises(IndexError):
+        plot_comparison(report, "conv1", sample=5)
+    with pytest.raises(LayerNotFoundError):
+        plot_comparison(report, "nope")
+
+
+# --------------------------------------------------------------------------- the same pictures from both frameworks
+
+
+@pytest.fixture(scope="module")
+def captures() -> tuple[mv.Activations, mv.Activations]:
+    images = mv.shapes_dataset(3, seed=11).images  # (3, 3, 64, 64), channels first
+    acts_t = mv.capture(mv.builtin_model("torch"), images)
+    acts_k = mv.capture(mv.builtin_model("keras"), mv.to_channels_last(images))
+    return acts_t, acts_k
+
+
+@pytest.mark.both
+@pytest.mark.parametrize("layer", ["conv1", "relu2", "conv3", "gap"])
+@pytest.mark.parametrize("mode", ["map", "layer", "symmetric"])
+def test_montages_are_identical(captures, layer: str, mode: str) -> None:
+    acts_t, acts_k = captures
+    for n in range(3):
+        grid_t = mv.montage(mv.normalize(acts_t[layer][n], mode))
+        grid_k = mv.montage(mv.normalize(acts_k[layer][n], mode))
+        assert grid_t.shape == grid_k.shape
+        np.testing.assert_array_equal(np.isnan(grid_t), np.isnan(grid_k))  # same padding
+        np.testing.assert_allclose(grid_t, grid_k, atol=2e-5, equal_nan=True)
+
+
+@pytest.mark.both
+@pytest.mark.parametrize("layer", ["conv1", "conv2", "conv3"])
+def test_rgb_images_match_to_one_grey_level(captures, layer: str) -> None:
+    acts_t, acts_k = captures
+    rgb_t = mv.feature_map_image(acts_t[layer], sample=1, cmap="viridis", normalize="layer")
+    rgb_k = mv.feature_map_image(acts_k[layer], sample=1, cmap="viridis", normalize="layer")
+    assert rgb_t.shape == rgb_k.shape and rgb_t.dtype == np.uint8
+    diff = np.abs(rgb_t.astype(int) - rgb_k.astype(int))
+    # a float32 difference can only move a value across one colormap bin
+    assert diff.max() <= 8 and (diff > 0).mean() < 1e-3
+
+
+@pytest.mark.both
+def test_aggregate_maps_agree(captures) -> None:
+    acts_t, acts_k = captures
+    for how in ("mean", "max", "std", "l2", "sum"):
+        np.testing.assert_allclose(
+            mv.aggregate(acts_t["conv3"], how),
+            mv.aggregate(acts_k["conv3"], how),
+            rtol=1e-5,
+            atol=1e-4,
+        )

@@ -1,0 +1,395 @@
+"""Rendering: montage index arithmetic, colormapping against matplotlib, the fast
+RGB path, saving, overlays, and figure-level checks of every plot function."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+from multiviz import InputShapeError
+from multiviz.core.normalize import normalize
+from multiviz.core.reduce import aggregate
+from multiviz.core.resize import resize_bilinear
+from multiviz.core.stats import layer_stats
+from multiviz.render.colors import background_color, colorize, lookup_table
+from multiviz.render.figures import (
+    plot_aggregate,
+    plot_feature_maps,
+    plot_layer_stats,
+    plot_overlay,
+)
+from multiviz.render.montage import montage, tiling
+from multiviz.render.rgb import feature_map_image, overlay_image, save_image, select_maps
+
+RNG = np.random.default_rng(11)
+MAPS = RNG.normal(size=(6, 5, 7)).astype(np.float32)  # C=6, H=5, W=7
+BATCH = RNG.normal(size=(2, 6, 5, 7)).astype(np.float32)
+
+
+def mpl_rgb(values: np.ndarray, cmap: str) -> np.ndarray:
+    """The reference: matplotlib's own colormapping."""
+    return matplotlib.colormaps[cmap](values, bytes=True)[..., :3]
+
+
+# --------------------------------------------------------------------------- montage
+
+
+def test_montage_puts_each_tile_at_its_place_with_padding():
+    maps = np.arange(5 * 3 * 4, dtype=np.float32).reshape(5, 3, 4)
+    m = montage(maps, ncols=3, pad=2, pad_value=-1)
+    assert m.shape == (2 * (3 + 2) + 2, 3 * (4 + 2) + 2)  # (12, 20)
+    covered = np.zeros(m.shape, bool)
+    for i in range(5):
+        y, x = 2 + (i // 3) * (3 + 2), 2 + (i % 3) * (4 + 2)
+        np.testing.assert_array_equal(m[y : y + 3, x : x + 4], maps[i])
+        covered[y : y + 3, x : x + 4] = True
+    assert np.all(m[~covered] == -1)  # padding, border and the empty 6th cell
+    assert np.all(m[7:10, 14:18] == -1)  # the empty cell (row 1, col 2)
+    assert tiling(maps, ncols=3, pad=2).origin(4) == (7, 8)
+
+
+def test_montage_defaults_nan_padding_near_square():
+    m = montage(MAPS)
+    t = tiling(MAPS)
+    assert t.grid == (2, 3) and m.shape == t.shape == (2 * 6 + 1, 3 * 8 + 1)
+    assert np.isnan(m[0]).all() and np.isnan(m[:, 0]).all()
+    np.testing.assert_array_equal(m[1:6, 1:8], MAPS[0])
+    np.testing.assert_array_equal(montage(MAPS, pad=0, ncols=6)[:, 7:14], MAPS[1])
+
+
+def test_montage_of_a_batch_has_one_row_per_sample():
+    m = montage(BATCH, pad=1)
+    assert tiling(BATCH).grid == (2, 6)
+    np.testing.assert_array_equal(m[7:12, 1 + 3 * 8 : 8 + 3 * 8], BATCH[1, 3])
+
+
+def test_montage_of_1d_maps_stacks_strips():
+    x = RNG.normal(size=(3, 40)).astype(np.float32)
+    m = montage(x, pad=1)
+    s = round(0.75 * 40 / 3)  # strip height: 10 rows
+    assert m.shape == (3 * (s + 1) + 1, 40 + 2)
+    for c in range(3):
+        y = 1 + c * (s + 1)
+        np.testing.assert_array_equal(m[y : y + s, 1:41], np.tile(x[c], (s, 1)))
+    # many thin strips: no gaps, one row per channel
+    many = RNG.normal(size=(64, 20))
+    np.testing.assert_array_equal(montage(many), many.astype(np.float32))
+
+
+def test_montage_of_a_vector_wraps_row_major():
+    m = montage(np.arange(10, dtype=np.float32), pad=0)
+    assert m.shape == (3, 4)
+    np.testing.assert_array_equal(m.ravel()[:10], np.arange(10))
+    assert np.isnan(m.ravel()[10:]).all()
+
+
+def test_montage_bad_arguments():
+    with pytest.raises(ValueError, match="ncols"):
+        montage(MAPS, ncols=0)
+    with pytest.raises(ValueError, match="pad"):
+        montage(MAPS, pad=-1)
+
+
+# --------------------------------------------------------------------------- colors
+
+
+@pytest.mark.parametrize("cmap", ["gray", "viridis", "RdBu_r", "tab10", "jet"])
+def test_colorize_equals_matplotlib_bytes(cmap):
+    v = np.r_[RNG.random(500), np.arange(257) / 256, [0.0, 1.0]].astype(np.float32)
+    np.testing.assert_array_equal(colorize(v, cmap), mpl_rgb(v, cmap))
+    v64 = RNG.random((4, 5))
+    np.testing.assert_array_equal(colorize(v64, cmap), mpl_rgb(v64, cmap))
+
+
+def test_colorize_clips_and_paints_nan_background():
+    rgb = colorize(np.array([-3.0, 7.0, np.nan]), "viridis", background=(1, 2, 3))
+    np.testing.assert_array_equal(
+        rgb, [lookup_table("viridis")[0], lookup_table("viridis")[-1], [1, 2, 3]]
+    )
+    assert colorize(np.array([np.nan]), "viridis")[0].tolist() == list(background_color("viridis"))
+
+
+@pytest.mark.parametrize("cmap", ["gray", "viridis", "magma", "RdBu_r", "jet", "plasma"])
+def test_background_stands_apart_from_the_colormap(cmap):
+    table = lookup_table(cmap).astype(float)
+    dist = np.sqrt(((table - np.array(background_color(cmap))) ** 2).sum(1)).min()
+    assert dist > 40
+
+
+def test_unknown_colormap_suggests_names():
+    with pytest.raises(ValueError, match="viridis"):
+        colorize(np.zeros(3), "viridiss")
+
+
+# --------------------------------------------------------------------------- fast images
+
+
+def test_feature_map_image_equals_colorize_montage_normalize():
+    rgb = feature_map_image(BATCH, sample=1, cmap="viridis", normalize="layer", ncols=4, pad=2)
+    expected = colorize(montage(normalize(BATCH[1], "layer"), ncols=4, pad=2), "viridis")
+    np.testing.assert_array_equal(rgb, expected)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2 * 7 + 2, 4 * 9 + 2, 3)
+
+
+def test_feature_map_image_has_no_visual_loss():
+    """Each tile equals the map min-max scaled in float64 and colormapped by matplotlib."""
+    rgb = feature_map_image(MAPS, cmap="magma", channels=[4, 1, 5], max_maps=2, ncols=2)
+    for i, c in enumerate([4, 1]):
+        m = MAPS[c].astype(np.float64)
+        ref = mpl_rgb(((m - m.min()) / (m.max() - m.min())).astype(np.float32), "magma")
+        y, x = 1 + (i // 2) * 6, 1 + (i % 2) * 8
+        np.testing.assert_array_equal(rgb[y : y + 5, x : x + 7], ref)
+    assert rgb.shape == (5 + 2, 2 * 8 + 1, 3)
+    assert (rgb[0] == background_color("magma")).all()
+
+
+def test_feature_map_image_upscale_repeats_pixels():
+    small = feature_map_image(MAPS)
+    big = feature_map_image(MAPS, upscale=3)
+    np.testing.assert_array_equal(big[::3, ::3], small)
+    np.testing.assert_array_equal(big[1::3, 2::3], small)
+    with pytest.raises(ValueError, match="upscale"):
+        feature_map_image(MAPS, upscale=0)
+
+
+@pytest.mark.parametrize(
+    ("x", "kwargs"),
+    [
+        (MAPS, {}),
+        (BATCH, {"sample": -1}),
+        (MAPS[:, 0], {}),  # (C, L)
+        (BATCH[:, :, 0], {"layout": "NCL"}),
+        (MAPS[0, 0], {}),  # (F,)
+        (BATCH[:, 0, 0], {"layout": "NF", "sample": 1}),
+    ],
+)
+def test_every_legal_layout_makes_an_image(x, kwargs):
+    rgb = feature_map_image(x, **kwargs)
+    assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
+
+
+def test_select_maps_normalizes_the_whole_layer_then_selects():
+    x = np.stack([np.full((2, 3), 1.0), np.full((2, 3), 3.0), np.arange(6.0).reshape(2, 3)])
+    sel = select_maps(x, channels=[1], normalize="layer")
+    np.testing.assert_allclose(sel.values, [np.full((2, 3), 0.6)])  # 3 / 5, range of all maps
+    assert sel.total == 3 and sel.sample is None and sel.info.constant.tolist() == [1, 1, 0]
+    with pytest.raises(InputShapeError, match="sample"):
+        select_maps(BATCH, sample=2)
+
+
+def test_save_image_array_and_figure(tmp_path):
+    rgb = feature_map_image(MAPS, cmap="plasma")
+    path = save_image(rgb, tmp_path / "sub" / "grid.png")
+    assert Image.open(path).format == "PNG"
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), rgb)
+    grey = save_image(np.linspace(0, 1, 12).reshape(3, 4), tmp_path / "grey.png")
+    assert np.asarray(Image.open(grey)).tolist()[2][3] == 255
+    fig = plot_feature_maps(MAPS)
+    out = save_image(fig, tmp_path / "fig.png", dpi=50)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputShapeError, match="save_image"):
+        save_image(np.zeros((2, 3, 4, 3)), tmp_path / "bad.png")
+    with pytest.raises(TypeError, match="Figure"):
+        save_image([1, 2], tmp_path / "bad.png")
+
+
+# --------------------------------------------------------------------------- overlays
+
+
+def test_overlay_blends_the_upsampled_colormapped_heatmap():
+    img = RNG.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
+    heat = np.array([[0.0, 2.0, 1.0], [4.0, 3.0, 0.0]])
+    up = np.clip(resize_bilinear(heat / 4.0, (8, 12)), 0, 1)
+    color = mpl_rgb(up, "jet").astype(float)
+    expected = np.rint((0.25 * (img / 255.0) + 0.75 * (color / 255.0)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(overlay_image(img, heat, alpha=0.75), expected)
+    np.testing.assert_array_equal(overlay_image(img, heat, alpha=0.0), img)
+
+
+def test_overlay_accepts_grey_and_float_images():
+    grey = np.full((6, 4), 0.5)
+    out = overlay_image(grey, np.ones((2, 2)), alpha=0.0)
+    assert out.shape == (6, 4, 3) and (out == 128).all()
+    assert overlay_image(np.zeros((6, 4, 4)), np.ones((1, 3, 3))).shape == (6, 4, 3)
+
+
+def test_overlay_refuses_channels_first_and_bad_ranges():
+    with pytest.raises(InputShapeError, match="to_channels_last"):
+        overlay_image(np.zeros((3, 32, 40)), np.ones((4, 5)))
+    with pytest.raises(InputShapeError, match="batch"):
+        overlay_image(np.zeros((1, 32, 40, 3)), np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        overlay_image(np.full((4, 4, 3), 2.5), np.ones((2, 2)))
+    with pytest.raises(InputShapeError, match="heatmap"):
+        overlay_image(np.zeros((4, 4, 3)), np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="alpha"):
+        overlay_image(np.zeros((4, 4, 3)), np.ones((2, 2)), alpha=2)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_plot_feature_maps_one_image_one_label_per_tile():
+    fig = plot_feature_maps(MAPS)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert len(ax.images) == 1
+    assert texts(ax) == [f"#{i}" for i in range(6)]
+    np.testing.assert_array_equal(ax.images[0].get_array().filled(np.nan), montage(normalize(MAPS)))
+    assert "6 channels" in ax.get_title()
+
+
+def test_plot_feature_maps_batch_sample_channels_and_max_maps():
+    fig = plot_feature_maps(BATCH, sample=1, channels=[5, 2, 0], max_maps=2)
+    ax = fig.axes[0]
+    assert texts(ax) == ["#5", "#2"]
+    assert "2 of 6 channels, sample 1" in ax.get_title()
+    expected = montage(normalize(BATCH[1])[[5, 2]])
+    np.testing.assert_array_equal(ax.images[0].get_array().filled(np.nan), expected)
+
+
+def test_plot_feature_maps_labels_special_maps():
+    x = MAPS.copy()
+    x[2] = 4.0
+    x[3, 0, 0] = np.nan
+    ax = plot_feature_maps(x).axes[0]
+    assert texts(ax)[2] == "#2 const" and texts(ax)[3] == "#3 nan"
+    assert len(plot_feature_maps(x, labels=False).axes[0].texts) == 0
+
+
+def test_big_grids_of_consecutive_channels_are_labelled_on_the_axes():
+    x = RNG.random((200, 6, 6)).astype(np.float32)
+    x[150] = 0.0
+    ax = plot_feature_maps(x).axes[0]
+    t = tiling(x)
+    assert t.grid == (14, 15) and len(ax.images) == 1
+    rows = [tk.get_text() for tk in ax.get_yticklabels()]
+    assert rows == [f"#{r * 15}" for r in range(14)]
+    assert [tk.get_text() for tk in ax.get_xticklabels()][:3] == ["+0", "+1", "+2"]
+    assert texts(ax) == ["#150 const"]  # only flagged tiles keep a label of their own
+    # an arbitrary selection cannot be read as row start + offset: label every tile
+    ax = plot_feature_maps(x, channels=np.arange(199, -1, -1)).axes[0]
+    assert len(ax.texts) == 200 and texts(ax)[0] == "#199"
+
+
+def test_plot_feature_maps_into_a_given_axes_with_colorbar():
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    out = plot_feature_maps(MAPS, normalize="layer", colorbar=True, ax=right)
+    assert out is fig
+    assert len(right.images) == 1 and len(left.images) == 0
+    cbar_ax = fig.axes[-1]
+    assert len(fig.axes) == 3
+    lo, hi = cbar_ax.get_ylim()
+    assert (lo, hi) == pytest.approx((MAPS.min(), MAPS.max()), rel=1e-5)
+
+
+def test_plot_feature_maps_symmetric_defaults_to_diverging_map():
+    ax = plot_feature_maps(MAPS, normalize="symmetric").axes[0]
+    assert ax.images[0].get_cmap().name.startswith("RdBu_r")
+
+
+def test_plot_feature_maps_1d_maps_label_the_y_axis():
+    ax = plot_feature_maps(MAPS[:, 0]).axes[0]  # (6, 7): six strips of length 7
+    assert len(ax.images) == 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"#{i}" for i in range(6)]
+    assert ax.get_xlabel() == "position"
+    ax = plot_feature_maps(BATCH[:, :, 0], layout="NCL", sample=1).axes[0]
+    assert "sample 1" in ax.get_title()
+
+
+def test_plot_feature_maps_vector_is_labelled():
+    ax = plot_feature_maps(np.arange(10.0)).axes[0]
+    assert len(ax.images) == 1
+    assert "vector of 10 features" in ax.get_title() and "3x4" in ax.get_title()
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "4", "8"]
+    ax = plot_feature_maps(BATCH[:, :, 0, 0], layout="NF", sample=0).axes[0]
+    assert "sample 0" in ax.get_title()
+
+
+def test_plot_aggregate_2d_1d_and_vector():
+    fig = plot_aggregate(BATCH, "max", sample=1)
+    ax = fig.axes[0]
+    agg = aggregate(BATCH[1], "max")
+    assert len(ax.images) == 1 and len(fig.axes) == 2  # image + colorbar
+    np.testing.assert_allclose(ax.images[0].get_array(), normalize(agg[None], "layer")[0])
+    assert fig.axes[1].get_ylim() == pytest.approx((agg.min(), agg.max()), rel=1e-5)
+    assert "max over 6 channels, sample 1" == ax.get_title()
+
+    ax = plot_aggregate(MAPS[:, 0], "mean").axes[0]
+    assert len(ax.lines) == 1 and len(ax.images) == 0
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), MAPS[:, 0].mean(axis=0), rtol=1e-6)
+
+    ax = plot_aggregate(np.array([1.0, 2.0, 6.0]), "mean").axes[0]
+    assert len(ax.lines) == 2 and ax.lines[1].get_ydata()[0] == 3.0
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    assert plot_aggregate(MAPS, ax=ax, colorbar=False) is fig and len(fig.axes) == 1
+
+
+def test_plot_overlay_draws_the_overlay_image():
+    img = RNG.random((16, 20, 3))
+    heat = RNG.random((4, 5))
+    fig = plot_overlay(img, heat, alpha=0.4, title="cam")
+    ax = fig.axes[0]
+    assert len(ax.images) == 1 and ax.get_title() == "cam"
+    np.testing.assert_array_equal(ax.images[0].get_array(), overlay_image(img, heat, alpha=0.4))
+    fig = plot_overlay(img, heat, colorbar=True)
+    assert len(fig.axes) == 2
+    assert fig.axes[1].get_ylim() == pytest.approx((heat.min(), heat.max()))
+    with pytest.raises(InputShapeError, match="to_channels_last"):
+        plot_overlay(np.moveaxis(img, -1, 0), heat)
+
+
+def test_plot_layer_stats_two_panels_named_layers():
+    acts = {
+        "conv1": np.maximum(RNG.normal(size=(2, 4, 6, 5)), 0),
+        "conv2": np.zeros((2, 8, 3, 2)),
+        "fc": RNG.normal(size=(2, 7)),
+    }
+    fig = plot_layer_stats(acts)
+    ranges, fractions = fig.axes
+    assert [t.get_text() for t in fractions.get_xticklabels()] == ["conv1", "conv2", "fc"]
+    assert len(fractions.patches) == 3 * 3  # dead / saturated / zero bars per layer
+    dead = [p.get_height() for p in fractions.patches[:3]]
+    assert dead == [0.0, 1.0, 0.0]
+    assert len(ranges.collections) == 1  # the percentile band
+    np.testing.assert_allclose(ranges.lines[0].get_ydata(), [r.p50 for r in layer_stats(acts)])
+    # from records, into one given axes: fractions go on a twin axis
+    fig2 = Figure()
+    ax = fig2.add_subplot()
+    assert plot_layer_stats(layer_stats(acts), ax=ax, title="t") is fig2
+    assert len(fig2.axes) == 2 and ax.get_title() == "t"
+    with pytest.raises(ValueError, match="at least one layer"):
+        plot_layer_stats({})
+
+
+def test_plots_leave_no_pyplot_figures():
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    plot_feature_maps(MAPS)
+    plot_aggregate(MAPS)
+    plot_overlay(np.zeros((8, 8)), np.ones((2, 2)))
+    plot_layer_stats({"a": BATCH})
+    assert plt.get_fignums() == []
+
+
+def test_render_imports_no_framework():
+    code = (
+        "import sys, multiviz.render.figures, multiviz.render.rgb, multiviz.core.reduce; "
+        "bad = [m for m in ('torch', 'tensorflow', 'keras', 'jax') if m in sys.modules]; "
+        "sys.exit(str(bad) if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
