@@ -49,7 +49,8 @@ def test_every_token_layer_is_a_map_on_the_grid(vit):
     assert {i.name for i in tokens} >= {"tokens", "blocks.0.norm1", "blocks.0.attn", "blocks.1", "norm"}
     acts = mv.capture(model, x, [i.name for i in tokens])
     for i in tokens:
-        assert acts[i.name].shape == (2, config.dim if "fc1" not in i.name else config.mlp, h, w), i.name
+        width = config.mlp if (".mlp.fc1" in i.name or ".mlp.act" in i.name) else config.dim
+        assert acts[i.name].shape == (2, width, h, w), i.name
         assert acts.prefix[i.name].shape[:2] == (2, config.prefix)
 
 
@@ -70,9 +71,10 @@ def test_lighting_one_patch_lights_that_pixel(vit):
 def test_grad_cam_with_no_layer_picks_the_last_norm1(vit):
     config, model, x = vit
     assert choose_layer(ModelCall.make(model, x, 32), None, "Grad-CAM") == "blocks.1.norm1"
-    cam = mv.grad_cam(model, x)
+    cam = mv.grad_cam(model, x, normalize=False)
     assert cam.shape == (2, *config.image_size) and np.isfinite(cam).all()
-    assert (cam.max(axis=(1, 2)) - cam.min(axis=(1, 2)) > 0.5).all()
+    assert cam.max() > 0  # random weights: a sample's map may be all negative before the ReLU
+    np.testing.assert_array_equal(cam, mv.grad_cam(model, x, "blocks.1.norm1", normalize=False))
 
 
 def test_recomputed_attention_equals_keras_attention_scores(vit):
