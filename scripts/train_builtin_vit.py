@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--mlp", type=int, default=None)
     parser.add_argument("--out", type=Path, default=VIT_WEIGHTS_PATH)
     parser.add_argument(
+        "--init", type=Path, default=None, help="start from these weights (continue training)"
+    )
+    parser.add_argument(
         "--measure",
         type=Path,
         default=None,
@@ -96,6 +99,9 @@ def main() -> None:
     print(f"generated the images in {time.perf_counter() - start:.1f} s", flush=True)
 
     model = build(None, config)
+    if args.init is not None:
+        with np.load(args.init, allow_pickle=False) as npz:
+            model = build({k: npz[k] for k in npz.files if k != "meta"}, config)
     if args.sincos:
         init_sincos(model)
     project(model)
@@ -132,6 +138,7 @@ def main() -> None:
             else "none"
         ),
         "torch_seed": args.seed,
+        "continued_from": "a first run of this script" if args.init is not None else None,
         "device": f"cpu, {args.threads} threads",
         "train_seconds": round(train_s, 1),
         "torch_version": torch.__version__,

@@ -54,6 +54,7 @@ PARTS = (
     "builtin",
     "builtin_vit",
     "tokens",
+    "attention",
 )
 
 # framework -> (adapter class, top-level modules that mark a model as that framework's)

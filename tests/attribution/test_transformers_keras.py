@@ -46,7 +46,13 @@ def test_every_token_layer_is_a_map_on_the_grid(vit):
     infos = mv.layers(model)
     tokens = [i for i in infos if i.layout == "tokens"]
     h, w = config.grid
-    assert {i.name for i in tokens} >= {"tokens", "blocks.0.norm1", "blocks.0.attn", "blocks.1", "norm"}
+    assert {i.name for i in tokens} >= {
+        "tokens",
+        "blocks.0.norm1",
+        "blocks.0.attn",
+        "blocks.1",
+        "norm",
+    }
     acts = mv.capture(model, x, [i.name for i in tokens])
     for i in tokens:
         width = config.mlp if (".mlp.fc1" in i.name or ".mlp.act" in i.name) else config.dim
@@ -55,13 +61,15 @@ def test_every_token_layer_is_a_map_on_the_grid(vit):
 
 
 def test_lighting_one_patch_lights_that_pixel(vit):
-    config, model, x = vit
+    config, model, _ = vit
     h, w = config.grid
     p = config.patch
     dark = np.zeros((1, *config.image_size, 3), np.float32)
     for r, c in [(0, w - 1), (h - 1, 0)]:
         lit = dark.copy()
-        lit[:, r * p : (r + 1) * p, c * p : (c + 1) * p, :] = np.linspace(0, 1, p * p * 3).reshape(p, p, 3)
+        lit[:, r * p : (r + 1) * p, c * p : (c + 1) * p, :] = np.linspace(0, 1, p * p * 3).reshape(
+            p, p, 3
+        )
         a = mv.capture(model, np.concatenate([dark, lit]), ["tokens"])["tokens"]
         change = np.abs(a[1] - a[0]).sum(axis=0)
         assert np.unravel_index(np.argmax(change), change.shape) == (r, c)
@@ -79,17 +87,23 @@ def test_grad_cam_with_no_layer_picks_the_last_norm1(vit):
 
 def test_recomputed_attention_equals_keras_attention_scores(vit):
     config, model, x = vit
-    from multiviz.backends.keras.tokens import read_attention
+    from multiviz.backends.keras.attention import read_attention
 
     layer = model.get_layer("blocks.0.attn")
     h = mv.capture(model, x, ["blocks.0.norm1"])
     tokens = np.concatenate(
-        [h.prefix["blocks.0.norm1"], mv.to_channels_last(h["blocks.0.norm1"]).reshape(2, -1, config.dim)],
+        [
+            h.prefix["blocks.0.norm1"],
+            mv.to_channels_last(h["blocks.0.norm1"]).reshape(2, -1, config.dim),
+        ],
         axis=1,
     )
     _, scores = layer(tokens, tokens, return_attention_scores=True)
     np.testing.assert_allclose(
-        attention_probabilities(tokens, read_attention(layer)), np.asarray(scores), rtol=1e-5, atol=1e-6
+        attention_probabilities(tokens, read_attention(layer)),
+        np.asarray(scores),
+        rtol=1e-5,
+        atol=1e-6,
     )
     out = mv.attention_rollout(model, x)
     assert out.shape == (2, *config.image_size) and np.isfinite(out).all()

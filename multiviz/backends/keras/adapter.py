@@ -49,6 +49,7 @@ import keras
 import numpy as np
 
 from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.keras.attention import attention_layers, read_attention
 from multiviz.backends.keras.capture import EagerPlan, runner_for
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
@@ -60,7 +61,7 @@ from multiviz.backends.keras.layers import (
     list_sites,
     own_params,
 )
-from multiviz.backends.keras.tokens import attention_layers, model_token_grid, read_attention
+from multiviz.backends.keras.tokens import model_token_grid
 from multiviz.core.attention import AttentionIO
 from multiviz.core.names import owner, suffix_order
 from multiviz.core.records import LayerInfo
