@@ -290,9 +290,9 @@ def run_port_example() -> None:
 
 def write_vit_rates() -> None:
     """The built-in ViT's measured localization rates, as a table the Transformers page includes."""
-    import multiviz as mv
+    from multiviz.sources.builtin import builtin_metadata
 
-    meta = mv.builtin_metadata(arch="vit")
+    meta = builtin_metadata(arch="vit")
     rows = [
         ("Grad-CAM (blocks.3.norm1)", meta["grad_cam_peak_in_box"]),
         ("attention rollout", meta["rollout_peak_in_box"]),

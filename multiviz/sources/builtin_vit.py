@@ -35,7 +35,7 @@ import numpy as np
 __all__ = ["VIT_WEIGHTS_PATH", "ViTConfig", "check_vit_weights", "vit_weight_shapes", "vit_weights"]
 
 #: Where the shipped weights live.
-VIT_WEIGHTS_PATH: Path = Path(__file__).parent / "data" / "builtin_vit.npz"
+VIT_WEIGHTS_PATH: Path = Path(__file__).parent.parent / "data" / "builtin_vit.npz"
 
 
 @dataclass(frozen=True)
