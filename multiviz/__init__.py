@@ -65,6 +65,7 @@ _EXPORTS: dict[str, str] = {
     "saliency": "attribution.gradient",
     "integrated_gradients": "attribution.gradient",
     "guided_backprop": "attribution.gradient",
+    "deconvnet": "attribution.gradient",
     "cam": "attribution.cam",
     "grad_cam": "attribution.cam",
     "grad_cam_plus_plus": "attribution.cam",
@@ -81,6 +82,11 @@ _EXPORTS: dict[str, str] = {
     "ParityReport": "parity.report",
     "linear_cka": "parity.metrics",
     "transfer_weights": "parity.transfer",
+    # data-set scans: statistics, exemplars, dissection
+    "scan": "scanning.api",
+    "load_scan": "scanning.record",
+    "Scan": "scanning.record",
+    "Exemplar": "scanning.record",
     # loading models and images, the HTML report (what the command line uses)
     "load_model": "sources.models",
     "load_images": "sources.images",

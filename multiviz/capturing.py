@@ -8,14 +8,14 @@ model (input in the model's layout, normally NHWC).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from multiviz.backends import get_backend
-from multiviz.core.names import layers_of, requests, resolve, select
-from multiviz.core.records import Activations, LayerTable
+from multiviz.core.names import layers_of, owner, requests, resolve, select
+from multiviz.core.records import Activations, LayerInfo, LayerTable
 from multiviz.core.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
 from multiviz.errors import MultivizWarning
 
@@ -112,10 +112,24 @@ def capture(
     """
     backend = get_backend(model)
     given = token_grid_arg(token_grid, prefix_tokens)
-    asked = requests(names, backend.layers(model), kind=kind)
-    arrays = backend.capture(model, x, layers_of(asked))
-    keep, prefix, artifacts = fold_token_layers(backend, model, x, select(arrays, asked), given)
-    return Activations(keep, backend.name, prefix, artifacts)
+    infos = backend.layers(model)
+    asked = requests(names, infos, kind=kind)
+    arrays = select(backend.capture(model, x, layers_of(asked)), asked)
+    keep, prefix, artifacts = fold_token_layers(backend, model, x, arrays, given)
+    return Activations(
+        keep, backend.name, bounds=_bounds(keep, infos), prefix=prefix, artifacts=artifacts
+    )
+
+
+def _bounds(arrays: Mapping[str, Any], infos: Sequence[LayerInfo]) -> dict:
+    """Key -> saturation bounds of the layer it came from, for bounded layers."""
+    by_base = {i.base: i.bounds for i in infos if i.bounds is not None}
+    out = {}
+    for key in arrays:
+        found = owner(key, by_base) if by_base else None
+        if found is not None:
+            out[key] = by_base[found[0]]
+    return out
 
 
 def fold_token_layers(

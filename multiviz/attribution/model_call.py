@@ -238,7 +238,7 @@ class ModelCall:
         target: Targets,
         *,
         wrt_input: bool = False,
-        guided: bool = False,
+        guided: bool | str = False,
         inputs: np.ndarray | None = None,
     ) -> GradientResult:
         """``backend.gradients`` over the batch (or ``inputs``), ``batch_size`` at a time.

@@ -84,7 +84,7 @@ def test_planted_evidence_saliency_and_grad_cam_beat_a_random_map_by_the_derived
         assert np.all(normalized[m] <= bound + 1e-6), (m, normalized[m])
         assert report.per_image[m]["pointing_game"].tolist() == [1.0] * n
     assert abs(normalized["random"].mean() - 0.5) < 0.05
-    margin = 0.5 - bound  # 0.3938 for these sizes
+    margin = 0.5 - bound  # 0.4125 for these sizes (f = 96 / 1280, 40 steps)
     for m in ("saliency", "grad_cam"):
         assert normalized["random"].mean() - normalized[m].mean() >= margin - 0.05
     assert report.best("deletion") in ("saliency", "grad_cam", None)

@@ -56,7 +56,9 @@ from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_
 from multiviz.backends.keras.layers import (
     LAST,
     Site,
+    bounds_of,
     canonical_shape,
+    geometry_of,
     graph_of,
     list_sites,
     own_params,
@@ -179,7 +181,7 @@ class KerasBackend:
         names: Sequence[str],
         target: Target = None,
         wrt_input: bool = False,
-        guided: bool = False,
+        guided: bool | str = False,
     ) -> GradientResult:
         """Activations of ``names`` and gradients of the summed target score.
 
@@ -239,14 +241,25 @@ class KerasBackend:
         return sites
 
     def _info(self, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
+        return self._info_for(site.key, site, shape)
+
+    def _info_for(
+        self,
+        key: str,
+        site: Site,
+        shape: tuple[int | None, ...] | None,
+        layout: str | None = None,
+    ) -> LayerInfo:
         return LayerInfo(
-            site.key,
+            key,
             site.type,
             site.kind,
             shape,
             own_params(site.layer),
             site.base,
-            layout=site.layout,
+            **geometry_of(site.layer),
+            bounds=bounds_of(site.layer),
+            layout=layout or site.layout,
         )
 
     def _shape(
@@ -370,7 +383,7 @@ class KerasBackend:
         self, model: Any, sites: list[Site], input_shape: Sequence[int]
     ) -> list[LayerInfo]:
         # one eager pass on zeros; a layer that never runs keeps shape None
-        plan = EagerPlan([(s.layer, s.base) for s in sites], strict=False)
+        plan = EagerPlan([(s.layer, s.base) for s in sites])
         zeros = to_tensor(np.zeros((1, *input_shape)), "float32")
         with input_errors(model, zeros):
             tensors = plan(model, (zeros,), {})
@@ -384,17 +397,7 @@ class KerasBackend:
                 infos.append(self._info(site, None))
             for key in mine:
                 shape = self._shape(tuple(tensors[key].shape), layout(key), model)
-                infos.append(
-                    LayerInfo(
-                        key,
-                        site.type,
-                        site.kind,
-                        shape,
-                        own_params(site.layer),
-                        site.base,
-                        layout=layout(key),
-                    )
-                )
+                infos.append(self._info_for(key, site, shape, layout(key)))
         return infos
 
     def _build_if_needed(self, model: Any, batch_shape: tuple[int | None, ...]) -> None:

@@ -176,7 +176,7 @@ class TorchBackend:
         names: Sequence[str],
         target: Target = None,
         wrt_input: bool = False,
-        guided: bool = False,
+        guided: bool | str = False,
     ) -> GradientResult:
         """Activations of ``names`` and the gradient of the target score for each.
 
@@ -193,7 +193,8 @@ class TorchBackend:
                 The score is summed over samples, so per-sample gradients are
                 independent. A final softmax is skipped: logits are scored.
             wrt_input: also return d(score)/d(input) (NCHW).
-            guided: guided backpropagation through every ReLU (module or function).
+            guided: guided backpropagation through every ReLU (module or function);
+                ``"deconvnet"``: the deconvnet's rule (positive gradients only).
 
         Returns:
             :class:`GradientResult`.

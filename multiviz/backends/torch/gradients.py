@@ -134,7 +134,7 @@ def compute_gradients(
     chosen: Sequence[tuple[str, nn.Module]],
     target: Target = None,
     wrt_input: bool = False,
-    guided: bool = False,
+    guided: bool | str = False,
     tracker: Any = None,
 ) -> GradientResult:
     """Activations of ``chosen`` and d(sum of per-sample scores) with respect to each.
@@ -146,7 +146,8 @@ def compute_gradients(
         chosen: (name, module) pairs.
         target: see :data:`multiviz.backends.contract.Target`.
         wrt_input: also return d(score)/d(input).
-        guided: guided backpropagation through every ReLU (module or function).
+        guided: guided backpropagation through every ReLU (module or function);
+            ``"deconvnet"``: the deconvnet's rule instead.
         tracker: a layout tracker to ride along the pass (see
             :func:`~multiviz.backends.torch.capture.capture_outputs`), or ``None``.
 
@@ -161,7 +162,7 @@ def compute_gradients(
         stack.enter_context(torch.enable_grad())
         stack.enter_context(entry_check(model, x))
         if guided:  # first, so a chosen ReLU's gradient is the one arriving from above
-            stack.enter_context(guided_relus())
+            stack.enter_context(guided_relus("deconvnet" if guided == "deconvnet" else "guided"))
         for name, module in chosen:
             stack.enter_context(module.register_forward_hook(watcher.chosen_hook(name)))
         for module in model.modules():
