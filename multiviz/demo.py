@@ -9,6 +9,7 @@ writes into ``OUT/<framework>/``:
 * the max map laid over the input image,
 * the layer-statistics figure (dead and saturated fractions per layer),
 * Grad-CAM over the input and a side-by-side figure of attribution methods,
+* the built-in ViT on the same image: a token-map grid, Grad-CAM and attention rollout,
 
 and, when both frameworks ran, ``OUT/parity.txt``: the parity report of the
 two frameworks' activations, layer by layer (the same weights must give the
@@ -191,14 +192,29 @@ def _one_framework(
         ),
     ]
     files: list[Path] = []
-    bar = tqdm(steps, desc=f"[{fw}] figures", unit="fig", leave=False, disable=_off(progress))
-    for name, draw in bar:
-        path = out / name
-        draw().savefig(path, dpi=100, bbox_inches="tight")
-        files.append(path)
+    bar = tqdm(
+        total=len(steps) + len(_VIT_FIGURES),
+        desc=f"[{fw}] figures",
+        unit="fig",
+        leave=False,
+        disable=_off(progress),
+    )
+
+    def say(line: str) -> None:  # a line between bar redraws, so both stay readable
         bar.clear()
-        log(f"wrote {path}")
+        log(line)
         bar.refresh()
+
+    def save_all(todo: Sequence[tuple[str, Callable[[], Any]]]) -> None:
+        for name, draw in todo:
+            path = out / name
+            draw().savefig(path, dpi=100, bbox_inches="tight")
+            files.append(path)
+            bar.update()
+            say(f"wrote {path}")
+
+    save_all(steps)
+    save_all(_vit_figures(fw, x, picture, say))
     bar.close()
     return files, dict(acts)
 
@@ -206,6 +222,52 @@ def _one_framework(
 def _off(progress: bool | None) -> bool | None:
     """tqdm's ``disable``: None shows the bar only on a terminal."""
     return None if progress is None else not progress
+
+
+#: the files of the built-in ViT's figures, in the order they are written
+_VIT_FIGURES = ("vit_maps_blocks.3.norm1.png", "vit_grad_cam.png", "vit_rollout.png")
+
+
+def _vit_figures(
+    fw: str, x: np.ndarray, picture: np.ndarray, say: Callable[[str], None]
+) -> list[tuple[str, Callable[[], Any]]]:
+    """The built-in ViT on the same image: a token map grid, Grad-CAM, rollout."""
+    import multiviz as mv
+    from multiviz.sources.builtin import BUILTIN_CLASSES
+
+    vit = mv.builtin_model(fw, arch="vit")
+    top = int(np.argmax(mv.forward(vit, x)[0]))
+    label = BUILTIN_CLASSES[top]
+    say(f"[{fw}] built-in ViT says {label!r}")
+    acts = mv.capture(vit, x, ["blocks.3.norm1"])
+    maps, grid, roll = _VIT_FIGURES
+    return [
+        (
+            maps,
+            lambda: mv.plot_feature_maps(
+                acts["blocks.3.norm1"][0],
+                name=f"{fw} · built-in ViT · blocks.3.norm1 (token maps on the 8x8 patch grid)",
+            ),
+        ),
+        (
+            grid,
+            lambda: mv.plot_overlay(
+                picture,
+                mv.grad_cam(vit, x)[0],  # no layer: the last block's first norm
+                colorbar=True,
+                title=f"{fw} · ViT Grad-CAM: evidence for class {top} ({label})",
+            ),
+        ),
+        (
+            roll,
+            lambda: mv.plot_overlay(
+                picture,
+                mv.attention_rollout(vit, x)[0],
+                colorbar=True,
+                title=f"{fw} · ViT attention rollout",
+            ),
+        ),
+    ]
 
 
 def _write_parity(

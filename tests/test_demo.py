@@ -20,6 +20,9 @@ EXPECTED = {
     "layer_stats.png",
     "grad_cam.png",
     "explain.png",
+    "vit_maps_blocks.3.norm1.png",  # the built-in ViT on the same image
+    "vit_grad_cam.png",
+    "vit_rollout.png",
 }
 
 
@@ -38,11 +41,13 @@ def test_demo_torch(tmp_path: Path, capsys) -> None:
     _check_pictures(files["torch"])
     # in the order it happens: the prediction, each file as it is written, then Done
     assert "says 'triangle' (truth: 'triangle')" in lines[0]
-    assert lines[1:-1] == [f"wrote {p}" for p in files["torch"]]
+    vit = next(k for k, line in enumerate(lines) if "built-in ViT says" in line)
+    assert lines[1:vit] + lines[vit + 1 : -1] == [f"wrote {p}" for p in files["torch"]]
+    assert lines[vit + 1] == f"wrote {tmp_path / 'torch' / 'vit_maps_blocks.3.norm1.png'}"
     assert all(p.exists() for p in files["torch"])
-    assert lines[-1] == f"Done: 9 files under {tmp_path.resolve()}"
+    assert lines[-1] == f"Done: 12 files under {tmp_path.resolve()}"
     bar = capsys.readouterr().err  # tqdm's bar on stderr
-    assert "[torch] figures" in bar and "9/9" in bar
+    assert "[torch] figures" in bar and "12/12" in bar
 
 
 @pytest.mark.keras

@@ -307,7 +307,7 @@ def test_report_says_exactly_how_each_model_source_was_preprocessed(tmp_path):
     model = mv.builtin_model("torch")
     torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(pt2))
     expect = {
-        "builtin": ("resized to 64x64 (stretched", "not normalised", "built-in CNN's training"),
+        "builtin": ("resized to 64x64 (stretched", "not normalised", "built-in model's training"),
         str(pt2): ("resized to 64x64 (stretched", "not normalised", "does not record how"),
         "torchvision:resnet18": ("shorter side resized to 256 and centre-cropped to 224x224",
                                  "(x - mean) / std", "torchvision's recipe"),

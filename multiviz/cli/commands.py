@@ -140,8 +140,25 @@ def batch_preprocessing(loaded: Any, args: argparse.Namespace) -> str:
         )
         if given
     ]
-    why = f"as asked by {', '.join(changed)}" if changed else loaded.recipe_note
+    why = f"as asked by {', '.join(changed)}" if changed else _RECIPE_NOTES.get(loaded.spec.kind)
     return prep.describe() + (f" ({why})" if why else "")
+
+
+# why each kind of model source gets the preprocessing it gets (said in reports)
+_SAVED = (
+    "a saved model does not record how its training images were prepared: multiviz resizes to "
+    "the model's input size and feeds values in [0, 1]; pass --mean/--std (or --size) if it "
+    "expects otherwise"
+)
+_RECIPE_NOTES = {
+    "builtin": "the built-in model's training recipe",
+    "torchvision": "torchvision's recipe for these weights (weights.transforms())",
+    "keras_app": "the preprocess_input of this keras.applications family",
+    "keras_file": _SAVED,
+    "torch_export": _SAVED,
+    "torchscript": _SAVED,
+    "torch_pickle": _SAVED,
+}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -152,16 +169,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     specs = list(args.specs)
     _import_torch_first()
     weights = args.weights or "default"
-    if specs[0] == "builtin" and len(specs) <= 2:
+    if specs[0] in ("builtin", "builtin-vit") and len(specs) <= 2:
         if args.framework is not None:
             raise UsageError(
                 "compare builtin runs the built-in model in both frameworks: drop --framework "
                 "(or name two models: compare builtin keras:NAME IMAGE --framework torch)."
             )
         # torch before TensorFlow, always
-        first = load_model("builtin", framework="torch", weights=weights)
+        first = load_model(specs[0], framework="torch", weights=weights)
         with framework_logs_hidden(not args.debug):
-            models = [first, load_model("builtin", framework="keras", weights=weights)]
+            models = [first, load_model(specs[0], framework="keras", weights=weights)]
         image = specs[1] if len(specs) == 2 else None
     elif len(specs) == 3:
         parsed = [parse_spec(s, args.framework if s == "builtin" else None) for s in specs[:2]]

@@ -4,6 +4,7 @@ A spec names where a model comes from:
 
 ==========================  ==============================================================
 ``builtin``                 the multiviz built-in CNN (``framework="torch"`` or ``"keras"``)
+``builtin-vit``             the multiviz built-in ViT (``framework="torch"`` or ``"keras"``)
 ``torchvision:NAME``        ``torchvision.models.NAME`` (``weights``: none / default / PATH)
 ``keras:NAME``              ``keras.applications.NAME`` (``weights``: none / default / PATH)
 ``model.keras``, ``.h5``    a saved Keras model (``safe_mode=True``)
@@ -98,11 +99,6 @@ class LoadedModel:
         """One line: ``'torchvision:resnet18 (torch)'``."""
         return f"{self.spec.text} ({self.framework})"
 
-    @property
-    def recipe_note(self) -> str:
-        """Where the preprocessing recipe comes from, for this kind of model source."""
-        return _RECIPE_NOTES.get(self.spec.kind, "")
-
     def __repr__(self) -> str:
         shape = (
             "?"
@@ -143,8 +139,8 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
         raise ModelLoadError(
             f"--framework must be one of {sorted(EXTRAS)}. Received: {framework!r}"
         )
-    if spec == "builtin":
-        return ModelSpec("builtin", framework or _default_framework(), "builtin", spec)
+    if spec in ("builtin", "builtin-vit"):
+        return ModelSpec("builtin", framework or _default_framework(), spec, spec)
     prefix, sep, name = spec.partition(":")
     if sep and prefix in ("torchvision", "keras") and not Path(spec).exists():
         if not name:
@@ -161,7 +157,7 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
 
 _EXAMPLE = {"torchvision": "torchvision:resnet18", "keras": "keras:MobileNetV2"}
 _VALID_SPECS = (
-    "A model is one of: builtin, torchvision:NAME, keras:NAME, or a saved file "
+    "A model is one of: builtin, builtin-vit, torchvision:NAME, keras:NAME, or a saved file "
     "(.keras/.h5 Keras model, .pt2 torch.export program, .pt/.pth TorchScript archive or "
     "state dict with --arch)."
 )
@@ -274,6 +270,16 @@ def load_model(
     return loader.load(parsed, weights=weights, arch=arch, unsafe=unsafe)
 
 
+def builtin_arch(spec: ModelSpec) -> str:
+    """``builtin_model``'s ``arch=`` for a ``builtin`` / ``builtin-vit`` spec.
+
+    Example:
+        >>> builtin_arch(parse_spec("builtin-vit", framework="torch"))
+        'vit'
+    """
+    return "vit" if spec.name == "builtin-vit" else "cnn"
+
+
 def builtin_weights(weights: str) -> str | None:
     """``builtin_model``'s ``weights=`` for a ``--weights`` value of the built-in model.
 
@@ -286,22 +292,6 @@ def builtin_weights(weights: str) -> str | None:
     """
     return {"default": "builtin", "none": None}.get(weights, weights)
 
-
-# why each kind of model source gets the preprocessing it gets (said in reports)
-_SAVED = (
-    "a saved model does not record how its training images were prepared: multiviz resizes to "
-    "the model's input size and feeds values in [0, 1]; pass --mean/--std (or --size) if it "
-    "expects otherwise"
-)
-_RECIPE_NOTES = {
-    "builtin": "the built-in CNN's training recipe",
-    "torchvision": "torchvision's recipe for these weights (weights.transforms())",
-    "keras_app": "the preprocess_input of this keras.applications family",
-    "keras_file": _SAVED,
-    "torch_export": _SAVED,
-    "torchscript": _SAVED,
-    "torch_pickle": _SAVED,
-}
 
 _KIND_WORDS = {
     "builtin": "built-in model",

@@ -376,8 +376,9 @@ def test_demo(capsys, tmp_path):
     assert pngs and all(read_png(p).size for p in pngs)
     code, stdout, _ = run(capsys, "demo", "--out", tmp_path / "d2", "--framework", "torch")
     lines = stdout.splitlines()
-    assert code == EXIT_OK and "says" in lines[0] and lines[-1].startswith("Done: 9 files")
-    assert all(line.startswith("wrote ") for line in lines[1:-1]) and len(lines) == 11
+    assert code == EXIT_OK and "says" in lines[0] and lines[-1].startswith("Done: 12 files")
+    wrote = [line for line in lines if line.startswith("wrote ")]
+    assert len(wrote) == 12 and len(lines) == 12 + 3  # CNN and ViT predictions, then Done
 
 
 # --------------------------------------------------------------------------- bad inputs (PyTorch)
