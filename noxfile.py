@@ -91,15 +91,25 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def torch(session: nox.Session) -> None:
-    """PyTorch only (TensorFlow absent)."""
+    """PyTorch only (TensorFlow absent); Quantus, the reference for tests/evaluation; Ray Data
+    for mv.scan(engine="ray")."""
     with pruned(session):
-        session.install("-e", ".[dev,torch]")
+        # quantus: its metrics are the reference the evaluation tests agree with; its
+        # OpenCV dependency is swapped for the headless wheel (no GUI libraries needed)
+        # timm: the vision-transformer zoo of tests/attribution/test_transformers_torch.py
+        session.install(
+            "-e",
+            ".[dev,torch,ray]",
+            *("opencv-python-headless", "cachetools", "pandas", "scikit-image", "scikit-learn"),
+            "timm",
+        )
+        session.install("--no-deps", "quantus")
         session.run(
             *PYTEST,
             "-m",
             "not keras and not both",
             *session.posargs,
-            env={**ENV, "MULTIVIZ_REQUIRE": "torch"},
+            env={**ENV, "MULTIVIZ_REQUIRE": "torch,quantus,ray"},
         )
         session.run(*PYTEST, *backend_doctests("torch"), env=ENV)
 

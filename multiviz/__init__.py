@@ -67,18 +67,28 @@ _EXPORTS: dict[str, str] = {
     "saliency": "attribution.gradient",
     "integrated_gradients": "attribution.gradient",
     "guided_backprop": "attribution.gradient",
+    "deconvnet": "attribution.gradient",
     "cam": "attribution.cam",
     "grad_cam": "attribution.cam",
     "grad_cam_plus_plus": "attribution.cam",
     "score_cam": "attribution.cam",
     "layer_cam": "attribution.cam",
     "guided_grad_cam": "attribution.cam",
+    "attention_rollout": "attribution.rollout",
     "explain": "attribution.explain",
+    # which map to trust
+    "evaluate": "evaluation.evaluate",
+    "EvaluationReport": "evaluation.report",
     # cross-framework comparison
     "compare": "parity.compare",
     "ParityReport": "parity.report",
     "linear_cka": "parity.metrics",
     "transfer_weights": "parity.transfer",
+    # data-set scans: statistics, exemplars, dissection
+    "scan": "scanning.api",
+    "load_scan": "scanning.record",
+    "Scan": "scanning.record",
+    "Exemplar": "scanning.record",
     # loading models and images, the HTML report (what the command line uses)
     "load_model": "sources.models",
     "load_images": "sources.images",

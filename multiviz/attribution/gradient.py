@@ -26,7 +26,7 @@ from multiviz.attribution.model_call import (
     rows_of,
 )
 
-__all__ = ["SALIENCY_METHODS", "guided_backprop", "integrated_gradients", "saliency"]
+__all__ = ["SALIENCY_METHODS", "deconvnet", "guided_backprop", "integrated_gradients", "saliency"]
 
 #: The ``method`` values :func:`saliency` accepts.
 SALIENCY_METHODS = ("gradient", "grad_x_input", "smoothgrad")
@@ -262,4 +262,37 @@ def guided_backprop(
     check_aggregation(aggregation)
     call = ModelCall.make(model, x, batch_size)
     result = call.gradients([], call.check_target(target), wrt_input=True, guided=True)
+    return finish_maps(aggregate_channels(call.input_gradient(result), aggregation), normalize)
+
+
+def deconvnet(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    aggregation: str | None = None,
+    normalize: bool = True,
+    batch_size: int = BATCH_SIZE,
+) -> np.ndarray:
+    """Deconvnet (Zeiler & Fergus 2014, "Visualizing and Understanding Convolutional Networks").
+
+    The input gradient with every ReLU's backward pass replaced by the
+    deconvnet's: only positive gradients pass, **whatever the forward input
+    was** (guided backpropagation also requires the unit to have been
+    active). Computed through the backend's gradients verb for this one call;
+    the model is unchanged. Arguments, shapes and scaling as
+    :func:`guided_backprop`.
+
+    Returns:
+        float32 ``(N, C, H, W)``, or ``(N, H, W)`` with an aggregation.
+
+    Example:
+        >>> import multiviz as mv
+        >>> model = mv.builtin_model("torch")                 # doctest: +SKIP
+        >>> mv.deconvnet(model, mv.sample_image()[None], aggregation="max_abs").shape  # doctest: +SKIP
+        (1, 64, 64)
+    """
+    check_aggregation(aggregation)
+    call = ModelCall.make(model, x, batch_size)
+    result = call.gradients([], call.check_target(target), wrt_input=True, guided="deconvnet")
     return finish_maps(aggregate_channels(call.input_gradient(result), aggregation), normalize)

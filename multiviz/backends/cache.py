@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
-__all__ = ["cache_size", "cached", "clear_cache", "entries", "set_cache_size"]
+__all__ = ["cache_size", "cached", "clear_cache", "entries", "lookup", "set_cache_size", "store"]
 
 T = TypeVar("T")
 
@@ -112,20 +112,45 @@ def cached(
         >>> cached(m, ("demo", 1), lambda: [2])  # cached: not built again
         [1]
     """
-    try:
-        per_model = _CACHES.get(model)
-    except TypeError:  # an unhashable or not weakly referenceable model: no cache
-        return build()
-    entry = _ABSENT if per_model is None else per_model.get(key, _ABSENT)
+    entry = lookup(model, key, _ABSENT)
     if entry is not _ABSENT and (fresh is None or fresh(entry)):
-        _touch(per_model, key)  # type: ignore[arg-type]
         return entry  # type: ignore[no-any-return]
     entry = build()
-    per_model = _CACHES.setdefault(model, OrderedDict())
+    store(model, key, entry)
+    return entry
+
+
+def lookup(model: Any, key: Hashable, default: Any = None) -> Any:
+    """The entry ``key`` of ``model``'s cache, now the most recently used; ``default`` if absent.
+
+    Example:
+        >>> class Model:
+        ...     pass
+        >>> m = Model()
+        >>> store(m, ("demo", 3), "three")
+        >>> lookup(m, ("demo", 3)), lookup(m, ("demo", 4))
+        ('three', None)
+    """
+    try:
+        per_model = _CACHES.get(model)
+    except TypeError:
+        return default
+    entry = _ABSENT if per_model is None else per_model.get(key, _ABSENT)
+    if entry is _ABSENT:
+        return default
+    _touch(per_model, key)  # type: ignore[arg-type]
+    return entry
+
+
+def store(model: Any, key: Hashable, entry: Any) -> None:
+    """Keep ``entry`` as ``key`` of ``model``'s cache (the most recently used; the oldest may go)."""
+    try:
+        per_model = _CACHES.setdefault(model, OrderedDict())
+    except TypeError:  # an unhashable or not weakly referenceable model: no cache
+        return
     per_model[key] = entry
     _touch(per_model, key)
     _trim(per_model)
-    return entry
 
 
 def entries(model: Any, kind: str | None = None) -> dict[Hashable, Any]:

@@ -100,13 +100,15 @@ class Backend(Protocol):
         names: Sequence[str],
         target: Target = None,
         wrt_input: bool = False,
-        guided: bool = False,
+        guided: bool | str = False,
     ) -> GradientResult:
         """Activations of ``names`` (every call and output) and gradients of the target score.
 
         ``target`` is checked with :func:`class_indices` / :func:`check_scores`.
         ``guided=True`` replaces every ReLU's backward pass with guided
-        backpropagation's (Springenberg et al. 2015) for this call only.
+        backpropagation's (Springenberg et al. 2015) for this call only;
+        ``guided="deconvnet"`` with the deconvnet's (Zeiler & Fergus 2014:
+        only positive gradients pass, whatever the forward input was).
         """
 
     def input_layout(self, model: Any) -> str:

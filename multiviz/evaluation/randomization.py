@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from multiviz.core.weight_layouts import LayerParams, from_canonical, to_canonical
 from multiviz.evaluation.similarity import spearman, ssim
 
-__all__ = ["RANDOMIZED", "Cascade", "redraw", "similarities"]
+__all__ = ["RANDOMIZED", "Cascade", "randomization_draws", "redraw", "similarities"]
 
 #: Layer kind (``LayerParams.op``) -> the canonical arrays that are redrawn.
 #: BatchNorm's running statistics are kept: they are not learned by gradient
@@ -79,6 +80,39 @@ def redraw(
         rms = float(np.sqrt(np.mean(old * old))) if old.size else 0.0
         out[key] = (rng.standard_normal(old.shape) * rms).astype(np.float32)
     return out
+
+
+def randomization_draws(
+    params: Sequence[LayerParams], seed: int
+) -> tuple[list[LayerParams], dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """Which layers the sanity check randomizes, top first, and their new parameters.
+
+    Layers are those with a kind in :data:`RANDOMIZED` and something to
+    redraw, in the reverse of the model's order (the output layer first).
+    Layer ``k`` of that order draws from ``np.random.default_rng([seed, k])``
+    in the canonical (PyTorch) layout, then converts to the model's own
+    layout: the same seed gives the same parameters in PyTorch and Keras.
+
+    Args:
+        params: every layer as the model's weights plugin reads it, model order.
+        seed: the seed.
+
+    Returns:
+        ``(layers, trained, randomized)``: the layers top first, and for each
+        layer name the native arrays to write back the trained values and to
+        write the random ones (running statistics unchanged in both).
+    """
+    chosen = [p for p in params if p.op in RANDOMIZED and p.has_params][::-1]
+    layers, trained, drawn = [], {}, {}
+    for k, p in enumerate(chosen):
+        canonical = to_canonical(p)
+        new = redraw(canonical, RANDOMIZED[p.op], np.random.default_rng([int(seed), k]))
+        if not new:
+            continue
+        layers.append(p)
+        trained[p.name] = {key: np.array(v, copy=True) for key, v in p.arrays.items()}
+        drawn[p.name] = from_canonical({**canonical, **new}, p)
+    return layers, trained, drawn
 
 
 def similarities(original: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

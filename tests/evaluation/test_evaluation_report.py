@@ -97,3 +97,51 @@ def test_interval_overlap_rules():
     assert not a.overlaps(b) and not b.overlaps(a)
     assert a.overlaps(Interval(1.5, 1.5, 1.7, 3))
     assert a.overlaps(Interval(math.nan, math.nan, math.nan, 0))
+
+
+def test_plot_draws_curves_cascade_and_pictures():
+    from multiviz.evaluation.randomization import Cascade
+
+    rng = np.random.default_rng(4)
+    curves = {
+        m: {
+            "deletion": np.sort(rng.random((3, 6)), axis=1)[:, ::-1],
+            "insertion": np.sort(rng.random((3, 6)), axis=1),
+            "road_morf": rng.random((3, 2)),
+            "road_lerf": rng.random((3, 2)),
+        }
+        for m in ("grad_cam", "saliency")
+    }
+    cascades = {
+        m: Cascade(
+            layers=["fc", "conv2", "conv1"],
+            cascading_spearman=rng.random((3, 3)),
+            cascading_ssim=rng.random((3, 3)),
+            original=rng.random((8, 8)),
+            cascade_maps=rng.random((3, 8, 8)),
+        )
+        for m in ("grad_cam", "saliency")
+    }
+    report = EvaluationReport.from_values(
+        {
+            m: {"deletion": rng.random(3), "randomization": c.fully_randomized}
+            for m, c in cascades.items()
+        },
+        curves=curves,
+        randomization=cascades,
+        settings={"percentages": [25, 75], "score": "probability"},
+    )
+    fig = report.plot()
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:3] == [
+        "Deletion (lower is better)",
+        "Insertion (higher is better)",
+        "ROAD: MoRF (solid) vs LeRF (dashed)",
+    ]
+    assert titles[3].startswith("Cascading randomization")
+    pictures = fig.axes[4]
+    assert [t.get_text() for t in pictures.get_yticklabels()] == ["grad_cam", "saliency"]
+    assert len(pictures.images) == 1  # one imshow for every tile
+    np.testing.assert_allclose(
+        pictures.images[0].get_array()[:8, :8], cascades["grad_cam"].original
+    )

@@ -45,7 +45,7 @@ def compute_gradients(
     sites: Sequence[Site],
     target: Any,
     wrt_input: bool,
-    guided: bool,
+    guided: bool | str,
 ) -> tuple[Any, Any, Any, dict[str, Any], dict[str, Any], Any]:
     """Activations of ``sites`` and the gradients of the summed target score.
 

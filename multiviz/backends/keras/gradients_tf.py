@@ -309,7 +309,7 @@ def gradient_step(
 
 
 def compiled_step(
-    model: Any, sites: Sequence[Site], guided: bool, wrt_input: bool = True
+    model: Any, sites: Sequence[Site], guided: bool | str, wrt_input: bool = True
 ) -> Callable[[Any, Any], StepResult]:
     """A cached ``tf.function(x, class_idx)`` running :func:`gradient_step`.
 
@@ -338,7 +338,9 @@ def compiled_step(
 # --------------------------------------------------------------------------- guided
 
 
-def _guided(forward: Callable[[Any], Any], lower: float, upper: float | None) -> Callable:
+def _guided(
+    forward: Callable[[Any], Any], lower: float, upper: float | None, rule: str = "guided"
+) -> Callable:
     import tensorflow as tf
 
     @tf.custom_gradient
@@ -346,6 +348,8 @@ def _guided(forward: Callable[[Any], Any], lower: float, upper: float | None) ->
         y = forward(x)
 
         def grad(dy: Any) -> Any:
+            if rule == "deconvnet":  # Zeiler & Fergus 2014: positive gradients, any input
+                return dy * tf.cast(dy > 0, dy.dtype)
             keep = tf.cast(dy > 0, dy.dtype) * tf.cast(x > lower, dy.dtype)
             if upper is not None:
                 keep *= tf.cast(x < upper, dy.dtype)
@@ -356,11 +360,12 @@ def _guided(forward: Callable[[Any], Any], lower: float, upper: float | None) ->
     return guided_relu
 
 
-def _guided_call(layer: Any) -> Callable[..., Any]:
+def _guided_call(layer: Any, rule: str) -> Callable[..., Any]:
     relu = _guided(
         layer.call,
         float(getattr(layer, "threshold", 0.0) or 0.0),
         None if getattr(layer, "max_value", None) is None else float(layer.max_value),
+        rule,
     )
 
     def call(inputs: Any, *args: Any, **kwargs: Any) -> Any:
@@ -369,24 +374,25 @@ def _guided_call(layer: Any) -> Callable[..., Any]:
     return call
 
 
-def _relu_patches(model: Any) -> Iterator[tuple[Any, str, Any]]:
+def _relu_patches(model: Any, rule: str) -> Iterator[tuple[Any, str, Any]]:
     # every patch is computed before the first one is made: a layer is never
     # looked at while another is already swapped
     for layer in model._flatten_layers(include_self=True):
         name = _activation_name(layer)
         if name in ("relu", "relu6") and "activation" in layer.__dict__:
             upper = 6.0 if name == "relu6" else None
-            yield layer, "activation", _guided(layer.activation, 0.0, upper)
+            yield layer, "activation", _guided(layer.activation, 0.0, upper, rule)
         elif isinstance(layer, keras.layers.ReLU):
-            yield layer, "call", _guided_call(layer)
+            yield layer, "call", _guided_call(layer, rule)
 
 
-def guided_relus(undo: ExitStack, model: Any) -> None:
+def guided_relus(undo: ExitStack, model: Any, rule: str = "guided") -> None:
     """Guided-backprop ReLUs in ``model`` (all nested layers) until ``undo`` closes.
 
+    ``rule="deconvnet"``: the deconvnet's backward rule (Zeiler & Fergus 2014).
     Each swap serves the calling thread only (see :func:`.state.swap`).
     """
-    for layer, name, value in list(_relu_patches(model)):
+    for layer, name, value in list(_relu_patches(model, rule)):
         swap(undo, layer, name, value)
 
 
@@ -399,7 +405,7 @@ def compute_gradients(
     sites: Sequence[Site],
     target: Any,
     wrt_input: bool,
-    guided: bool,
+    guided: bool | str,
 ) -> StepResult:
     """Activations of ``sites`` and gradients of the summed target score, on TensorFlow.
 
@@ -434,8 +440,8 @@ def _compute_gradients(
     n = int(x_t.shape[0])
     graph = graph_of(model)
     fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
-    if guided:
-        guided_relus(undo, model)  # swapped back when undo closes
+    if guided:  # swapped back when undo closes
+        guided_relus(undo, model, "deconvnet" if guided == "deconvnet" else "guided")
     if callable(target):  # new Python code every call: eager
 
         def scored(logits: Any) -> tuple[Any, Any]:

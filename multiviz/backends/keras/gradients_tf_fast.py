@@ -144,7 +144,7 @@ class FastStep:
             return source
         return logits_of(None, (self.head, source))
 
-    def compiled(self, wrt_input: bool, guided: bool) -> Callable[[Any, Any], StepResult]:
+    def compiled(self, wrt_input: bool, guided: bool | str) -> Callable[[Any, Any], StepResult]:
         """``tf.function(x, class_idx)``; a guided one must run inside ``guided_relus``."""
         key = (wrt_input, guided)
         fn = self._compiled.get(key)

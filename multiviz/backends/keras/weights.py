@@ -14,8 +14,9 @@ import keras
 import numpy as np
 
 from multiviz.core.weight_layouts import LayerParams
+from multiviz.errors import UnsupportedModelError
 
-__all__ = ["execution_order", "read", "write"]
+__all__ = ["copy_model", "execution_order", "read", "write"]
 
 _CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
@@ -70,8 +71,11 @@ def _walk(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield name, layer
 
 
-def _var_name(variable: Any) -> str:
-    name = variable.name.split("/")[-1].split(":")[0]
+def _var_name(variable: Any, layer: Any = None) -> str:
+    parts = getattr(variable, "path", variable.name).split(":")[0].split("/")
+    if isinstance(layer, keras.layers.MultiHeadAttention):  # "query/kernel", …
+        return "/".join(parts[-2:])
+    name = parts[-1]
     return "kernel" if name == "depthwise_kernel" else name
 
 
@@ -98,6 +102,13 @@ def _op(layer: Any) -> str:
         return "dense"
     if isinstance(layer, keras.layers.BatchNormalization):
         return "batchnorm"
+    if isinstance(layer, keras.layers.LayerNormalization):
+        return "layernorm"
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return "mha"
+    names = {_var_name(v) for v in layer.weights}
+    if names and names <= {"cls_token", "pos_embed", "reg_token"}:
+        return "tokens"
     return "unsupported" if layer.weights else "none"
 
 
@@ -113,6 +124,10 @@ def _config(layer: Any, op: str) -> dict:
         )
     if op == "dense":
         cfg["flatten_from"] = _flatten_source(layer)
+    if op == "layernorm":
+        cfg["eps"] = float(layer.epsilon)
+    if op == "mha":
+        cfg["heads"] = int(layer.num_heads)
     if op == "batchnorm":
         # keras: moving = momentum * moving + (1 - momentum) * batch
         axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
@@ -146,7 +161,7 @@ def read(model: Any) -> list[LayerParams]:
     out = []
     for name, layer in _walk(model):
         op = _op(layer)
-        arrays = {_var_name(v): np.array(v.numpy(), copy=True) for v in layer.weights}
+        arrays = {_var_name(v, layer): np.array(v.numpy(), copy=True) for v in layer.weights}
         out.append(LayerParams(name, type(layer).__name__, op, "keras", arrays, _config(layer, op)))
     return out
 
@@ -166,7 +181,7 @@ def write(model: Any, updates: Mapping[str, Mapping[str, np.ndarray]]) -> None:
     layers = dict(_walk(model))
     targets = []
     for name, arrays in updates.items():
-        variables = {_var_name(v): v for v in layers[name].weights}
+        variables = {_var_name(v, layers[name]): v for v in layers[name].weights}
         for key, value in arrays.items():
             targets.append((variables[key], value))
     saved = [np.array(v.numpy(), copy=True) for v, _ in targets]
@@ -177,3 +192,31 @@ def write(model: Any, updates: Mapping[str, Mapping[str, np.ndarray]]) -> None:
         for (variable, _), old in zip(targets, saved, strict=True):
             variable.assign(old)
         raise
+
+
+def copy_model(model: Any) -> Any:
+    """An independent copy of ``model`` with the same layer names and weights.
+
+    ``keras.models.clone_model`` (new layers and variables, same structure
+    and names), then the weights copied over; writing to the copy leaves
+    ``model`` as it was. Used by methods that randomize weights (sanity checks).
+
+    Raises:
+        UnsupportedModelError: the model cannot be cloned (a subclassed model
+            without ``get_config``); the message says what to do.
+
+    Example:
+        >>> net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="d")])  # doctest: +SKIP
+        >>> twin = copy_model(net)                                                       # doctest: +SKIP
+        >>> twin.get_layer("d").kernel is net.get_layer("d").kernel                      # doctest: +SKIP
+        False
+    """
+    try:
+        twin = keras.models.clone_model(model)
+    except Exception as err:  # subclassed models without a config cannot be cloned
+        raise UnsupportedModelError(
+            f"Cannot copy this Keras model to randomize its weights ({type(err).__name__}: "
+            f"{err}). Build it as a Functional or Sequential model, or give it get_config()."
+        ) from err
+    twin.set_weights(model.get_weights())
+    return twin

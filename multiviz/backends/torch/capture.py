@@ -8,9 +8,18 @@ chosen module's call count. Later captures of the same combination raise a
 private exception from the hook as soon as every chosen module has fired that
 many times, and catch it: capturing ``conv1`` of a ResNet-50 then costs about
 one convolution, not the network. Because a module's calls are counted, a
-module reused in a pass (``"relu"``, ``"relu#1"``, ...) never loses a call —
-provided the count does not depend on the input's values (data-dependent
-control flow), which the counts cache cannot see.
+module reused in a pass (``"relu"``, ``"relu#1"``, ...) never loses a call.
+
+The remembered counts belong to one *configuration* of the model: the key also
+holds a fingerprint of every module's plain attributes (flags, numbers,
+strings, small containers of them; other objects by identity) of every module
+that is not one of torch.nn's own, and the children of its containers.
+Switching on an attribute that adds calls (``model.extra = True``) changes the key, so the
+next capture runs the whole pass again and counts anew. What no key can see
+is control flow that depends on the input's *values* (``if x.mean() > 0``
+deciding whether a module runs again): there the remembered counts are those
+of the first input of that shape (docs/pitfalls.md, "Calls that did not
+happen").
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ from multiviz.backends.guard import this_thread
 from multiviz.backends.torch.inputs import entry_check, run_model
 from multiviz.backends.torch.state import eval_mode
 
-__all__ = ["capture_outputs", "flatten_output", "output_shapes", "snapshot"]
+__all__ = ["capture_outputs", "flatten_output", "output_shapes", "single_output", "snapshot"]
 
 Hook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
 
@@ -43,23 +52,42 @@ class _StopForward(BaseException):
     """
 
 
-def flatten_output(key: str, out: Any) -> Iterator[tuple[str, torch.Tensor]]:
+def flatten_output(key: str, out: Any, module: Any = None) -> Iterator[tuple[str, torch.Tensor]]:
     """The tensors in a module's output, keyed ``key``, ``key[0]``, ``key[name]``...
 
-    Non-tensor entries are skipped; nesting gives ``key[1][0]``.
+    Non-tensor entries are skipped; nesting gives ``key[1][0]``. An
+    ``nn.MultiheadAttention`` (``module``) called with ``need_weights=False``
+    returns ``(output, None)``: one output, ``key``, as Keras names its
+    ``MultiHeadAttention``'s.
 
     Example:
         >>> [k for k, _ in flatten_output("lstm", (torch.ones(1), (torch.ones(1), None)))]
         ['lstm[0]', 'lstm[1][0]']
+        >>> mha = torch.nn.MultiheadAttention(2, 1)
+        >>> [k for k, _ in flatten_output("attn", (torch.ones(1), None), mha)]
+        ['attn']
     """
     if isinstance(out, torch.Tensor):
         yield key, out
+    elif single_output(out, module):
+        yield key, out[0]
     elif isinstance(out, (tuple, list)):
         for i, item in enumerate(out):
             yield from flatten_output(f"{key}[{i}]", item)
     elif isinstance(out, Mapping):
         for name, item in out.items():
             yield from flatten_output(f"{key}[{name}]", item)
+
+
+def single_output(out: Any, module: Any) -> bool:
+    """True for an ``nn.MultiheadAttention``'s ``(output, None)``: one output."""
+    return (
+        isinstance(module, nn.MultiheadAttention)
+        and isinstance(out, tuple)
+        and len(out) > 1
+        and isinstance(out[0], torch.Tensor)
+        and all(item is None for item in out[1:])
+    )
 
 
 def snapshot(t: torch.Tensor) -> torch.Tensor | None:
@@ -90,7 +118,7 @@ class _Recorder:
                 return
             k = self.calls[name]
             self.calls[name] = k + 1
-            for key, t in flatten_output(name if k == 0 else f"{name}#{k}", out):
+            for key, t in flatten_output(name if k == 0 else f"{name}#{k}", out, module):
                 copy = snapshot(t)
                 if copy is not None:
                     self.outputs[key] = copy
@@ -106,17 +134,85 @@ class _Recorder:
         return {key: t.cpu().numpy() for key, t in self.outputs.items()}
 
 
+# attributes every nn.Module has that do not steer its forward pass (hooks, registries)
+_INTERNALS = frozenset(
+    {"training", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"}
+)
+_PLAIN = (bool, int, float, str, bytes, type(None))
+_TORCH_NN = "torch.nn."
+
+
+def _summary(value: Any) -> Any:
+    """A hashable stand-in for an attribute's value: itself when plain, else identity."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= 32:
+        if all(isinstance(v, _PLAIN) for v in value):
+            return (
+                type(value).__name__,
+                tuple(sorted(value, key=repr))
+                if isinstance(value, (set, frozenset))
+                else tuple(value),
+            )
+    if isinstance(value, dict) and len(value) <= 32:
+        if all(isinstance(v, _PLAIN) and isinstance(k, _PLAIN) for k, v in value.items()):
+            return ("dict", tuple(value.items()))
+    size = len(value) if isinstance(value, (tuple, list, set, frozenset, dict)) else -1
+    return (type(value).__name__, id(value), size)
+
+
+def configuration(model: nn.Module) -> int:
+    """A fingerprint of every module's plain attributes: what may steer ``forward``.
+
+    Of ``torch.nn``'s own modules only the containers count, by their children
+    (a ``Sequential`` that grows a child calls one more module); the others'
+    ``forward`` calls no module depending on an attribute. Two passes of the same input shape call the same modules the same number
+    of times unless the control flow reads something else: a flag or number on
+    a module (``model.extra = True``) is in the fingerprint; values of the input
+    are not (see the module docstring).
+
+    Example:
+        >>> net = nn.Sequential(nn.ReLU())
+        >>> before = configuration(net)
+        >>> net.extra = True
+        >>> configuration(net) == before
+        False
+    """
+    items = []
+    for module in model.modules():
+        if type(module).__module__.startswith(_TORCH_NN):
+            if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+                items.append((id(module), tuple(map(id, module._modules.values()))))
+            continue  # torch's own layers: their calls do not depend on their attributes
+        for key, value in vars(module).items():
+            if key in _INTERNALS or "hook" in key:
+                continue
+            items.append((id(module), key, _summary(value)))
+    return hash(tuple(items))
+
+
 class _CallCounts(dict[str, int]):
     """``{layer name: calls per forward pass}``; empty until a whole pass counted them."""
 
 
-def _cache_key(chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> tuple[Any, ...]:
-    names = tuple(n for n, _ in chosen)
-    return ("call_counts", names, tuple(id(m) for _, m in chosen), tuple(x.shape))
+def _cache_key(
+    model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor
+) -> tuple[Any, ...]:
+    return (
+        "call_counts",
+        tuple(n for n, _ in chosen),
+        tuple(id(m) for _, m in chosen),
+        tuple(x.shape),
+        configuration(model),
+    )
 
 
 def capture_outputs(
-    undo: ExitStack, model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]]
+    undo: ExitStack,
+    model: nn.Module,
+    x: torch.Tensor,
+    chosen: Sequence[tuple[str, nn.Module]],
+    tracker: Any = None,
 ) -> dict[str, np.ndarray]:
     """One inference pass of ``x``; the chosen modules' outputs as float32 NumPy copies.
 
@@ -130,26 +226,34 @@ def capture_outputs(
         model: the module.
         x: the input, already on the model's device and dtype.
         chosen: (name, module) pairs to record.
+        tracker: a :class:`~multiviz.backends.torch.tokens.LayoutTracker` to
+            ride along the pass (its ``complete`` says whether the pass ran to
+            the end), or ``None``.
 
     Returns:
         Output key -> array, in the order the modules ran.
     """
     # kept in the model's bounded cache (multiviz.backends.cache) with everything compiled
-    known = cached(model, _cache_key(chosen, x), _CallCounts)
+    known = cached(model, _cache_key(model, chosen, x), _CallCounts)
     recorder = _Recorder([n for n, _ in chosen], dict(known) or None)
     eval_mode(model, undo)
     undo.enter_context(torch.no_grad())
     entry_check(model, x, undo)
     for name, module in chosen:
         undo.enter_context(module.register_forward_hook(recorder.hook(name)))
+    if tracker is not None:  # after the recorder: a stop leaves the tracker's hooks unrun
+        tracker.enter(undo)
+    finished = False
     try:
         run_model(model, x)
+        finished = True
     except _StopForward as stop:
         if stop.args[0] is not recorder:  # another capture's: not ours to catch
             raise
-    else:
-        if recorder.expected is None:
-            known.update(recorder.calls)
+    if tracker is not None:
+        tracker.complete = finished
+    if finished and recorder.expected is None:
+        known.update(recorder.calls)
     return recorder.arrays()
 
 

@@ -76,12 +76,15 @@ class _GuidedReLU(torch.autograd.Function):
 
     The gradient passed down is ``max(grad, 0)`` where the unit was active
     (``0 < out < upper``) and 0 elsewhere (Springenberg et al. 2015): only
-    positive gradients, through active units. ``inplace=True`` rewrites the
-    input, as ``relu_`` does.
+    positive gradients, through active units. With ``rule="deconvnet"`` it is
+    ``max(grad, 0)`` whatever the forward input was (Zeiler & Fergus 2014).
+    ``inplace=True`` rewrites the input, as ``relu_`` does.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, inplace: bool, upper: float | None) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, inplace: bool, upper: float | None, rule: str = "guided"
+    ) -> torch.Tensor:
         if inplace:
             out = x.clamp_(min=0, max=upper)
             ctx.mark_dirty(x)
@@ -89,15 +92,18 @@ class _GuidedReLU(torch.autograd.Function):
             out = x.clamp(min=0, max=upper)
         ctx.save_for_backward(out)
         ctx.upper = upper
+        ctx.rule = rule
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        if ctx.rule == "deconvnet":
+            return grad.clamp(min=0), None, None, None
         (out,) = ctx.saved_tensors
         active = out > 0
         if ctx.upper is not None:
             active &= out < ctx.upper
-        return grad.clamp(min=0) * active, None, None
+        return grad.clamp(min=0) * active, None, None, None
 
 
 Arg = Callable[[int, str, Any], Any]  # arg(position, keyword, default) of one call
@@ -134,9 +140,10 @@ def _relu_entry_points() -> dict[Any, Callable[[Arg], tuple[bool, float | None] 
 class _GuidedReLUMode(TorchFunctionMode):
     """Routes every ReLU call on a tensor that needs a gradient through ``_GuidedReLU``."""
 
-    def __init__(self) -> None:
+    def __init__(self, rule: str = "guided") -> None:
         super().__init__()
         self.relus = _relu_entry_points()
+        self.rule = rule
 
     def __torch_function__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
@@ -154,11 +161,14 @@ class _GuidedReLUMode(TorchFunctionMode):
             isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()
         ):
             return func(*args, **kwargs)
-        return _GuidedReLU.apply(x, *call)
+        return _GuidedReLU.apply(x, *call, self.rule)
 
 
-def guided_relus(undo: ExitStack) -> None:
+def guided_relus(undo: ExitStack, rule: str = "guided") -> None:
     """Guided backpropagation through every ReLU and ReLU6 this thread runs until ``undo`` closes.
+
+    ``rule="deconvnet"`` uses the deconvnet's backward rule instead (only
+    positive gradients, whatever the forward input: Zeiler & Fergus 2014).
 
     Catches ``nn.ReLU`` / ``nn.ReLU6`` modules and ``F.relu`` /
     ``torch.relu`` / ``Tensor.relu`` / ``F.relu6`` calls alike (in place or
@@ -176,4 +186,4 @@ def guided_relus(undo: ExitStack) -> None:
         >>> x.grad  # negative input, negative gradient: both blocked
         tensor([0., 0., 1.])
     """
-    undo.enter_context(_GuidedReLUMode())  # entered and its exit registered in one step
+    undo.enter_context(_GuidedReLUMode(rule))  # entered and its exit registered in one step
