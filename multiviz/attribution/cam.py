@@ -297,8 +297,13 @@ def score_cam(
     input size and min-max scaled to a mask ``H_k``; the input times ``H_k``
     is scored, and the map is ``ReLU(sum_k s_k A_k)``. As in the paper and the
     authors' code, ``s_k`` is the softmax probability of the target class for
-    the masked input (computed in NumPy from the logits the backend returns);
-    a callable target's raw score is used as is. Channels whose map is
+    the masked input (computed in NumPy from the logits the backend returns).
+    For an output ending in a sigmoid (a one-unit binary head,
+    ``Linear(8, 1) + Sigmoid`` / ``Dense(1, "sigmoid")``, or a multi-label
+    head) it is the sigmoid probability of the target unit — a softmax over
+    one unit would be 1 for every mask; for a one-unit output without one (a
+    regression head) it is the unit's value. A callable target's raw score
+    is used as is. Channels whose map is
     constant carry no location and are skipped (``s_k = 0``), as in the
     authors' code. The ``N x K`` masked images are scored ``batch_size`` at a
     time, so memory is bounded by one chunk however many channels the layer has.

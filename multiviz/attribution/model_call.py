@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from multiviz.attribution.cam_math import softmax
+from multiviz.attribution.cam_math import sigmoid, softmax
 from multiviz.attribution.maps import finish_maps, upsample_maps
 from multiviz.backends import Backend, GradientResult, get_backend
 from multiviz.backends.contract import check_target
@@ -97,6 +97,15 @@ def _class_scores(output: Any) -> np.ndarray:
     """``(N, K, ...)`` model output -> ``(N, K)`` float64, extra axes summed."""
     out = np.asarray(output, np.float64)
     return out.reshape(out.shape[0], out.shape[1], -1).sum(axis=-1)
+
+
+def _probability(head: str | None, units: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Logits -> the model's probabilities: softmax, sigmoid, or (one plain unit) the value."""
+    if head == "sigmoid":
+        return sigmoid
+    if units == 1 and head is None:
+        return lambda values: np.asarray(values, np.float64)
+    return softmax
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -254,29 +263,40 @@ class ModelCall:
         return self.gradients([], target, inputs=inputs)
 
     def class_probabilities(self) -> Callable[[np.ndarray], np.ndarray]:
-        """A function from inputs to the softmax of the model's logits, ``(n, classes)``.
+        """A function from inputs to the model's probability of each class, ``(n, classes)``.
 
-        ``backend.forward`` is each framework's fastest inference path (compiled
-        in Keras), but a model ending in a softmax returns probabilities there,
-        while :meth:`scored_forward` returns the logits before it. Which one
-        ``forward`` gives is checked once, on up to ``batch_size`` clean
-        inputs: its logits get a softmax here, its probabilities are used as
-        they are, and anything else (a log-softmax, a map per pixel) falls
-        back to the scored pass's logits. An output with axes beyond
-        ``(N, classes)`` is summed over them first, as the backends score it.
+        What Score-CAM weights a channel by (Wang et al. 2020): the softmax of
+        the logits for a multi-class output (also for a model that ends in no
+        softmax, as in the paper); the sigmoid of each logit where the output
+        ends in a sigmoid layer (a one-unit binary head, or a multi-label
+        one); the unit's own value for a one-unit output without one (a
+        regression head: a softmax over one value is always 1, and would
+        weight every channel alike).
+
+        ``backend.forward`` is each framework's fastest inference path
+        (compiled in Keras), but a model ending in a softmax or a sigmoid
+        returns probabilities there, while :meth:`scored_forward` returns the
+        logits before it. Which one ``forward`` gives is checked once, on up
+        to ``batch_size`` clean inputs: its logits are turned into
+        probabilities here, its probabilities are used as they are, and
+        anything else (a log-softmax, a map per pixel) falls back to the
+        scored pass's logits. An output with axes beyond ``(N, classes)`` is
+        summed over them first, as the backends score it.
         """
         probe = self.x[: min(self.n, self.batch_size)]
-        logits = _class_scores(self.scored_forward(probe, None).output)
+        scored = self.scored_forward(probe, None)
+        logits = _class_scores(scored.output)
+        probability = _probability(scored.head, logits.shape[1])
         plain = _class_scores(self.backend.forward(self.model, probe))
 
         def via_forward(inputs: np.ndarray) -> np.ndarray:
             return _class_scores(self.backend.forward(self.model, inputs))
 
-        if plain.shape == logits.shape and _close(plain, logits):
-            return lambda inputs: softmax(via_forward(inputs))
-        if plain.shape == logits.shape and _close(plain, softmax(logits)):
+        if plain.shape == logits.shape and _close(plain, probability(logits)):
             return via_forward
-        return lambda inputs: softmax(_class_scores(self.scored_forward(inputs, None).output))
+        if plain.shape == logits.shape and _close(plain, logits):
+            return lambda inputs: probability(via_forward(inputs))
+        return lambda inputs: probability(_class_scores(self.scored_forward(inputs, None).output))
 
     def capture(self, name: str) -> np.ndarray:
         """One layer's output for the batch, canonical layout."""

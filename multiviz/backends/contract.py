@@ -18,7 +18,7 @@ framework runs the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,14 +27,30 @@ import numpy as np
 from multiviz.core.records import LayerInfo
 from multiviz.errors import TargetError
 
-__all__ = ["Backend", "GradientResult", "Target", "check_scores", "check_target", "class_indices"]
+__all__ = [
+    "HEADS",
+    "Backend",
+    "GradientResult",
+    "Target",
+    "check_scores",
+    "check_target",
+    "class_indices",
+    "main_output",
+    "score_callable",
+]
 
 #: What a gradient is taken of. ``None``: each sample's top-scoring class;
-#: an int, or ints of shape (N,): one class per sample; a callable: receives
-#: the model's (pre-softmax) output as a framework tensor and returns one score
-#: per sample as a framework tensor of shape (N,). A class index needs an
+#: an int, or ints of shape (N,): one class (or unit) per sample of the model's
+#: main output (see :func:`main_output`); a callable: receives the model's
+#: *whole* output as the model returns it — a tensor, a tuple, a list or a
+#: dict of framework tensors, each output that ends in a softmax or a sigmoid
+#: layer replaced by the logits entering it — and returns one score per
+#: sample as a framework tensor of shape (N,). A class index needs a main
 #: output of shape (N, classes); any other output needs a callable.
 Target = np.ndarray | Callable[[Any], Any] | None
+
+#: What a model applies to its scored logits: the activation of a final layer.
+HEADS = ("softmax", "sigmoid")
 
 
 @dataclass
@@ -42,8 +58,8 @@ class GradientResult:
     """What :meth:`Backend.gradients` returns (all NumPy, canonical layout).
 
     Attributes:
-        output: the model's output for the batch, pre-softmax where the model
-            ends in a softmax, shape (N, ...).
+        output: the model's main output for the batch (:func:`main_output`),
+            the logits where it ends in a softmax or a sigmoid layer, shape (N, ...).
         targets: the class index scored per sample, shape (N,), or ``None``
             when the target was a callable.
         scores: the scored value per sample, shape (N,).
@@ -51,6 +67,10 @@ class GradientResult:
         gradients: layer name -> d(sum of scores)/d(activation), same shapes.
         input_gradient: d(sum of scores)/d(input) in the input's own layout
             (NCHW for PyTorch, the model's input layout for Keras), or ``None``.
+        head: the activation the model applies to ``output`` in a final layer
+            (one of :data:`HEADS`: an ``nn.Softmax`` / ``nn.Sigmoid`` module,
+            a Keras ``Softmax`` layer or ``activation="sigmoid"``), or
+            ``None`` — a plain logit, score or regression value.
     """
 
     output: np.ndarray
@@ -59,6 +79,7 @@ class GradientResult:
     activations: dict[str, np.ndarray] = field(default_factory=dict)
     gradients: dict[str, np.ndarray] = field(default_factory=dict)
     input_gradient: np.ndarray | None = None
+    head: str | None = None
 
 
 class Backend(Protocol):
@@ -174,6 +195,63 @@ def check_target(target: Any, n: int) -> np.ndarray | Callable[[Any], Any] | Non
     return arr.astype(np.int64)
 
 
+def main_output(out: Any, is_tensor: Callable[[Any], bool]) -> Any:
+    """The tensor a class index scores: the output itself, or the one a structure stands for.
+
+    A mapping's ``"logits"`` entry, else its first tensor; a tuple's or a
+    list's first tensor (depth first). Both adapters pick it with this one
+    rule, so a class index means the same output in every framework; any other
+    output of a structure is scored with a callable target.
+
+    Raises:
+        TypeError: the output holds no tensor.
+
+    Example:
+        >>> is_array = lambda t: isinstance(t, np.ndarray)
+        >>> main_output(({"aux": np.zeros(1), "logits": np.ones(2)}, np.zeros(3)), is_array)
+        array([1., 1.])
+    """
+    if is_tensor(out):
+        return out
+    items: list[Any] = []
+    if isinstance(out, Mapping):
+        items = [out["logits"]] if "logits" in out else list(out.values())
+    elif isinstance(out, (tuple, list)):
+        items = list(out)
+    for item in items:
+        try:
+            return main_output(item, is_tensor)
+        except TypeError:
+            continue
+    raise TypeError(
+        f"The model returned {type(out).__name__}, which holds no tensor; multiviz needs "
+        "a tensor output (or a tuple, list or dict holding one)."
+    )
+
+
+def score_callable(
+    target: Callable[[Any], Any], whole: Any, n: int, is_tensor: Callable[[Any], bool]
+) -> Any:
+    """``target(whole)``: a callable target applied to the whole output, its result checked.
+
+    Args:
+        target: the caller's callable.
+        whole: the model's whole output (see :data:`Target`).
+        n: the batch size.
+        is_tensor: tells a framework tensor (one that gradients flow through)
+            from anything else.
+
+    Returns:
+        What ``target`` returned: one score per sample.
+
+    Raises:
+        TargetError: the result is not one score per sample.
+    """
+    scores = target(whole)
+    check_scores(scores, n, is_tensor=bool(is_tensor(scores)))
+    return scores
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -223,6 +301,14 @@ def class_indices(target: Any, n: int, output_shape: Sequence[int | None]) -> np
         return np.full(n, -1, np.int64)
     assert isinstance(checked, np.ndarray)
     k = output_shape[1]
+    if k == 1 and checked.size and int(checked.max()) >= 1:
+        same = bool(np.all(checked == checked[0]))
+        shown = int(checked[0]) if same else _short(checked.tolist())
+        raise TargetError(
+            f"`target={shown}` picks a unit this output does not have: it has one "
+            "unit (a sigmoid's logit or a regression value), so target=None or 0 scores it.\n"
+            "hint: for the other class of a binary sigmoid head, pass target=lambda out: -out[:, 0]"
+        )
     if k is not None and checked.size and int(checked.max()) >= int(k):
         raise TargetError(
             f"`target` class indices must lie in [0, {int(k) - 1}] for an output with {k} "

@@ -48,7 +48,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.contract import GradientResult, Target, main_output
 from multiviz.backends.keras.capture import EagerPlan, runner_for
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
@@ -137,12 +137,17 @@ class KerasBackend:
         return {k: _numpy(tensors[k]) for k in self._ordered(model, tensors)}
 
     def forward(self, model: Any, x: Any) -> np.ndarray:
-        """The model's (first) output for ``x``, float32 NumPy, ``training=False``."""
+        """The model's main output for ``x``, float32 NumPy, ``training=False``.
+
+        The main output of a model returning several is the contract's
+        (:func:`~multiviz.backends.contract.main_output`): a dict's
+        ``"logits"`` entry, else its first; a list's first.
+        """
         inputs = self._inputs(model, x)
         fn = self._forward_fn(model)
         with input_errors(model, x):
             out = fn(inputs[0] if len(inputs) == 1 else list(inputs))
-        return _numpy(keras.tree.flatten(out)[0])
+        return _numpy(main_output(out, keras.ops.is_tensor))
 
     def gradients(
         self,
@@ -155,10 +160,12 @@ class KerasBackend:
     ) -> GradientResult:
         """Activations of ``names`` and gradients of the summed target score.
 
-        The score is read from the logits: a model ending in a softmax is
-        scored on the softmax's input (see :mod:`.gradients`). ``target``:
-        ``None`` (each sample's top class), an int, an int array of shape
-        (N,), or a callable mapping the logits tensor to (N,) scores.
+        The score is read from the logits: an output that ends in a softmax
+        or a sigmoid is scored on that activation's input (see
+        :mod:`.gradients`). ``target``: ``None`` (each sample's top class),
+        an int, an int array of shape (N,) (classes of the main output), or a
+        callable given the model's whole output (tensor, list or dict,
+        logits swapped in) returning (N,) scores.
 
         Raises:
             TargetError: ``target`` does not fit the batch or the output (the
@@ -173,7 +180,7 @@ class KerasBackend:
             )
         sites = self._select(model, names)
         with input_errors(model, x):
-            logits, idx, scores, recorded, grads, input_grad = compute_gradients(
+            (logits, idx, scores, recorded, grads, input_grad), head = compute_gradients(
                 model, inputs[0], sites, target, wrt_input, guided
             )
         layouts = self._layouts(model)
@@ -185,6 +192,7 @@ class KerasBackend:
             activations={k: _numpy(recorded[k], layouts(k)) for k in wanted},
             gradients={k: _numpy(grads[k], layouts(k)) for k in wanted},
             input_gradient=_numpy(input_grad) if wrt_input else None,
+            head=head,
         )
 
     def input_layout(self, model: Any) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from multiviz.backends.contract import main_output as contract_main_output
 from multiviz.backends.torch.layers import CONV_TYPES
 from multiviz.errors import InputShapeError, InputTypeError
 
@@ -210,25 +211,12 @@ def run_model(model: nn.Module, x: torch.Tensor) -> Any:
 def main_output(out: Any) -> torch.Tensor:
     """The tensor a model's output stands for: itself, ``["logits"]``, or the first tensor.
 
+    The contract's one rule (:func:`multiviz.backends.contract.main_output`).
+
     Raises:
         TypeError: the output holds no tensor.
     """
-    if isinstance(out, torch.Tensor):
-        return out
-    items: list[Any] = []
-    if isinstance(out, Mapping):
-        items = [out["logits"]] if "logits" in out else list(out.values())
-    elif isinstance(out, (tuple, list)):
-        items = list(out)
-    for item in items:
-        try:
-            return main_output(item)
-        except TypeError:
-            continue
-    raise TypeError(
-        f"The model returned {type(out).__name__}, which holds no tensor; multiviz needs "
-        "a tensor output (or a tuple / dict holding one)."
-    )
+    return contract_main_output(out, lambda t: isinstance(t, torch.Tensor))
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:
