@@ -168,8 +168,38 @@ def _one_framework(
         layer=last,
     )
     save(mv.plot_explanations(picture, maps), "explain.png")
+    _vit_figures(fw, x, picture, save, log)
     log(f"[{fw}] {len(files)} figures in {out}")
     return files, dict(acts)
+
+
+def _vit_figures(fw: str, x: np.ndarray, picture: np.ndarray, save, log) -> None:
+    """The built-in ViT on the same image: a token map grid, Grad-CAM, rollout."""
+    import multiviz as mv
+    from multiviz.sources.builtin import BUILTIN_CLASSES
+
+    vit = mv.builtin_model(fw, arch="vit")
+    label = BUILTIN_CLASSES[int(np.argmax(mv.forward(vit, x)[0]))]
+    acts = mv.capture(vit, x, ["blocks.3.norm1"])
+    save(
+        mv.plot_feature_maps(
+            acts["blocks.3.norm1"][0],
+            cmap="viridis",
+            normalize="layer",
+            title=f"{fw} · built-in ViT · blocks.3.norm1: 32 token maps on the 8x8 patch grid",
+        ),
+        "vit_maps_blocks.3.norm1.png",
+    )
+    cam = mv.grad_cam(vit, x)  # no layer: the last block's first norm
+    save(
+        mv.plot_overlay(picture, cam[0], title=f"{fw} · ViT Grad-CAM for {label!r}"),
+        "vit_grad_cam.png",
+    )
+    roll = mv.attention_rollout(vit, x)
+    save(
+        mv.plot_overlay(picture, roll[0], title=f"{fw} · ViT attention rollout"), "vit_rollout.png"
+    )
+    log(f"[{fw}] built-in ViT says {label!r}")
 
 
 def _write_parity(

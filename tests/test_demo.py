@@ -20,6 +20,9 @@ EXPECTED = {
     "layer_stats.png",
     "grad_cam.png",
     "explain.png",
+    "vit_maps_blocks.3.norm1.png",  # the built-in ViT on the same image
+    "vit_grad_cam.png",
+    "vit_rollout.png",
 }
 
 

@@ -141,16 +141,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     specs = list(args.specs)
     _import_torch_first()
     weights = args.weights or "default"
-    if specs[0] == "builtin" and len(specs) <= 2:
+    if specs[0] in ("builtin", "builtin-vit") and len(specs) <= 2:
         if args.framework is not None:
             raise UsageError(
                 "compare builtin runs the built-in model in both frameworks: drop --framework "
                 "(or name two models: compare builtin keras:NAME IMAGE --framework torch)."
             )
         # torch before TensorFlow, always
-        first = load_model("builtin", framework="torch", weights=weights)
+        first = load_model(specs[0], framework="torch", weights=weights)
         with framework_logs_hidden(not args.debug):
-            models = [first, load_model("builtin", framework="keras", weights=weights)]
+            models = [first, load_model(specs[0], framework="keras", weights=weights)]
         image = specs[1] if len(specs) == 2 else None
     elif len(specs) == 3:
         parsed = [parse_spec(s, args.framework if s == "builtin" else None) for s in specs[:2]]

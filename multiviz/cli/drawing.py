@@ -47,6 +47,8 @@ METHODS = {
     "guided-backprop": "guided_backprop",
     "guided-grad-cam": "guided_grad_cam",
     "deconvnet": "deconvnet",
+    "rollout": "attention_rollout",
+    "grad-rollout": "attention_rollout",
 }
 # the methods that read a layer (the others explain the input pixels)
 _LAYER_METHODS = ("grad-cam", "grad-cam++", "layer-cam", "score-cam", "cam", "guided-grad-cam")
@@ -179,6 +181,8 @@ def cmd_cam(args: argparse.Namespace) -> int:
     if any(m in _LAYER_METHODS for m in methods):
         if args.layer is not None:
             layer = resolve(args.layer, infos)[0]
+        elif any(i.type.endswith("Attention") or i.type == "MultiheadAttention" for i in infos):
+            print_note(args, "no --layer: a transformer; the layer is chosen automatically")
         else:
             convs = [i.name for i in infos if i.kind == "conv"]
             if not convs:
@@ -251,6 +255,10 @@ def _attribution(
         return mv.integrated_gradients(model, x, steps=args.steps, **how, **common)
     if name in ("guided_backprop", "deconvnet"):  # colour images unless aggregated
         return getattr(mv, name)(model, x, **how, **common)
+    if name == "attention_rollout":  # a vision transformer's attention, no layer
+        return mv.attention_rollout(
+            model, x, "grad" if method == "grad-rollout" else "rollout", **common
+        )
     fn = getattr(mv, name)
     if name == "guided_grad_cam":
         return fn(model, x, layer, **how, **common)

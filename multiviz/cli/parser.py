@@ -41,6 +41,7 @@ IMAGE_GROUP = "image options"
 EPILOG = """\
 models (the MODEL argument):
   builtin                 the multiviz built-in CNN, trained weights shipped (--framework torch|keras)
+  builtin-vit             the multiviz built-in ViT, trained weights shipped (--framework torch|keras)
   torchvision:NAME        torchvision.models.NAME
   keras:NAME              keras.applications.NAME
   FILE.keras, FILE.h5     a saved Keras model

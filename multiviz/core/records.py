@@ -52,6 +52,10 @@ class LayerInfo:
             bounded activation: ReLU6 ``(6.0,)``, sigmoid and hard-sigmoid
             ``(0.0, 1.0)``, tanh ``(-1.0, 1.0)``; ``None`` for an unbounded
             layer (see :mod:`multiviz.core.stats` for "saturated").
+        layout: what the output is where known (``"channels_first"``,
+            ``"channels_last"``, ``"tokens"``, ``"patches"``, ``"attention"``
+            for attention internals that are never an image, ``"other"``;
+            see :mod:`multiviz.core.tokens`), else ``""``.
 
     Example:
         >>> LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224).kind
@@ -69,6 +73,7 @@ class LayerInfo:
     padding: tuple[tuple[int, int], ...] | str | None = field(default=None, repr=False)
     dilation: tuple[int, ...] | None = field(default=None, repr=False)
     bounds: tuple[float, ...] | None = field(default=None, repr=False)
+    layout: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.base:
@@ -117,6 +122,12 @@ class Activations(Mapping[str, np.ndarray]):
     order in which the layers ran. ``framework`` says which backend produced
     them (``"torch"`` or ``"keras"``); nothing downstream depends on it.
 
+    A vision transformer's token layer comes back as a ``(N, C, h, w)`` map of
+    its patch tokens; ``prefix[name]`` holds its ``(N, P, C)`` prefix tokens
+    (class, distillation, register tokens), and ``artifacts[name]`` the
+    high-norm patch tokens found in it as ``(K, 3)`` ``(sample, row, column)``
+    (see :mod:`multiviz.core.tokens`).
+
     Example:
         >>> import numpy as np
         >>> acts = Activations({"conv1": np.zeros((1, 8, 4, 4), np.float32)}, "torch")
@@ -131,6 +142,8 @@ class Activations(Mapping[str, np.ndarray]):
     #: layer name -> the values its bounded activation saturates at (bounded layers only;
     #: see :attr:`LayerInfo.bounds`); :func:`multiviz.layer_stats` reads it
     bounds: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    prefix: dict[str, np.ndarray] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:

@@ -584,7 +584,7 @@ def test_explain_shares_one_pass_and_plots(fake, tmp_path):
     fig = every.plot(sample=1)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[:3] == ["Input", "Saliency", "Gradient x input"]
-    assert len(titles) == len(METHODS) + 1  # the input, then one panel per method
+    assert len(titles) == 1 + len(METHODS)  # the input, then one panel per method
     fig.savefig(tmp_path / "explain.png")
     with pytest.raises(ValueError, match="grad_cam"):
         mv.explain(net, x, ["gradcam"])
