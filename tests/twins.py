@@ -293,3 +293,117 @@ def _keras_unit(w: dict[str, np.ndarray], sigmoid: bool) -> Any:
     inp, h, weights = _keras_trunk(w)
     layer, values = _keras_dense(w["u"], w["u_b"], "fc", activation="sigmoid" if sigmoid else None)
     return _keras_model(inp, layer(h), [*weights, (layer, values)])
+
+
+# --------------------------------------------------------------------------- several inputs
+
+
+def inputs_weights(seed: int = 5) -> dict[str, np.ndarray]:
+    """rgb 1x1 conv (3 -> 4), depth 1x1 conv (1 -> 4), fc dense (4 -> 2)."""
+    rng = np.random.default_rng(seed)
+    w = {
+        "rgb": rng.standard_normal((4, 3, 1, 1)),
+        "depth": rng.standard_normal((4, 1, 1, 1)),
+        "fc": rng.standard_normal((2, 4)),
+    }
+    w.update({f"{k}_b": rng.standard_normal(v.shape[0]) * 0.1 for k, v in list(w.items())})
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def inputs_expected(rgb: np.ndarray, depth: np.ndarray, w: dict[str, np.ndarray]) -> dict:
+    """(rgb conv + depth conv) -> relu -> gap -> fc, NumPy float64, canonical inputs."""
+    rgb, depth = np.asarray(rgb, np.float64), np.asarray(depth, np.float64)
+    sum_ = _conv1x1(rgb, w["rgb"].astype(np.float64), w["rgb_b"]) + _conv1x1(
+        depth, w["depth"].astype(np.float64), w["depth_b"]
+    )
+    relu = np.maximum(sum_, 0.0)
+    return {"sum": sum_, "relu": relu, "fc": relu.mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"]}
+
+
+def two_inputs(name: str, w: dict[str, np.ndarray], named: bool = False) -> Any:
+    """A model of two images, ``rgb`` (3 channels) and ``depth`` (1): ``forward(rgb, depth)``.
+
+    Keras: a Functional model with inputs ``[rgb, depth]``, or ``{"rgb": ...,
+    "depth": ...}`` with ``named=True``.
+    """
+    if name == "torch":
+        return _torch_two_inputs(w)
+    return _keras_two_inputs(w, named)
+
+
+def _torch_two_inputs(w: dict[str, np.ndarray]) -> Any:
+    import torch
+    from torch import nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rgb = _torch_conv(w["rgb"], w["rgb_b"])
+            self.depth = _torch_conv(w["depth"], w["depth_b"])
+            self.relu = nn.ReLU()
+            self.fc = _torch_dense(w["fc"], w["fc_b"])
+
+        def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+            h = self.relu(self.rgb(rgb) + self.depth(depth))
+            return self.fc(h.mean(dim=(2, 3)))
+
+    return TwoInputs().eval()
+
+
+def _keras_two_inputs(w: dict[str, np.ndarray], named: bool) -> Any:
+    import keras
+
+    rgb = keras.Input((*HEADS_SIZE, 3), name="rgb")
+    depth = keras.Input((*HEADS_SIZE, 1), name="depth")
+    c_rgb, c_depth = (
+        keras.layers.Conv2D(4, 1, name="rgb_conv"),
+        keras.layers.Conv2D(4, 1, name="depth_conv"),
+    )
+    h = keras.layers.ReLU(name="relu")(keras.layers.Add(name="sum")([c_rgb(rgb), c_depth(depth)]))
+    fc, fc_w = _keras_dense(w["fc"], w["fc_b"], "fc")
+    out = fc(keras.layers.GlobalAveragePooling2D(name="gap")(h))
+    inputs = {"rgb": rgb, "depth": depth} if named else [rgb, depth]
+    weights = [
+        (c_rgb, _keras_conv(w["rgb"], w["rgb_b"])),
+        (c_depth, _keras_conv(w["depth"], w["depth_b"])),
+        (fc, fc_w),
+    ]
+    return _keras_model(inputs, out, weights)
+
+
+# --------------------------------------------------------------------------- non-finite
+
+
+def overflow_net(name: str) -> Any:
+    """conv 1x1 (3 -> 1, weights 1e21) -> relu -> gap -> fc (1 -> 1, weight 1e20), no biases.
+
+    For inputs near 1e-30 the output is finite (about 1e11) but its gradient
+    with respect to the input, 1e41 / (H W), overflows float32 to Inf —
+    where the ReLU is active (a sample of negative inputs has a zero gradient).
+    """
+    w = {
+        "conv": np.full((1, 3, 1, 1), 1e21, np.float32),
+        "conv_b": np.zeros(1, np.float32),
+        "u": np.full((1, 1), 1e20, np.float32),
+        "u_b": np.zeros(1, np.float32),
+    }
+    if name == "torch":
+        from collections import OrderedDict
+
+        from torch import nn
+
+        return nn.Sequential(
+            OrderedDict(
+                conv=_torch_conv(w["conv"], w["conv_b"]),
+                relu=nn.ReLU(),
+                gap=_torch_classes()[0](),
+                fc=_torch_dense(w["u"], w["u_b"]),
+            )
+        ).eval()
+    import keras
+
+    inp = keras.Input((*HEADS_SIZE, 3))
+    conv = keras.layers.Conv2D(1, 1, name="conv")
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.ReLU(name="relu")(conv(inp)))
+    fc, fc_w = _keras_dense(w["u"], w["u_b"], "fc")
+    return _keras_model(inp, fc(h), [(conv, _keras_conv(w["conv"], w["conv_b"])), (fc, fc_w)])

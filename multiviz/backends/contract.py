@@ -31,11 +31,13 @@ __all__ = [
     "HEADS",
     "Backend",
     "GradientResult",
+    "Inputs",
     "Target",
     "check_scores",
     "check_target",
     "class_indices",
     "main_output",
+    "read_inputs",
     "score_callable",
 ]
 
@@ -66,7 +68,9 @@ class GradientResult:
         activations: layer name -> activation, as :meth:`Backend.capture` would.
         gradients: layer name -> d(sum of scores)/d(activation), same shapes.
         input_gradient: d(sum of scores)/d(input) in the input's own layout
-            (NCHW for PyTorch, the model's input layout for Keras), or ``None``.
+            (NCHW for PyTorch, the model's input layout for Keras), or ``None``;
+            for several inputs, one per input in the structure they were
+            given in (:meth:`Inputs.pack`: a tuple, a list or a dict).
         head: the activation the model applies to ``output`` in a final layer
             (one of :data:`HEADS`: an ``nn.Softmax`` / ``nn.Sigmoid`` module,
             a Keras ``Softmax`` layer or ``activation="sigmoid"``), or
@@ -78,7 +82,7 @@ class GradientResult:
     scores: np.ndarray
     activations: dict[str, np.ndarray] = field(default_factory=dict)
     gradients: dict[str, np.ndarray] = field(default_factory=dict)
-    input_gradient: np.ndarray | None = None
+    input_gradient: Any = None
     head: str | None = None
 
 
@@ -86,7 +90,10 @@ class Backend(Protocol):
     """What every framework adapter provides.
 
     Input ``x`` is the framework's native layout: NCHW for PyTorch, the model's
-    input layout (normally NHWC) for Keras; a NumPy array or a framework tensor.
+    input layout (normally NHWC) for Keras; a NumPy array or a framework tensor;
+    for a model with several inputs, a tuple or a list of them (PyTorch passes
+    them as positional arguments) or a dict (named inputs), read by
+    :func:`read_inputs`.
     """
 
     name: str
@@ -134,6 +141,12 @@ class Backend(Protocol):
 
     def input_layout(self, model: Any) -> str:
         """``"channels_first"`` or ``"channels_last"``: the layout ``x`` must have."""
+
+    def input_count(self, model: Any) -> int | None:
+        """How many inputs the model takes, or ``None`` where that is not known.
+
+        :func:`read_inputs` reads a caller's tuple or list with it.
+        """
 
 
 # --------------------------------------------------------------------------- the target check
@@ -338,3 +351,87 @@ def check_scores(scores: Any, n: int, is_tensor: bool = True) -> None:
         f"A callable `target` must return one score per sample, shape ({n},), e.g. "
         f"lambda out: out[:, 3], keeping the batch axis; received {got}."
     )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A caller's input read as the model's inputs: one, several in order, or named.
+
+    Attributes:
+        parts: one array or tensor per model input, in order.
+        kind: ``"one"``, ``"tuple"``, ``"list"`` or ``"dict"``: the structure given.
+        names: a dict's keys, in the order given (empty otherwise).
+
+    Example:
+        >>> a, b = np.zeros((2, 3)), np.ones((2, 1))
+        >>> inputs = read_inputs((a, b))
+        >>> inputs.kind, len(inputs.parts), inputs.labels
+        ('tuple', 2, ['input 0', 'input 1'])
+        >>> type(inputs.pack([b, a])).__name__
+        'tuple'
+    """
+
+    parts: tuple[Any, ...]
+    kind: str = "one"
+    names: tuple[str, ...] = ()
+
+    def pack(self, parts: Sequence[Any]) -> Any:
+        """``parts`` in the structure the caller gave: what a model is called with, or returned."""
+        if self.kind == "one":
+            return parts[0]
+        if self.kind == "dict":
+            return dict(zip(self.names, parts, strict=True))
+        return tuple(parts) if self.kind == "tuple" else list(parts)
+
+    @property
+    def labels(self) -> list[str]:
+        """How a message names each input: ``"input"``, ``"input 1"``, ``"input 'depth'"``."""
+        if self.kind == "one":
+            return ["input"]
+        if self.kind == "dict":
+            return [f"input {name!r}" for name in self.names]
+        return [f"input {i}" for i in range(len(self.parts))]
+
+    def key(self, index: int) -> int | str:
+        """How a caller names input ``index``: its position, or its dict key."""
+        return self.names[index] if self.kind == "dict" else index
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Mapping)
+
+
+def read_inputs(x: Any, count: int | None = None) -> Inputs:
+    """How ``x`` splits into a model's inputs: the one rule every backend and attribution share.
+
+    Args:
+        x: what the caller passed: an array or tensor; a tuple or list of them;
+            a dict of them (named inputs).
+        count: how many inputs the model takes, where the backend knows it
+            (a Keras graph's inputs, a PyTorch ``forward``'s positional
+            parameters); ``None`` when it does not.
+
+    Returns:
+        :class:`Inputs`. A dict is named inputs. A tuple or a list is several
+        inputs when the model takes several (``count > 1``), or, with
+        ``count`` unknown, when every item is an array or a tensor (PyTorch
+        passes them as positional arguments). Anything else — one array, a
+        nested list of numbers, a list of same-shaped images for a model with
+        one input — is one input.
+
+    Example:
+        >>> read_inputs([np.zeros((2, 3)), np.zeros((2, 3))], count=1).kind
+        'one'
+        >>> read_inputs({"rgb": np.zeros((1, 3))}).names
+        ('rgb',)
+    """
+    if isinstance(x, Mapping):
+        return Inputs(tuple(x.values()), "dict", tuple(str(k) for k in x))
+    if isinstance(x, (tuple, list)) and x:
+        several = count > 1 if count is not None else all(_is_array(item) for item in x)
+        if several:
+            return Inputs(tuple(x), "tuple" if isinstance(x, tuple) else "list")
+    return Inputs((x,))

@@ -500,8 +500,8 @@ def compute_gradients(
 
     from multiviz.backends.keras.gradients_tf_fast import fast_step  # it builds on this module
 
-    x_t = tf.identity(x)
-    n = int(x_t.shape[0])
+    x_t = [tf.identity(p) for p in x] if isinstance(x, (list, tuple)) else tf.identity(x)
+    n = int((x_t[0] if isinstance(x_t, list) else x_t).shape[0])
     graph = graph_of(model)
     fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
     rule = "deconvnet" if guided == "deconvnet" else "guided"

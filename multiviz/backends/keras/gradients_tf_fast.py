@@ -116,7 +116,8 @@ class FastStep:
             else:
                 self.sources.append((add(tensor), None))
         self.head = graph_head(model)[2]
-        self.submodel = keras.Model(graph.inputs[0], outputs, name=f"multiviz_grad_{graph.name}")
+        inputs = graph.inputs[0] if len(graph.inputs) == 1 else list(graph.inputs)
+        self.submodel = keras.Model(inputs, outputs, name=f"multiviz_grad_{graph.name}")
         self._compiled: dict[tuple[bool, bool], Callable[[Any, Any], StepResult]] = {}
 
     def fresh(self, model: Any) -> bool:

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from multiviz.backends.torch.inputs import entry_check, run_model
+from multiviz.backends.torch.inputs import ModelInput, entry_check, input_shapes, run_model
 from multiviz.backends.torch.state import eval_mode
 
 __all__ = ["capture_outputs", "flatten_output", "output_shapes", "single_output", "snapshot"]
@@ -191,18 +191,18 @@ def configuration(model: nn.Module) -> int:
 
 
 def _cache_key(
-    model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor
+    model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], x: ModelInput
 ) -> tuple[Any, ...]:
     return (
         tuple(n for n, _ in chosen),
         tuple(id(m) for _, m in chosen),
-        tuple(x.shape),
+        input_shapes(x),
         configuration(model),
     )
 
 
 def capture_outputs(
-    model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]], tracker: Any = None
+    model: nn.Module, x: ModelInput, chosen: Sequence[tuple[str, nn.Module]], tracker: Any = None
 ) -> dict[str, np.ndarray]:
     """One inference pass of ``x``; the chosen modules' outputs as float32 NumPy copies.
 
@@ -212,7 +212,8 @@ def capture_outputs(
 
     Args:
         model: the module.
-        x: the input, already on the model's device and dtype.
+        x: the input, already on the model's device and dtype (several inputs
+            as :class:`~multiviz.backends.contract.Inputs`).
         chosen: (name, module) pairs to record.
         tracker: a :class:`~multiviz.backends.torch.tokens.LayoutTracker` to
             ride along the pass (its ``complete`` says whether the pass ran to
@@ -247,7 +248,7 @@ def capture_outputs(
     return recorder.arrays()
 
 
-def output_shapes(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int | None, ...]]:
+def output_shapes(model: nn.Module, x: ModelInput) -> dict[str, tuple[int | None, ...]]:
     """Each module's output shape on its first call, batch axis as ``None``.
 
     Modules whose output is not one tensor get no entry.

@@ -32,13 +32,14 @@ from torch import nn
 
 from multiviz.backends.contract import (
     GradientResult,
+    Inputs,
     Target,
     class_indices,
     main_output,
     score_callable,
 )
 from multiviz.backends.torch.capture import single_output, snapshot
-from multiviz.backends.torch.inputs import entry_check, run_model, to_numpy
+from multiviz.backends.torch.inputs import ModelInput, entry_check, run_model, tensors_of, to_numpy
 from multiviz.backends.torch.layers import head_kind
 from multiviz.backends.torch.state import eval_mode, frozen_parameters, guided_relus
 
@@ -110,6 +111,11 @@ def _is_tensor(t: Any) -> bool:
     return isinstance(t, torch.Tensor)
 
 
+def _per_input(x: ModelInput, grads: list[np.ndarray]) -> Any:
+    """One gradient per input, in the structure the inputs came in (one array for one)."""
+    return x.pack(grads) if isinstance(x, Inputs) else grads[0]
+
+
 def scored_outputs(out: Any, watcher: _Watcher) -> tuple[Any, torch.Tensor, str | None]:
     """The whole output with logits for probabilities, its main output, and that one's head.
 
@@ -168,7 +174,7 @@ def score(
 
 def compute_gradients(
     model: nn.Module,
-    x: torch.Tensor,
+    x: ModelInput,
     chosen: Sequence[tuple[str, nn.Module]],
     target: Target = None,
     wrt_input: bool = False,
@@ -180,10 +186,12 @@ def compute_gradients(
     Args:
         model: the module; left exactly as found (modes, ``requires_grad``,
             ``.grad``, hooks), also when something raises.
-        x: the input, a private copy on the model's device and dtype.
+        x: the input, a private copy on the model's device and dtype (several
+            inputs as :class:`~multiviz.backends.contract.Inputs`).
         chosen: (name, module) pairs.
         target: see :data:`multiviz.backends.contract.Target`.
-        wrt_input: also return d(score)/d(input).
+        wrt_input: also return d(score)/d(input) (one per input, in the
+            structure the inputs came in).
         guided: guided backpropagation through every ReLU (module or function);
             ``"deconvnet"``: the deconvnet's rule instead.
         tracker: a layout tracker to ride along the pass (see
@@ -192,7 +200,9 @@ def compute_gradients(
     Returns:
         A :class:`GradientResult` of float32 NumPy arrays.
     """
-    x = x.requires_grad_(wrt_input)
+    inputs = tensors_of(x)
+    for t in inputs:
+        t.requires_grad_(wrt_input)
     watcher = _Watcher()
     with ExitStack() as stack:
         stack.enter_context(eval_mode(model))
@@ -212,7 +222,7 @@ def compute_gradients(
         if tracker is not None:
             tracker.complete = True
         scores, targets = score(output, target, whole)
-        wrt = [*watcher.live.values(), *([x] if wrt_input else [])]
+        wrt = [*watcher.live.values(), *(inputs if wrt_input else ())]
         grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
         if wrt and scores.requires_grad:
             grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
@@ -228,6 +238,6 @@ def compute_gradients(
         scores=to_numpy(scores),
         activations={k: v.cpu().numpy() for k, v in watcher.values.items()},
         gradients={k: grad_of(watcher.live.get(k, v)) for k, v in watcher.values.items()},
-        input_gradient=grad_of(x) if wrt_input else None,
+        input_gradient=_per_input(x, [grad_of(t) for t in inputs]) if wrt_input else None,
         head=head,
     )

@@ -33,7 +33,13 @@ import torch
 from torch import nn
 
 from multiviz.backends.torch.capture import flatten_output
-from multiviz.backends.torch.inputs import entry_check, run_model
+from multiviz.backends.torch.inputs import (
+    ModelInput,
+    entry_check,
+    run_model,
+    sample_shapes,
+    tensors_of,
+)
 from multiviz.backends.torch.layers import CONV_TYPES
 from multiviz.backends.torch.state import eval_mode
 from multiviz.core.tokens import ATTENTION, FIRST, LAST, OTHER, PATCHES, TOKENS, TokenGrid
@@ -191,15 +197,16 @@ class LayoutTracker:
     by :meth:`layouts`, so one pass serves every grid.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, x: ModelInput) -> None:
         self.model: nn.Module | None = model
         self.complete = True  # a finished tracker from the cache; False while riding a pass
         self.base: dict[str, str] = {}  # key -> FIRST / LAST / ATTENTION / OTHER
         self.raw: dict[str, tuple[int | None, ...]] = {}
         self.inside: set[str] = set()  # keys of outputs inside an attention module
         self._known: dict[int, str] = {}  # id(tensor) -> layout, tensors kept alive in _keep
-        self._keep: list[torch.Tensor] = [x]
-        self._known[id(x)] = FIRST
+        self._keep: list[torch.Tensor] = list(tensors_of(x))
+        for t in self._keep:  # the caller's images are channels first
+            self._known[id(t)] = FIRST
         self._seen: set[str] = set()
         self._guessed: dict[str, tuple[int, ...]] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -277,26 +284,26 @@ class LayoutTracker:
 
 
 # model -> {input shape: finished tracker}
-_TRACKERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], LayoutTracker]]
+_TRACKERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], LayoutTracker]]
 _TRACKERS = weakref.WeakKeyDictionary()
 
 
-def known_tracker(model: nn.Module, x: torch.Tensor) -> LayoutTracker | None:
+def known_tracker(model: nn.Module, x: ModelInput) -> LayoutTracker | None:
     """The finished tracker of an earlier pass with ``x``'s sample shape, if any."""
-    return _TRACKERS.get(model, {}).get(tuple(x.shape[1:]))
+    return _TRACKERS.get(model, {}).get(sample_shapes(x))
 
 
-def keep_tracker(model: nn.Module, x: torch.Tensor, tracker: LayoutTracker) -> None:
+def keep_tracker(model: nn.Module, x: ModelInput, tracker: LayoutTracker) -> None:
     """Remember a tracker whose pass ran the whole model."""
     tracker.finish()  # the cache must not keep the model alive
     tracker.complete = True
     per_model = _TRACKERS.setdefault(model, {})
     if len(per_model) >= 16:
         per_model.pop(next(iter(per_model)))
-    per_model[tuple(x.shape[1:])] = tracker
+    per_model[sample_shapes(x)] = tracker
 
 
-def layer_layouts(model: nn.Module, x: torch.Tensor, grid: TokenGrid | None = None) -> Found:
+def layer_layouts(model: nn.Module, x: ModelInput, grid: TokenGrid | None = None) -> Found:
     """The layout and shape of each module's first-call outputs (one hooked pass, cached).
 
     Args:
