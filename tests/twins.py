@@ -131,3 +131,279 @@ def _keras_calls_net(w: dict[str, np.ndarray]) -> Any:
         getattr(net, key).set_weights(_keras_conv(w[key], w[f"{key}_b"]))
     net.head.set_weights([w["head"].T, w["head_b"]])
     return net
+
+
+# --------------------------------------------------------------------------- heads
+
+HEADS_SIZE = (5, 6)  # H, W of the head nets' input
+
+
+def heads_weights(seed: int = 4) -> dict[str, np.ndarray]:
+    """conv 1x1 (3 -> 4); head ``a`` dense (4 -> 3); head ``b`` dense (4 -> 2); unit ``u`` (4 -> 1)."""
+    rng = np.random.default_rng(seed)
+    w = {
+        "conv": rng.standard_normal((4, 3, 1, 1)),
+        "a": rng.standard_normal((3, 4)),
+        "b": rng.standard_normal((2, 4)) * 2.0,
+        "u": rng.standard_normal((1, 4)) * 2.0,
+    }
+    w.update({f"{k}_b": rng.standard_normal(v.shape[0]) * 0.1 for k, v in list(w.items())})
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def heads_expected(x: np.ndarray, w: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """conv -> relu -> global average pool -> the three heads' logits, NumPy float64."""
+    x = np.asarray(x, np.float64)
+    conv = _conv1x1(x, w["conv"].astype(np.float64), w["conv_b"].astype(np.float64))
+    relu = np.maximum(conv, 0.0)
+    gap = relu.mean(axis=(2, 3))
+    out = {"conv": conv, "relu": relu, "gap": gap}
+    for head in ("a", "b", "u"):
+        out[head] = gap @ w[head].T.astype(np.float64) + w[f"{head}_b"]
+    return out
+
+
+def two_heads(name: str, w: dict[str, np.ndarray], structure: str = "tuple") -> Any:
+    """conv -> relu -> gap, then head ``a`` (logits) and head ``b`` (ending in a softmax).
+
+    The model returns ``(a, b)`` (``structure="tuple"``), ``[a, b]`` (``"list"``)
+    or ``{"a": a, "b": b}`` (``"dict"``).
+    """
+    if name == "torch":
+        return _torch_heads(w, structure)
+    return _keras_heads(w, structure)
+
+
+def unit_head(name: str, w: dict[str, np.ndarray], sigmoid: bool = True) -> Any:
+    """conv -> relu -> gap -> one unit ``fc``, then a sigmoid (a binary head) or nothing (regression).
+
+    PyTorch: ``Linear(4, 1)`` then an ``nn.Sigmoid`` module ``prob``; Keras:
+    ``Dense(1, activation="sigmoid")``.
+    """
+    if name == "torch":
+        return _torch_unit(w, sigmoid)
+    return _keras_unit(w, sigmoid)
+
+
+def _torch_dense(w: np.ndarray, b: np.ndarray) -> Any:
+    import torch
+
+    fc = torch.nn.Linear(w.shape[1], w.shape[0])
+    with torch.no_grad():
+        fc.weight.copy_(torch.as_tensor(w))
+        fc.bias.copy_(torch.as_tensor(b))
+    return fc
+
+
+def _torch_conv(w: np.ndarray, b: np.ndarray) -> Any:
+    import torch
+
+    conv = torch.nn.Conv2d(w.shape[1], w.shape[0], w.shape[2])
+    with torch.no_grad():
+        conv.weight.copy_(torch.as_tensor(w))
+        conv.bias.copy_(torch.as_tensor(b))
+    return conv
+
+
+@functools.cache
+def _torch_classes() -> Any:
+    import torch
+    from torch import nn
+
+    class Gap(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3))
+
+    class Heads(nn.Module):
+        def __init__(self, w: dict[str, np.ndarray], structure: str) -> None:
+            super().__init__()
+            self.conv = _torch_conv(w["conv"], w["conv_b"])
+            self.relu = nn.ReLU()
+            self.gap = Gap()
+            self.a = _torch_dense(w["a"], w["a_b"])
+            self.b = nn.Sequential(_torch_dense(w["b"], w["b_b"]), nn.Softmax(dim=1))
+            self.structure = structure
+
+        def forward(self, x: torch.Tensor) -> Any:
+            h = self.gap(self.relu(self.conv(x)))
+            a, b = self.a(h), self.b(h)
+            if self.structure == "dict":
+                return {"a": a, "b": b}
+            return [a, b] if self.structure == "list" else (a, b)
+
+    return Gap, Heads
+
+
+def _torch_heads(w: dict[str, np.ndarray], structure: str) -> Any:
+    return _torch_classes()[1](w, structure).eval()
+
+
+def _torch_unit(w: dict[str, np.ndarray], sigmoid: bool) -> Any:
+    from collections import OrderedDict
+
+    from torch import nn
+
+    layers = OrderedDict(
+        conv=_torch_conv(w["conv"], w["conv_b"]),
+        relu=nn.ReLU(),
+        gap=_torch_classes()[0](),
+        fc=_torch_dense(w["u"], w["u_b"]),
+    )
+    if sigmoid:
+        layers["prob"] = nn.Sigmoid()
+    return nn.Sequential(layers).eval()
+
+
+def _keras_trunk(w: dict[str, np.ndarray]) -> tuple[Any, Any, list[tuple[Any, list[np.ndarray]]]]:
+    import keras
+
+    inp = keras.Input((*HEADS_SIZE, 3))
+    conv = keras.layers.Conv2D(4, 1, name="conv")
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.ReLU(name="relu")(conv(inp)))
+    return inp, h, [(conv, _keras_conv(w["conv"], w["conv_b"]))]
+
+
+def _keras_dense(
+    w: np.ndarray, b: np.ndarray, name: str, **kw: Any
+) -> tuple[Any, list[np.ndarray]]:
+    import keras
+
+    return keras.layers.Dense(w.shape[0], name=name, **kw), [w.T, b]
+
+
+def _keras_model(inp: Any, out: Any, weights: list[tuple[Any, list[np.ndarray]]]) -> Any:
+    import keras
+
+    model = keras.Model(inp, out)
+    for layer, values in weights:
+        layer.set_weights(values)
+    return model
+
+
+def _keras_heads(w: dict[str, np.ndarray], structure: str) -> Any:
+    inp, h, weights = _keras_trunk(w)
+    a_layer, a_w = _keras_dense(w["a"], w["a_b"], "a")
+    b_layer, b_w = _keras_dense(w["b"], w["b_b"], "b", activation="softmax")
+    a, b = a_layer(h), b_layer(h)
+    out = {"a": a, "b": b} if structure == "dict" else [a, b] if structure == "list" else (a, b)
+    return _keras_model(inp, out, [*weights, (a_layer, a_w), (b_layer, b_w)])
+
+
+def _keras_unit(w: dict[str, np.ndarray], sigmoid: bool) -> Any:
+    inp, h, weights = _keras_trunk(w)
+    layer, values = _keras_dense(w["u"], w["u_b"], "fc", activation="sigmoid" if sigmoid else None)
+    return _keras_model(inp, layer(h), [*weights, (layer, values)])
+
+
+# --------------------------------------------------------------------------- several inputs
+
+
+def inputs_weights(seed: int = 5) -> dict[str, np.ndarray]:
+    """rgb 1x1 conv (3 -> 4), depth 1x1 conv (1 -> 4), fc dense (4 -> 2)."""
+    rng = np.random.default_rng(seed)
+    w = {
+        "rgb": rng.standard_normal((4, 3, 1, 1)),
+        "depth": rng.standard_normal((4, 1, 1, 1)),
+        "fc": rng.standard_normal((2, 4)),
+    }
+    w.update({f"{k}_b": rng.standard_normal(v.shape[0]) * 0.1 for k, v in list(w.items())})
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def inputs_expected(rgb: np.ndarray, depth: np.ndarray, w: dict[str, np.ndarray]) -> dict:
+    """(rgb conv + depth conv) -> relu -> gap -> fc, NumPy float64, canonical inputs."""
+    rgb, depth = np.asarray(rgb, np.float64), np.asarray(depth, np.float64)
+    sum_ = _conv1x1(rgb, w["rgb"].astype(np.float64), w["rgb_b"]) + _conv1x1(
+        depth, w["depth"].astype(np.float64), w["depth_b"]
+    )
+    relu = np.maximum(sum_, 0.0)
+    return {"sum": sum_, "relu": relu, "fc": relu.mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"]}
+
+
+def two_inputs(name: str, w: dict[str, np.ndarray], named: bool = False) -> Any:
+    """A model of two images, ``rgb`` (3 channels) and ``depth`` (1): ``forward(rgb, depth)``.
+
+    Keras: a Functional model with inputs ``[rgb, depth]``, or ``{"rgb": ...,
+    "depth": ...}`` with ``named=True``.
+    """
+    if name == "torch":
+        return _torch_two_inputs(w)
+    return _keras_two_inputs(w, named)
+
+
+def _torch_two_inputs(w: dict[str, np.ndarray]) -> Any:
+    import torch
+    from torch import nn
+
+    class TwoInputs(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rgb = _torch_conv(w["rgb"], w["rgb_b"])
+            self.depth = _torch_conv(w["depth"], w["depth_b"])
+            self.relu = nn.ReLU()
+            self.fc = _torch_dense(w["fc"], w["fc_b"])
+
+        def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+            h = self.relu(self.rgb(rgb) + self.depth(depth))
+            return self.fc(h.mean(dim=(2, 3)))
+
+    return TwoInputs().eval()
+
+
+def _keras_two_inputs(w: dict[str, np.ndarray], named: bool) -> Any:
+    import keras
+
+    rgb = keras.Input((*HEADS_SIZE, 3), name="rgb")
+    depth = keras.Input((*HEADS_SIZE, 1), name="depth")
+    c_rgb, c_depth = (
+        keras.layers.Conv2D(4, 1, name="rgb_conv"),
+        keras.layers.Conv2D(4, 1, name="depth_conv"),
+    )
+    h = keras.layers.ReLU(name="relu")(keras.layers.Add(name="sum")([c_rgb(rgb), c_depth(depth)]))
+    fc, fc_w = _keras_dense(w["fc"], w["fc_b"], "fc")
+    out = fc(keras.layers.GlobalAveragePooling2D(name="gap")(h))
+    inputs = {"rgb": rgb, "depth": depth} if named else [rgb, depth]
+    weights = [
+        (c_rgb, _keras_conv(w["rgb"], w["rgb_b"])),
+        (c_depth, _keras_conv(w["depth"], w["depth_b"])),
+        (fc, fc_w),
+    ]
+    return _keras_model(inputs, out, weights)
+
+
+# --------------------------------------------------------------------------- non-finite
+
+
+def overflow_net(name: str) -> Any:
+    """conv 1x1 (3 -> 1, weights 1e21) -> relu -> gap -> fc (1 -> 1, weight 1e20), no biases.
+
+    For inputs near 1e-30 the output is finite (about 1e11) but its gradient
+    with respect to the input, 1e41 / (H W), overflows float32 to Inf —
+    where the ReLU is active (a sample of negative inputs has a zero gradient).
+    """
+    w = {
+        "conv": np.full((1, 3, 1, 1), 1e21, np.float32),
+        "conv_b": np.zeros(1, np.float32),
+        "u": np.full((1, 1), 1e20, np.float32),
+        "u_b": np.zeros(1, np.float32),
+    }
+    if name == "torch":
+        from collections import OrderedDict
+
+        from torch import nn
+
+        return nn.Sequential(
+            OrderedDict(
+                conv=_torch_conv(w["conv"], w["conv_b"]),
+                relu=nn.ReLU(),
+                gap=_torch_classes()[0](),
+                fc=_torch_dense(w["u"], w["u_b"]),
+            )
+        ).eval()
+    import keras
+
+    inp = keras.Input((*HEADS_SIZE, 3))
+    conv = keras.layers.Conv2D(1, 1, name="conv")
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.ReLU(name="relu")(conv(inp)))
+    fc, fc_w = _keras_dense(w["u"], w["u_b"], "fc")
+    return _keras_model(inp, fc(h), [(conv, _keras_conv(w["conv"], w["conv_b"])), (fc, fc_w)])

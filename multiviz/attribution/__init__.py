@@ -14,12 +14,18 @@ Conventions shared by every function here:
   for Keras; a NumPy array or a framework tensor.
 * ``target`` says which score is explained: ``None`` — each sample's
   top-scoring class; an int — that class for every sample; ``N`` ints — one
-  class per sample; a callable — receives the model's output as a framework
-  tensor and returns one score per sample, shape ``(N,)`` (regression,
-  segmentation or multi-label heads). A callable must score each row on its
-  own: methods that perturb the input call it on batches of perturbed copies.
-* Models ending in a softmax are scored on the pre-softmax logits (the
-  backend does that): gradients of a saturated probability vanish.
+  class per sample (of the model's main output: a dict's ``"logits"``, else
+  the first of a tuple, list or dict); a callable — receives the model's
+  *whole* output as the model returns it (a framework tensor, or a tuple,
+  list or dict of them) and returns one score per sample, shape ``(N,)``
+  (regression, segmentation, multi-label heads, several heads). A callable
+  must score each row on its own: methods that perturb the input call it on
+  batches of perturbed copies.
+* Outputs ending in a softmax or a sigmoid layer are scored on the logits
+  entering it (the backend does that, for each output of a structure):
+  gradients of a saturated probability vanish. A one-unit head
+  (``Linear(8, 1) + Sigmoid``) is explained on its logit; ``target=1`` is
+  refused with ``target=lambda out: -out[:, 0]`` (the other class) as the hint.
 * Maps come back as float32 ``(N, H, W)`` at the input's size, each sample
   min-max scaled to ``[0, 1]``; ``normalize=False`` gives the raw values
   (CAM maps upsampled but unscaled).

@@ -3,7 +3,10 @@
 Each function asks the backend for one layer's activations (and gradients, or
 scores of masked inputs) and hands them to :mod:`~multiviz.attribution.cam_math`.
 The conventions shared by every attribution function (input layout, targets,
-layers, scaling, memory) are in :mod:`multiviz.attribution`.
+layers, scaling, memory) are in :mod:`multiviz.attribution`. For a model with
+several inputs (a tuple, a list or a dict), the maps are drawn over the image
+input ``input_index`` names (its position, or its key in a dict), by default
+the first image-shaped input ``(N, C, H, W)``; Score-CAM masks that input only.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from multiviz.attribution.maps import (
     finish_maps,
     upsample_maps,
 )
-from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, Targets, chunks
+from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, Targets, chunks, quiet_numpy
 from multiviz.core.names import resolve
 from multiviz.errors import CamHeadError, TargetError
 
@@ -34,6 +37,7 @@ __all__ = [
 ]
 
 
+@quiet_numpy
 def grad_cam(
     model: Any,
     x: Any,
@@ -44,6 +48,7 @@ def grad_cam(
     batch_size: int = BATCH_SIZE,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks").
 
@@ -62,18 +67,24 @@ def grad_cam(
             cannot read it from (token layers are folded to maps on it; the
             grids of timm, torchvision and built-in ViTs are read from the model).
         prefix_tokens: with ``token_grid``: tokens before the patch tokens.
+        input_index: for a model with several inputs, the image input the
+            maps are drawn over (position, or dict key); default the first
+            image-shaped one.
 
     With no ``layer``, the last layer whose map varies over space and whose
     gradient reaches the target is used: on a ViT that reads its class token,
     the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
-        float32 ``(N, H, W)`` at the input's size.
+        float32 ``(N, H, W)`` at the image input's size. A sample where NaN or
+        Inf appears (in the input, the layer, the output or a gradient) gets
+        a NaN map and a :class:`~multiviz.errors.MultivizWarning`.
 
     Raises:
         TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
-        LayerNotFoundError: no such layer (closest names listed).
+        LayerNotFoundError: no such layer, or a ``layer#k`` call that did not
+            happen (closest names, or the real number of calls, listed).
 
     Example:
         >>> import multiviz as mv
@@ -84,10 +95,11 @@ def grad_cam(
     """
     return _gradient_cam(
         cam_math.grad_cam_map, "Grad-CAM", model, x, layer, target, normalize, batch_size,
-        token_grid, prefix_tokens,
+        token_grid, prefix_tokens, input_index,
     )  # fmt: skip
 
 
+@quiet_numpy
 def grad_cam_plus_plus(
     model: Any,
     x: Any,
@@ -98,6 +110,7 @@ def grad_cam_plus_plus(
     batch_size: int = BATCH_SIZE,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
     """Grad-CAM++ (Chattopadhyay et al. 2018, "Grad-CAM++: Improved Visual Explanations").
 
@@ -124,9 +137,11 @@ def grad_cam_plus_plus(
         batch_size,
         token_grid,
         prefix_tokens,
+        input_index,
     )
 
 
+@quiet_numpy
 def layer_cam(
     model: Any,
     x: Any,
@@ -137,6 +152,7 @@ def layer_cam(
     batch_size: int = BATCH_SIZE,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
     """LayerCAM (Jiang et al. 2021, "LayerCAM: Exploring Hierarchical Class Activation Maps").
 
@@ -152,7 +168,7 @@ def layer_cam(
     """
     return _gradient_cam(
         cam_math.layer_cam_map, "LayerCAM", model, x, layer, target, normalize, batch_size,
-        token_grid, prefix_tokens,
+        token_grid, prefix_tokens, input_index,
     )  # fmt: skip
 
 
@@ -167,14 +183,17 @@ def _gradient_cam(
     batch_size: int,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
-    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, method)
     result = call.gradients([name], call.check_target(target))
     acts = call.spatial(result.activations, name, method)
-    return call.at_input(formula(acts, call.pick(result.gradients, name)), normalize)
+    maps = call.at_input(formula(acts, call.pick(result.gradients, name)), normalize)
+    return call.finish(maps)
 
 
+@quiet_numpy
 def cam(
     model: Any,
     x: Any,
@@ -187,6 +206,7 @@ def cam(
     batch_size: int = BATCH_SIZE,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
     """CAM (Zhou et al. 2016, "Learning Deep Features for Discriminative Localization").
 
@@ -220,13 +240,14 @@ def cam(
             cannot read it from (token layers are folded to maps on it; the
             grids of timm, torchvision and built-in ViTs are read from the model).
         prefix_tokens: with ``token_grid``: tokens before the patch tokens.
+        input_index: the image input (see :func:`grad_cam`).
 
     With no ``layer``, the last layer whose map varies over space and whose
     gradient reaches the target is used: on a ViT that reads its class token,
     the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
-        float32 ``(N, H, W)`` at the input's size.
+        float32 ``(N, H, W)`` at the image input's size.
 
     Raises:
         TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
@@ -240,7 +261,7 @@ def cam(
         >>> mv.cam(model, mv.sample_image()[None], "relu3").shape  # doctest: +SKIP
         (1, 64, 64)
     """
-    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, "CAM")
     target = call.check_target(target)
     if fc_weights is not None:
@@ -254,7 +275,7 @@ def cam(
         acts = call.spatial(result.activations, name, "CAM")
         _check_pooling(acts, call.pick(result.activations, pool), name, pool)
         weights = call.pick(result.gradients, pool).reshape(call.n, -1)
-    return call.at_input(cam_math.cam_map(acts, weights), normalize)
+    return call.finish(call.at_input(cam_math.cam_map(acts, weights), normalize))
 
 
 def _class_rows(fc: np.ndarray, target: Targets, channels: int) -> np.ndarray:
@@ -315,6 +336,7 @@ def _check_pooling(acts: np.ndarray, pooled: np.ndarray, name: str, pool: str) -
         )
 
 
+@quiet_numpy
 def score_cam(
     model: Any,
     x: Any,
@@ -325,6 +347,7 @@ def score_cam(
     batch_size: int = BATCH_SIZE,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
     """Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations").
 
@@ -332,8 +355,13 @@ def score_cam(
     input size and min-max scaled to a mask ``H_k``; the input times ``H_k``
     is scored, and the map is ``ReLU(sum_k s_k A_k)``. As in the paper and the
     authors' code, ``s_k`` is the softmax probability of the target class for
-    the masked input (computed in NumPy from the logits the backend returns);
-    a callable target's raw score is used as is. Channels whose map is
+    the masked input (computed in NumPy from the logits the backend returns).
+    For an output ending in a sigmoid (a one-unit binary head,
+    ``Linear(8, 1) + Sigmoid`` / ``Dense(1, "sigmoid")``, or a multi-label
+    head) it is the sigmoid probability of the target unit — a softmax over
+    one unit would be 1 for every mask; for a one-unit output without one (a
+    regression head) it is the unit's value. A callable target's raw score
+    is used as is. Channels whose map is
     constant carry no location and are skipped (``s_k = 0``), as in the
     authors' code. The ``N x K`` masked images are scored ``batch_size`` at a
     time, so memory is bounded by one chunk however many channels the layer has.
@@ -347,13 +375,14 @@ def score_cam(
         >>> mv.score_cam(model, mv.sample_image()[None], "relu3", batch_size=64).shape  # doctest: +SKIP
         (1, 64, 64)
     """
-    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, "Score-CAM")
     target = call.fixed_target(call.check_target(target))
     acts = call.spatial({name: call.capture(name)}, name, "Score-CAM")
-    return call.at_input(
+    maps = call.at_input(
         cam_math.score_cam_map(acts, _channel_scores(call, acts, target)), normalize
     )
+    return call.finish(maps)
 
 
 def _channel_scores(call: ModelCall, acts: np.ndarray, target: Targets) -> np.ndarray:
@@ -365,15 +394,17 @@ def _channel_scores(call: ModelCall, acts: np.ndarray, target: Targets) -> np.nd
     for s in chunks(len(items), call.batch_size):
         rows, channels = items[s, 0], items[s, 1]
         masks = cam_math.score_cam_masks(upsample_maps(acts[rows, channels], call.size))
-        masked = call.native(x[rows] * masks[:, None])
+        masked = call.native(x[rows] * masks[:, None], rows)
         if probabilities is None:
-            scores[rows, channels] = call.scored_forward(masked, target).scores
+            scores[rows, channels] = call.scored_forward(masked, target, rows=rows).scores
         else:
             assert isinstance(target, np.ndarray)
             scores[rows, channels] = probabilities(masked)[np.arange(len(rows)), target[rows]]
+        call.note("the score of a masked input", scores[rows, channels], rows)
     return scores
 
 
+@quiet_numpy
 def guided_grad_cam(
     model: Any,
     x: Any,
@@ -385,6 +416,7 @@ def guided_grad_cam(
     batch_size: int = BATCH_SIZE,
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
+    input_index: int | str | None = None,
 ) -> np.ndarray:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM.
 
@@ -400,9 +432,11 @@ def guided_grad_cam(
         aggregation: as :func:`guided_backprop`: ``None`` gives ``(N, C, H, W)``.
         normalize: min-max scale each sample to ``[0, 1]``; False returns the raw product.
         batch_size: the most inputs sent to the backend at once.
+        input_index: the image input (see :func:`grad_cam`).
 
     Returns:
-        float32 ``(N, C, H, W)``, or ``(N, H, W)`` with an aggregation.
+        float32 ``(N, C, H, W)``, or ``(N, H, W)`` with an aggregation, for the
+        image input.
 
     Example:
         >>> import multiviz as mv
@@ -411,7 +445,7 @@ def guided_grad_cam(
         (1, 3, 64, 64)
     """
     check_aggregation(aggregation)
-    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, "Guided Grad-CAM")
     target = call.check_target(target)
     result = call.gradients([name], target)
@@ -420,4 +454,4 @@ def guided_grad_cam(
     same = target if target is not None else result.targets
     guided = call.input_gradient(call.gradients([], same, wrt_input=True, guided=True))
     product = gradient_math.guided_grad_cam(guided, heat)
-    return finish_maps(aggregate_channels(product, aggregation), normalize)
+    return call.finish(finish_maps(aggregate_channels(product, aggregation), normalize))

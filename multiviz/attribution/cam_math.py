@@ -23,6 +23,7 @@ __all__ = [
     "score_cam_channels",
     "score_cam_map",
     "score_cam_masks",
+    "sigmoid",
     "softmax",
     "weighted_sum",
 ]
@@ -151,6 +152,18 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """The logistic function, stable for large logits of either sign (float64).
+
+    Example:
+        >>> sigmoid(np.array([-800.0, 0.0, 800.0])).tolist()
+        [0.0, 0.5, 1.0]
+    """
+    z = np.asarray(logits, np.float64)
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 def score_cam_map(acts: np.ndarray, channel_scores: np.ndarray) -> np.ndarray:
     """Score-CAM (Wang et al. 2020): ``ReLU(sum_k s_k A_k)``.
 
@@ -158,7 +171,8 @@ def score_cam_map(acts: np.ndarray, channel_scores: np.ndarray) -> np.ndarray:
         acts: the layer's activations, ``(N, K, h, w)``.
         channel_scores: ``s_k``, the target's score when the input is masked by
             channel ``k``'s upsampled, [0, 1]-scaled activation, ``(N, K)``
-            (the softmax probability of the class, as in the paper).
+            (the softmax probability of the class, as in the paper; the
+            sigmoid probability of a sigmoid head's unit).
     """
     return relu(weighted_sum(acts, channel_scores))
 

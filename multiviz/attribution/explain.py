@@ -16,7 +16,7 @@ import numpy as np
 
 from multiviz.attribution import cam, cam_math, gradient
 from multiviz.attribution.maps import aggregate_channels, normalize_maps
-from multiviz.attribution.model_call import ModelCall
+from multiviz.attribution.model_call import ModelCall, one_report, quiet_numpy
 from multiviz.core.layout import to_channels_last
 from multiviz.core.views import MAX_LINES, array_summary, clip_rows, plural, text_table
 from multiviz.errors import closest
@@ -129,6 +129,7 @@ class Explanations(dict):
         return figure_png(self.plot())
 
 
+@quiet_numpy
 def explain(
     model: Any,
     x: Any,
@@ -142,6 +143,7 @@ def explain(
     steps: int = 50,
     seed: int | None = 0,
     class_names: Sequence[str] | None = None,
+    input_index: int | str | None = None,
 ) -> Explanations:
     """Run several attribution methods on one batch, all explaining the same class.
 
@@ -167,10 +169,16 @@ def explain(
         steps: Integrated Gradients' path points.
         seed: SmoothGrad's noise seed.
         class_names: the name of each class, for the figure's title.
+        input_index: for a model with several inputs, the image input every
+            map is drawn over (position, or dict key; default the first
+            image-shaped one); the input-gradient methods show that input's
+            attribution.
 
     Returns:
         :class:`Explanations`: a dict name -> float32 ``(N, H, W)`` maps, in
         the order asked, with ``.image``, ``.targets``, ``.layer`` and ``.plot()``.
+        A sample where NaN or Inf appears gets NaN maps, and the call one
+        :class:`~multiviz.errors.MultivizWarning` for all its methods.
 
     Raises:
         ValueError: an unknown method name (the closest names are listed).
@@ -184,7 +192,30 @@ def explain(
         >>> fig = ex.plot()                                                 # doctest: +SKIP
     """
     methods = _check_methods(methods)
-    call = ModelCall.make(model, x, batch_size)
+    with one_report():
+        return _explain(
+            model, x, methods, layer, target, image, batch_size, samples, steps, seed,
+            class_names, input_index,
+        )  # fmt: skip
+
+
+def _explain(
+    model: Any,
+    x: Any,
+    methods: list[str],
+    layer: str | None,
+    target: Any,
+    image: np.ndarray | None,
+    batch_size: int,
+    samples: int,
+    steps: int,
+    seed: int | None,
+    class_names: Sequence[str] | None,
+    input_index: int | str | None,
+) -> Explanations:
+    call = ModelCall.make(model, x, batch_size, input_index=input_index)
+    call.size  # noqa: B018 - every map is drawn over an image input: say so now if there is none
+    given = call.inputs.key(call.image) if call.image is not None else None
     target = call.check_target(target)
     uses_layer = [
         m for m in methods if m in _FROM_LAYER or m in ("cam", "score_cam", "guided_grad_cam")
@@ -208,31 +239,47 @@ def explain(
                 if m == "grad_x_input":
                     grads = grads * call.x_canonical()
                 maps[m] = normalize_maps(aggregate_channels(grads, "max_abs"))
+        maps = call.finish(maps)
     target = call.fixed_target(target)
 
     common = {"target": target, "batch_size": batch_size}
+    image_of = _image_of(call)
     for m in methods:
         if m in maps:
             continue
         if m == "smoothgrad":
-            maps[m] = gradient.saliency(
-                model, call.x, method="smoothgrad", samples=samples, seed=seed, **common
+            maps[m] = image_of(
+                gradient.saliency(
+                    model, call.x, method="smoothgrad", samples=samples, seed=seed, **common
+                )
             )
         elif m == "integrated_gradients":
-            maps[m] = gradient.integrated_gradients(model, call.x, steps=steps, **common)
+            maps[m] = image_of(gradient.integrated_gradients(model, call.x, steps=steps, **common))
         elif m == "guided_backprop":
-            maps[m] = gradient.guided_backprop(model, call.x, aggregation="max_abs", **common)
+            maps[m] = image_of(
+                gradient.guided_backprop(model, call.x, aggregation="max_abs", **common)
+            )
         elif m == "deconvnet":
-            maps[m] = gradient.deconvnet(model, call.x, aggregation="max_abs", **common)
+            maps[m] = image_of(gradient.deconvnet(model, call.x, aggregation="max_abs", **common))
         elif m == "guided_grad_cam":
-            maps[m] = cam.guided_grad_cam(model, call.x, name, aggregation="max_abs", **common)
+            maps[m] = cam.guided_grad_cam(
+                model, call.x, name, aggregation="max_abs", input_index=given, **common
+            )
         elif m == "cam":
-            maps[m] = cam.cam(model, call.x, name, **common)
+            maps[m] = cam.cam(model, call.x, name, input_index=given, **common)
         elif m == "score_cam":
-            maps[m] = cam.score_cam(model, call.x, name, **common)
+            maps[m] = cam.score_cam(model, call.x, name, input_index=given, **common)
     shown = _display_images(call) if image is None else np.asarray(image)
     targets = target if isinstance(target, np.ndarray) else None
     return Explanations({m: maps[m] for m in methods}, shown, targets, name, class_names)
+
+
+def _image_of(call: ModelCall) -> Any:
+    """From one map per input (several inputs), the image input's."""
+    if not call.several:
+        return lambda maps: maps
+    key = call.inputs.key(call.image) if call.image is not None else 0
+    return lambda maps: maps[key]
 
 
 def _check_methods(methods: Sequence[str] | str) -> list[str]:
@@ -252,5 +299,10 @@ def _check_methods(methods: Sequence[str] | str) -> list[str]:
 
 
 def _display_images(call: ModelCall) -> np.ndarray:
-    """The batch as channels-last images, each min-max scaled to ``[0, 1]``."""
-    return to_channels_last(normalize_maps(call.x_canonical()))
+    """The image input as channels-last images, each min-max scaled to ``[0, 1]``.
+
+    Non-finite pixels are shown as 0 here (this is the picture under the
+    maps, not a map: the maps of such a sample are NaN).
+    """
+    x = call.x_canonical()
+    return to_channels_last(normalize_maps(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)))

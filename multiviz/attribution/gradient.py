@@ -1,7 +1,11 @@
 """Attribution from the gradient with respect to the input: saliency, Integrated Gradients, guided backprop.
 
 The conventions shared by every attribution function (input layout, targets,
-scaling, memory) are in :mod:`multiviz.attribution`.
+scaling, memory) are in :mod:`multiviz.attribution`. A model given several
+inputs (a tuple, a list or a dict, as :func:`multiviz.capture` takes them)
+gets one map per input, in the same structure: a tuple for a tuple or a list,
+a dict for a dict. ``aggregation`` applies to the image inputs
+``(N, C, H, W)``; any other input's map keeps its own shape.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ from multiviz.attribution.model_call import (
     Targets,
     as_numpy,
     chunks,
+    quiet_numpy,
     rows_of,
 )
+from multiviz.backends.contract import read_inputs
 
 __all__ = ["SALIENCY_METHODS", "deconvnet", "guided_backprop", "integrated_gradients", "saliency"]
 
@@ -32,6 +38,14 @@ __all__ = ["SALIENCY_METHODS", "deconvnet", "guided_backprop", "integrated_gradi
 SALIENCY_METHODS = ("gradient", "grad_x_input", "smoothgrad")
 
 
+def _input_map(values: np.ndarray, aggregation: str | None, normalize: bool) -> np.ndarray:
+    """One input's attribution as a map: channels aggregated for an image batch, then scaled."""
+    if np.ndim(values) == 4:
+        values = aggregate_channels(values, aggregation)
+    return finish_maps(values, normalize)
+
+
+@quiet_numpy
 def saliency(
     model: Any,
     x: Any,
@@ -76,7 +90,10 @@ def saliency(
         batch_size: the most inputs sent to the backend at once.
 
     Returns:
-        float32 ``(N, H, W)`` (or ``(N, C, H, W)`` with ``aggregation=None``).
+        float32 ``(N, H, W)`` (or ``(N, C, H, W)`` with ``aggregation=None``);
+        for several inputs, one map per input in their structure (a tuple for
+        a tuple or a list, a dict for a dict). A sample where NaN or Inf
+        appears gets a NaN map and a :class:`~multiviz.errors.MultivizWarning`.
 
     Raises:
         ValueError: an unknown ``method`` or ``aggregation``.
@@ -99,32 +116,37 @@ def saliency(
     if method == "smoothgrad":
         grads = _smoothgrad(call, target, int(samples), float(noise), seed)
     else:
-        grads = call.input_gradient(call.gradients([], target, wrt_input=True))
+        grads = call.input_gradients(call.gradients([], target, wrt_input=True))
         if method == "grad_x_input":
-            grads = grads * call.x_canonical()
-    return finish_maps(aggregate_channels(grads, aggregation), normalize)
+            grads = [g * x for g, x in zip(grads, call.parts_canonical(), strict=True)]
+    return call.finish(call.as_given([_input_map(g, aggregation, normalize) for g in grads]))
 
 
 def _smoothgrad(
     call: ModelCall, target: Targets, samples: int, noise: float, seed: int | None
-) -> np.ndarray:
+) -> list[np.ndarray]:
     if samples < 1:
         raise ValueError(f"`samples` must be >= 1. Received: samples={samples}")
     target = call.fixed_target(target)
-    x = call.x_canonical()
-    sigma = gradient_math.noise_sigma(x, noise)
+    xs = call.parts_canonical()
+    sigmas = [gradient_math.noise_sigma(x, noise) for x in xs]
     rng = np.random.default_rng(seed)
-    total = np.zeros(x.shape, np.float64)
+    totals = [np.zeros(x.shape, np.float64) for x in xs]
     for s in chunks(call.n * samples, call.batch_size):  # copy j of sample i is item i*samples + j
         rows = np.arange(s.start, s.stop) // samples
-        noisy = gradient_math.add_noise(x[rows], sigma[rows], rng)
+        noisy = [
+            gradient_math.add_noise(x[rows], sigma[rows], rng)
+            for x, sigma in zip(xs, sigmas, strict=True)
+        ]
         result = call.gradients(
-            [], rows_of(target, rows), wrt_input=True, inputs=call.native(noisy)
+            [], rows_of(target, rows), wrt_input=True, inputs=call.native_parts(noisy), rows=rows
         )
-        np.add.at(total, rows, call.input_gradient(result))
-    return total / samples
+        for total, g in zip(totals, call.input_gradients(result), strict=True):
+            np.add.at(total, rows, g)
+    return [total / samples for total in totals]
 
 
+@quiet_numpy
 def integrated_gradients(
     model: Any,
     x: Any,
@@ -164,9 +186,11 @@ def integrated_gradients(
             (f(x) - f(baseline))`` (two extra scored passes).
 
     Returns:
-        float32 ``(N, H, W)`` (or ``(N, C, H, W)``); with ``return_delta`` a
-        tuple ``(maps, delta)``, ``delta`` float64 ``(N,)`` computed from the
-        raw attributions.
+        float32 ``(N, H, W)`` (or ``(N, C, H, W)``); for several inputs one
+        map per input in their structure, the path walked by all of them at
+        once (``baseline`` a number, or one per input in the same structure);
+        with ``return_delta`` a tuple ``(maps, delta)``, ``delta`` float64
+        ``(N,)`` computed from the raw attributions of every input.
 
     Example:
         >>> import multiviz as mv
@@ -178,49 +202,91 @@ def integrated_gradients(
     alphas, weights = gradient_math.integration_points(steps, rule)
     call = ModelCall.make(model, x, batch_size)
     target = call.fixed_target(call.check_target(target))
-    x_c = call.x_canonical()
-    base = _baseline(call, baseline)
+    xs = call.parts_canonical()
+    bases = _baselines(call, baseline)
     steps = len(alphas)
-    mean_grad = np.zeros(x_c.shape, np.float64)
+    mean_grads = [np.zeros(x.shape, np.float64) for x in xs]
     for s in chunks(call.n * steps, call.batch_size):  # point k of sample i is item i*steps + k
         items = np.arange(s.start, s.stop)
         rows, k = items // steps, items % steps
-        a = alphas[k].reshape(-1, 1, 1, 1).astype(np.float32)
-        points = base[rows] + a * (x_c[rows] - base[rows])
+        points = []
+        for x, base in zip(xs, bases, strict=True):
+            a = alphas[k].reshape((-1,) + (1,) * (x.ndim - 1)).astype(np.float32)
+            points.append(base[rows] + a * (x[rows] - base[rows]))
         result = call.gradients(
-            [], rows_of(target, rows), wrt_input=True, inputs=call.native(points)
+            [], rows_of(target, rows), wrt_input=True, inputs=call.native_parts(points), rows=rows
         )
-        np.add.at(mean_grad, rows, call.input_gradient(result) * weights[k].reshape(-1, 1, 1, 1))
-    attributions = gradient_math.integrated_gradients_from_mean(x_c, base, mean_grad)
-    maps = aggregate_channels(attributions, aggregation)
-    maps = normalize_maps(np.abs(maps)) if normalize else maps.astype(np.float32)
+        for mean, g in zip(mean_grads, call.input_gradients(result), strict=True):
+            np.add.at(mean, rows, g * weights[k].reshape((-1,) + (1,) * (g.ndim - 1)))
+    attributions = [
+        gradient_math.integrated_gradients_from_mean(x, base, mean)
+        for x, base, mean in zip(xs, bases, mean_grads, strict=True)
+    ]
+    maps = []
+    for values in attributions:
+        m = aggregate_channels(values, aggregation) if values.ndim == 4 else values
+        maps.append(normalize_maps(np.abs(m)) if normalize else np.asarray(m, np.float32))
+    result_maps = call.as_given(maps)
     if not return_delta:
-        return maps
-    ends = call.scored_forward(call.native(np.concatenate([x_c, base])), _twice(target))
+        return call.finish(result_maps)
+    both = [np.concatenate([x, base]) for x, base in zip(xs, bases, strict=True)]
+    twice_rows = np.concatenate([np.arange(call.n), np.arange(call.n)])
+    ends = call.scored_forward(call.native_parts(both), _twice(target), rows=twice_rows)
     gap = ends.scores[: call.n].astype(np.float64) - ends.scores[call.n :].astype(np.float64)
-    return maps, attributions.reshape(call.n, -1).sum(axis=1) - gap
+    total = sum(a.reshape(call.n, -1).sum(axis=1) for a in attributions)
+    delta = np.asarray(total - gap, np.float64)
+    if call._bad:
+        delta[sorted(call._bad)] = np.nan
+    return call.finish(result_maps), delta
 
 
 def _twice(target: Targets) -> Targets:
     return np.concatenate([target, target]) if isinstance(target, np.ndarray) else target
 
 
-def _baseline(call: ModelCall, baseline: Any) -> np.ndarray:
-    """The baseline as a channels-first float32 batch of the input's shape."""
-    shape = tuple(int(d) for d in call.x.shape)
+def _baselines(call: ModelCall, baseline: Any) -> list[np.ndarray]:
+    """One baseline per input, as :meth:`ModelCall.parts_canonical` lays the inputs out."""
+    labels = call.inputs.labels
+    if call.several and isinstance(baseline, (tuple, list, dict)):
+        given = read_inputs(baseline, len(call.inputs.parts))
+        if len(given.parts) != len(call.inputs.parts):
+            raise ValueError(
+                f"`baseline` must be None, a number, or one baseline per input "
+                f"({len(call.inputs.parts)}: {labels}). Received {len(given.parts)}."
+            )
+        if given.kind == "dict":
+            parts = [given.parts[given.names.index(k)] for k in call.inputs.names]
+        else:
+            parts = list(given.parts)
+    else:
+        parts = [baseline] * len(call.inputs.parts)
+    return [
+        _baseline(call, part, given, label)
+        for part, given, label in zip(parts, call.inputs.parts, labels, strict=True)
+    ]
+
+
+def _baseline(call: ModelCall, baseline: Any, part: Any, label: str) -> np.ndarray:
+    """One input's baseline as a float32 batch of that input's shape, image batches channels first."""
+    shape = tuple(int(d) for d in part.shape)
+    image = len(shape) == 4
     if baseline is None:
-        return np.zeros(call.canonical(np.zeros(shape, np.float32)).shape, np.float32)
-    b = as_numpy(baseline)
-    try:
-        b = np.broadcast_to(b, shape)
-    except ValueError:
-        raise ValueError(
-            f"`baseline` must be a number, one sample of shape {shape[1:]} or a batch of shape "
-            f"{shape}, in the model's input layout. Received shape {b.shape}."
-        ) from None
-    return call.canonical(np.ascontiguousarray(b, np.float32))
+        b = np.zeros(shape, np.float32)
+    else:
+        b = as_numpy(baseline)
+        try:
+            b = np.broadcast_to(b, shape)
+        except ValueError:
+            where = "" if label == "input" else f" for the {label}"
+            raise ValueError(
+                f"`baseline` must be a number, one sample of shape {shape[1:]} or a batch of "
+                f"shape {shape}{where}, in the model's input layout. Received shape {b.shape}."
+            ) from None
+    b = np.ascontiguousarray(b, np.float32)
+    return call.canonical(b) if image else b
 
 
+@quiet_numpy
 def guided_backprop(
     model: Any,
     x: Any,
@@ -262,9 +328,11 @@ def guided_backprop(
     check_aggregation(aggregation)
     call = ModelCall.make(model, x, batch_size)
     result = call.gradients([], call.check_target(target), wrt_input=True, guided=True)
-    return finish_maps(aggregate_channels(call.input_gradient(result), aggregation), normalize)
+    grads = call.input_gradients(result)
+    return call.finish(call.as_given([_input_map(g, aggregation, normalize) for g in grads]))
 
 
+@quiet_numpy
 def deconvnet(
     model: Any,
     x: Any,
@@ -295,4 +363,5 @@ def deconvnet(
     check_aggregation(aggregation)
     call = ModelCall.make(model, x, batch_size)
     result = call.gradients([], call.check_target(target), wrt_input=True, guided="deconvnet")
-    return finish_maps(aggregate_channels(call.input_gradient(result), aggregation), normalize)
+    grads = call.input_gradients(result)
+    return call.finish(call.as_given([_input_map(g, aggregation, normalize) for g in grads]))

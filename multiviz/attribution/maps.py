@@ -87,20 +87,26 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
     """Scale each sample's map to ``[0, 1]``: ``(m - min) / (max - min)``.
 
     Min and max are taken over all of one sample's values (all channels too,
-    for ``(N, C, H, W)``). A constant map — nothing to show — becomes zeros;
-    NaN and infinities become 0 / the largest finite value first.
+    for ``(N, C, H, W)``). A constant map — nothing to show — becomes zeros.
+    A sample holding NaN or Inf becomes all NaN: a map scaled from the finite
+    rest of it would look clean and be wrong (DESIGN.md, non-finite values).
 
     Example:
         >>> normalize_maps(np.array([[[2.0, 4.0], [6.0, 6.0]], [[5.0, 5.0], [5.0, 5.0]]])).tolist()
         [[[0.0, 0.5], [1.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]]]
+        >>> normalize_maps(np.array([[1.0, np.nan], [0.0, 2.0]])).tolist()
+        [[nan, nan], [0.0, 1.0]]
     """
-    maps = np.nan_to_num(np.asarray(maps, dtype=np.float64))
+    maps = np.asarray(maps, dtype=np.float64)
     flat = maps.reshape(len(maps), -1)
-    lo = flat.min(axis=1, initial=np.inf) if flat.size else np.zeros(len(maps))
-    hi = flat.max(axis=1, initial=-np.inf) if flat.size else np.zeros(len(maps))
+    finite = np.isfinite(flat).all(axis=1) if flat.size else np.ones(len(maps), bool)
+    clean = np.where(np.isfinite(flat), flat, 0.0)
+    lo = clean.min(axis=1, initial=np.inf) if flat.size else np.zeros(len(maps))
+    hi = clean.max(axis=1, initial=-np.inf) if flat.size else np.zeros(len(maps))
     span = (hi - lo).reshape((-1,) + (1,) * (maps.ndim - 1))
-    shifted = maps - lo.reshape(span.shape)
+    shifted = np.where(np.isfinite(maps), maps, 0.0) - lo.reshape(span.shape)
     out = np.divide(shifted, span, out=np.zeros_like(shifted), where=span > 0)
+    out[~finite] = np.nan
     return out.astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""What attribution asks of a model: batched backend calls, targets, layer checks.
+"""What attribution asks of a model: batched backend calls, inputs, targets, layer checks.
 
 The math in :mod:`~multiviz.attribution.cam_math` and
 :mod:`~multiviz.attribution.gradient_math` never sees a model. This module is
@@ -10,21 +10,40 @@ chunks of at most ``batch_size`` inputs, so memory stays bounded however many
 samples, noisy copies, path points or masks a method needs. Layer names are
 read by :mod:`multiviz.core.names`, targets checked by the contract
 (:func:`~multiviz.backends.contract.check_target`), as everywhere else.
+
+Inputs: what :func:`multiviz.capture` accepts, attribution accepts — one
+array or tensor; a tuple or a list of them for a model with several inputs
+(PyTorch passes them as positional arguments); a dict for named inputs
+(:func:`~multiviz.backends.contract.read_inputs` reads it, for every backend).
+Input-gradient methods give one map per input, in the structure the inputs
+came in; CAM methods draw their maps over one image input, ``input_index``
+(default: the first image-shaped one, ``(N, C, H, W)``).
+
+Non-finite values (DESIGN.md): every array a backend returns is checked; a
+sample where NaN or Inf appears — in an input, a layer, the output, a
+gradient — gets a NaN map, never one scaled from its finite values, and one
+:class:`~multiviz.errors.MultivizWarning` per call names the samples and
+where it appeared first (:meth:`ModelCall.finish`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import sys
+import warnings
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from multiviz.attribution.cam_math import softmax
+from multiviz.attribution.cam_math import sigmoid, softmax
 from multiviz.attribution.maps import finish_maps, upsample_maps
 from multiviz.backends import Backend, GradientResult, get_backend
-from multiviz.backends.contract import check_target
+from multiviz.backends.contract import Inputs, check_target, read_inputs
 from multiviz.core.layout import to_channels_first, to_channels_last
 from multiviz.core.names import Request, requests, select
 from multiviz.core.records import LayerInfo
@@ -32,6 +51,8 @@ from multiviz.core.tokens import ATTENTION, TokenGrid, fold_arrays, token_grid_a
 from multiviz.errors import (
     InputShapeError,
     LayerNotFoundError,
+    MultivizError,
+    MultivizWarning,
     NotSpatialLayerError,
     TokenGridError,
 )
@@ -43,6 +64,7 @@ __all__ = [
     "choose_layer",
     "chunks",
     "merge_results",
+    "quiet_numpy",
     "rows_of",
 ]
 
@@ -51,6 +73,8 @@ BATCH_SIZE = 32
 
 #: A target after checking: None (top class), (N,) int64 class indices, or a callable.
 Targets = np.ndarray | Callable[[Any], Any] | None
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def as_numpy(x: Any, dtype: Any = np.float32) -> np.ndarray:
@@ -80,24 +104,34 @@ def chunks(total: int, size: int) -> Iterator[slice]:
         yield slice(start, min(start + size, total))
 
 
+def _cat(arrays: Sequence[Any]) -> Any:
+    """Concatenate per-chunk arrays, or per-chunk structures of arrays part by part."""
+    first = arrays[0]
+    if first is None or any(a is None for a in arrays):
+        return None
+    if isinstance(first, Mapping):
+        return {k: np.concatenate([a[k] for a in arrays]) for k in first}
+    if isinstance(first, (tuple, list)):
+        parts = [np.concatenate([a[i] for a in arrays]) for i in range(len(first))]
+        return type(first)(parts)
+    return np.concatenate(arrays)
+
+
 def merge_results(parts: Sequence[GradientResult]) -> GradientResult:
     """Concatenate the :class:`GradientResult` of consecutive chunks along the batch."""
     if len(parts) == 1:
         return parts[0]
-
-    def cat(arrays: Sequence[np.ndarray | None]) -> np.ndarray | None:
-        return None if any(a is None for a in arrays) else np.concatenate(arrays)
-
     first = parts[0]
     return GradientResult(
         output=np.concatenate([p.output for p in parts]),
-        targets=cat([p.targets for p in parts]),
+        targets=_cat([p.targets for p in parts]),
         scores=np.concatenate([p.scores for p in parts]),
         activations={
             k: np.concatenate([p.activations[k] for p in parts]) for k in first.activations
         },
         gradients={k: np.concatenate([p.gradients[k] for p in parts]) for k in first.gradients},
-        input_gradient=cat([p.input_gradient for p in parts]),
+        input_gradient=_cat([p.input_gradient for p in parts]),
+        head=first.head,
     )
 
 
@@ -105,6 +139,15 @@ def _class_scores(output: Any) -> np.ndarray:
     """``(N, K, ...)`` model output -> ``(N, K)`` float64, extra axes summed."""
     out = np.asarray(output, np.float64)
     return out.reshape(out.shape[0], out.shape[1], -1).sum(axis=-1)
+
+
+def _probability(head: str | None, units: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Logits -> the model's probabilities: softmax, sigmoid, or (one plain unit) the value."""
+    if head == "sigmoid":
+        return sigmoid
+    if units == 1 and head is None:
+        return lambda values: np.asarray(values, np.float64)
+    return softmax
 
 
 def _close(a: np.ndarray, b: np.ndarray) -> bool:
@@ -116,16 +159,106 @@ def rows_of(target: Targets, rows: np.ndarray) -> Targets:
     return target[rows] if isinstance(target, np.ndarray) else target
 
 
+# --------------------------------------------------------------------------- non-finite values
+
+#: set while :func:`multiviz.explain` runs several methods: their reports are joined in one warning
+_REPORTS: contextvars.ContextVar[dict[int, list[str]] | None] = contextvars.ContextVar(
+    "multiviz_nonfinite_reports", default=None
+)
+
+
+def quiet_numpy(fn: F) -> F:
+    """Run ``fn`` with NumPy's floating-point warnings off.
+
+    NaN and Inf are checked and reported by multiviz itself (one
+    :class:`~multiviz.errors.MultivizWarning` naming samples and places); an
+    ``invalid value encountered`` from inside the arithmetic would only repeat
+    it without saying where.
+    """
+
+    @functools.wraps(fn)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+
+    return quiet  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def one_report() -> Iterator[dict[int, list[str]]]:
+    """Join the non-finite reports of every call inside the block into one warning at its end."""
+    if _REPORTS.get() is not None:  # an outer block reports
+        yield _REPORTS.get()  # type: ignore[misc]
+        return
+    found: dict[int, list[str]] = {}
+    token = _REPORTS.set(found)
+    try:
+        yield found
+    finally:
+        _REPORTS.reset(token)
+    if found:
+        _warn(found)
+
+
+def _user_stacklevel() -> int:
+    """How many frames up the first one outside multiviz is (for ``warnings.warn``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("multiviz"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _warn(found: Mapping[int, Sequence[str]]) -> None:
+    samples = sorted(found)
+    places: list[str] = []
+    for n in samples:
+        places += [p for p in found[n] if p not in places]
+    shown = ", ".join(map(str, samples[:10])) + (" …" if len(samples) > 10 else "")
+    which = f"sample {shown}" if len(samples) == 1 else f"samples [{shown}]"
+    also = ", ".join(places[1:4]) + (" …" if len(places) > 4 else "")
+    where = places[0] + (f" (then also {also})" if also else "")
+    maps = "its map is" if len(samples) == 1 else "their maps are"
+    warnings.warn(
+        f"NaN or Inf for {which}, first in {where}; {maps} NaN, not drawn from the "
+        "finite values (see docs/pitfalls.md, Non-finite values).",
+        MultivizWarning,
+        stacklevel=_user_stacklevel(),
+    )
+
+
+def _is_image(part: Any) -> bool:
+    return len(np.shape(part)) == 4
+
+
+def _shape(part: Any) -> tuple[int, ...]:
+    return (
+        tuple(int(d) for d in np.shape(part))
+        if not hasattr(part, "shape")
+        else tuple(int(d) for d in part.shape)
+    )
+
+
+def _take(part: Any, rows: Any) -> Any:
+    """Rows of one input (a NumPy array or a framework tensor)."""
+    if isinstance(rows, slice) or not hasattr(part, "detach"):
+        return part[rows]
+    return part[np.asarray(rows)]
+
+
 @dataclass
 class ModelCall:
     """One model and one input batch, with the facts attribution needs about them.
 
     Attributes:
         model: the user's model.
-        x: the batch as given (framework layout; NumPy or a framework tensor).
+        x: the input as given (framework layout; NumPy or a framework tensor;
+            a tuple, list or dict of them for several inputs).
         backend: the adapter chosen from the model's type.
         layout: ``"channels_first"`` or ``"channels_last"``, from the backend.
         batch_size: the most inputs sent to the backend in one call.
+        inputs: ``x`` read as the model's inputs (:class:`~multiviz.backends.contract.Inputs`).
+        image: which input maps are drawn over (its position), or ``None``
+            when no input is an image batch.
     """
 
     model: Any
@@ -133,9 +266,12 @@ class ModelCall:
     backend: Backend
     layout: str
     batch_size: int
+    inputs: Inputs = field(default_factory=lambda: Inputs(()), repr=False)
+    image: int | None = None
     _infos: list[LayerInfo] | None = field(default=None, repr=False)
     _requests: dict[str, Request] = field(default_factory=dict, repr=False)
     given_grid: TokenGrid | None = None
+    _bad: dict[int, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def make(
@@ -145,63 +281,297 @@ class ModelCall:
         batch_size: int,
         token_grid: Sequence[int] | None = None,
         prefix_tokens: int | None = None,
+        *,
+        input_index: int | str | None = None,
     ) -> ModelCall:
-        """Pick the backend and check that ``x`` is a batch of images.
+        """Pick the backend, read ``x`` as the model's inputs, and choose the image input.
 
         ``token_grid`` / ``prefix_tokens``: a vision transformer's patch grid,
         for a model the backend cannot read it from (see :func:`multiviz.capture`).
+
+        Raises:
+            InputShapeError: the inputs do not share a batch size; one input is
+                not an image batch (the backend's own check says how to fix
+                it); ``input_index`` names no image input.
+            ValueError: ``batch_size`` is not a positive int.
         """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise ValueError(
+                f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+            )
+        if int(batch_size) < 1:
+            raise ValueError(
+                f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+            )
         given = token_grid_arg(token_grid, prefix_tokens)
         backend = get_backend(model)
         layout = backend.input_layout(model)
-        if isinstance(x, (list, tuple)):
-            x = np.asarray(x, np.float32)
-        shape = tuple(int(d) for d in x.shape)
-        if len(shape) != 4:
-            want = "(N, C, H, W)" if layout == "channels_first" else "(N, H, W, C)"
-            raise InputShapeError(
-                f"Attribution maps need a batch of images {want} ({layout}, as the model takes "
-                f"them). Received shape {shape}. For one image, add a batch axis: x[None]."
+        count = getattr(backend, "input_count", lambda m: None)(model)
+        inputs = read_inputs(x, count)
+        parts = tuple(
+            np.asarray(p, np.float32) if isinstance(p, (list, tuple, int, float)) else p
+            for p in inputs.parts
+        )
+        inputs = Inputs(parts, inputs.kind, inputs.names)
+        if inputs.kind == "one":
+            x = parts[0]
+        sizes = {_shape(p)[0] if _shape(p) else None for p in parts}
+        if len(sizes) != 1 or None in sizes:
+            shapes = ", ".join(
+                f"{label} {_shape(p)}" for label, p in zip(inputs.labels, parts, strict=True)
             )
-        if int(batch_size) < 1:
-            raise ValueError(f"`batch_size` must be a positive int. Received: {batch_size!r}")
-        return cls(model, x, backend, layout, int(batch_size), given_grid=given)
+            raise InputShapeError(
+                f"The inputs must share their batch size (axis 0); received {shapes}."
+            )
+        call = cls(model, x, backend, layout, int(batch_size), inputs=inputs, given_grid=given)
+        call.image = call._image_input(input_index)
+        return call
+
+    def _image_input(self, input_index: int | str | None) -> int | None:
+        parts, labels = self.inputs.parts, self.inputs.labels
+        if input_index is not None:
+            keys = [self.inputs.key(i) for i in range(len(parts))]
+            if input_index not in keys:
+                raise InputShapeError(
+                    f"`input_index` must name one of the model's inputs {keys}. "
+                    f"Received: input_index={input_index!r}"
+                )
+            index = keys.index(input_index)
+            if not _is_image(parts[index]):
+                raise InputShapeError(
+                    f"`input_index={input_index!r}` names {labels[index]} of shape "
+                    f"{_shape(parts[index])}, not an image batch {self._want()}."
+                )
+            return index
+        for index, part in enumerate(parts):
+            if _is_image(part):
+                return index
+        if self.inputs.kind == "one":
+            self._not_an_image(parts[0])
+        return None
+
+    def _want(self) -> str:
+        return "(N, C, H, W)" if self.layout == "channels_first" else "(N, H, W, C)"
+
+    def _not_an_image(self, part: Any) -> None:
+        """Let the backend say why ``part`` does not fit (it knows the model), else say it here."""
+        shape = _shape(part)
+        if len(shape) >= 1 and shape[0] > 0:
+            # the backend checks the shape before computing anything, and names the fix
+            try:
+                self.backend.forward(self.model, part)
+            except MultivizError:
+                raise
+            except Exception:  # no check of its own: the message below says what is needed
+                pass
+        channel = "x[:, None]" if self.layout == "channels_first" else "x[..., None]"
+        hint = (
+            f"\nhint: if x is one image, add a batch axis: x[None]; if it is a batch of "
+            f"one-channel images, add a channel axis: {channel}"
+            if len(shape) == 3
+            else ""
+        )
+        raise InputShapeError(
+            f"Attribution maps are drawn over a batch of images {self._want()} ({self.layout}, as "
+            f"the model takes them); received an input of shape {shape}.{hint}"
+        )
 
     # -- the input -----------------------------------------------------------------------------
 
     @property
     def n(self) -> int:
         """Samples in the batch."""
-        return int(self.x.shape[0])
+        return _shape(self.inputs.parts[0])[0]
+
+    @property
+    def several(self) -> bool:
+        """True for a model given several inputs."""
+        return self.inputs.kind != "one"
 
     @property
     def size(self) -> tuple[int, int]:
-        """The input's spatial size ``(H, W)``."""
-        shape = tuple(int(d) for d in self.x.shape)
+        """The spatial size ``(H, W)`` of the image input maps are drawn over.
+
+        Raises:
+            InputShapeError: no input is an image batch.
+        """
+        if self.image is None:
+            raise self._no_image()
+        shape = _shape(self.inputs.parts[self.image])
         return shape[2:4] if self.layout == "channels_first" else shape[1:3]
 
+    def _no_image(self) -> InputShapeError:
+        shapes = ", ".join(
+            f"{label} {_shape(p)}"
+            for label, p in zip(self.inputs.labels, self.inputs.parts, strict=True)
+        )
+        return InputShapeError(
+            f"This method draws its maps over an image input {self._want()}; none of the "
+            f"model's inputs is one ({shapes})."
+        )
+
     def canonical(self, native: np.ndarray) -> np.ndarray:
-        """An input-layout array (input, input gradient) in channels-first layout."""
+        """An image in the model's layout (input, input gradient) in channels-first layout."""
         native = np.asarray(native)
         return native if self.layout == "channels_first" else to_channels_first(native)
 
-    def native(self, canonical: np.ndarray) -> np.ndarray:
-        """A channels-first array in the layout the model takes."""
+    def _to_native(self, canonical: np.ndarray) -> np.ndarray:
         canonical = np.asarray(canonical, np.float32)
         return canonical if self.layout == "channels_first" else to_channels_last(canonical)
 
+    def native(self, canonical: np.ndarray, rows: Any = None) -> Any:
+        """Channels-first images as the model's input (the image input replaced).
+
+        For several inputs, the others are their rows ``rows`` of the batch
+        (default: all of them, in order), so the result is a whole input for
+        the model.
+        """
+        image = self._to_native(canonical)
+        if not self.several:
+            return image
+        rows = slice(None) if rows is None else rows
+        parts = [
+            image if i == self.image else _take(p, rows) for i, p in enumerate(self.inputs.parts)
+        ]
+        return self.inputs.pack(parts)
+
+    def parts_canonical(self) -> list[np.ndarray]:
+        """Every input as a float32 NumPy array, image batches channels first."""
+        return [
+            self.canonical(as_numpy(p)) if _is_image(p) else as_numpy(p) for p in self.inputs.parts
+        ]
+
+    def native_parts(self, canonical: Sequence[np.ndarray]) -> Any:
+        """Inputs as :meth:`parts_canonical` gives them, back in the model's layout and structure."""
+        parts = [
+            self._to_native(c) if _is_image(c) else np.asarray(c, np.float32) for c in canonical
+        ]
+        return self.inputs.pack(parts)
+
+    def input_gradients(self, result: GradientResult) -> list[np.ndarray]:
+        """The result's gradient for every input, image batches channels first, float64."""
+        grads = result.input_gradient
+        assert grads is not None
+        if not self.several:
+            flat = [grads]
+        elif isinstance(grads, Mapping):
+            flat = [grads[k] for k in self.inputs.names]
+        else:
+            flat = list(grads)
+        return [
+            (self.canonical(g) if np.ndim(g) == 4 else np.asarray(g)).astype(np.float64)
+            for g in flat
+        ]
+
     def input_gradient(self, result: GradientResult) -> np.ndarray:
-        """The result's input gradient, channels first, float64."""
-        assert result.input_gradient is not None
-        return self.canonical(result.input_gradient).astype(np.float64)
+        """The gradient for the image input, channels first, float64."""
+        return self.input_gradients(result)[self.image if self.image is not None else 0]
+
+    def as_given(self, maps: Sequence[Any]) -> Any:
+        """One map per input in the caller's structure: a tuple for a tuple or list, a dict."""
+        if not self.several:
+            return maps[0]
+        if self.inputs.kind == "dict":
+            return dict(zip(self.inputs.names, maps, strict=True))
+        return tuple(maps)
 
     def at_input(self, low: np.ndarray, normalize: bool) -> np.ndarray:
-        """Upsample ``(N, h, w)`` maps to the input's size, then scale them if asked."""
+        """Upsample ``(N, h, w)`` maps to the image input's size, then scale them if asked."""
         return finish_maps(upsample_maps(np.asarray(low, np.float32), self.size), normalize)
 
     def x_canonical(self) -> np.ndarray:
-        """The input batch as a channels-first float32 NumPy array."""
-        return self.canonical(as_numpy(self.x))
+        """The image input as a channels-first float32 NumPy array."""
+        if self.image is None:
+            raise self._no_image()
+        return self.canonical(as_numpy(self.inputs.parts[self.image]))
+
+    def rows(self, data: Any, rows: Any) -> Any:
+        """Rows ``rows`` of a whole input (one array, or several in their structure)."""
+        if not self.several:
+            return _take(data, rows)
+        read = read_inputs(data, len(self.inputs.parts))
+        return read.pack([_take(p, rows) for p in read.parts])
+
+    def _length(self, data: Any) -> int:
+        if not self.several:
+            return _shape(data)[0]
+        return _shape(read_inputs(data, len(self.inputs.parts)).parts[0])[0]
+
+    # -- non-finite values ---------------------------------------------------------------------
+
+    def note(self, where: str, values: Any, rows: Any = None) -> None:
+        """Remember the samples whose ``values`` (one row each) hold NaN or Inf.
+
+        Args:
+            where: how a message names the place (``"layer 'relu3'"``, ``"the output"``).
+            values: an array with one row per item.
+            rows: the sample each row belongs to (default: row ``i`` is sample ``i``).
+        """
+        arr = np.asarray(values)
+        if arr.dtype.kind not in "fc" or arr.size == 0:
+            return
+        bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+        if not bad.any():
+            return
+        samples = np.arange(len(arr)) if rows is None else np.asarray(rows)
+        for sample in np.unique(samples[bad]):
+            places = self._bad.setdefault(int(sample), [])
+            if where not in places:
+                places.append(where)
+
+    def note_result(self, result: GradientResult, data: Any, rows: Any = None) -> None:
+        """Check what one backend call saw and returned: inputs, layers, output, gradients."""
+        read = read_inputs(data, len(self.inputs.parts)) if self.several else Inputs((data,))
+        for label, part in zip(self.inputs.labels, read.parts, strict=True):
+            if hasattr(part, "dtype") and getattr(part.dtype, "kind", "f") in "fc":
+                self.note(f"the {label}", as_numpy(part), rows)
+        for key, value in result.activations.items():
+            self.note(f"layer {key!r}", value, rows)
+        self.note("the output", result.output, rows)
+        self.note("the score", result.scores, rows)
+        for key, value in result.gradients.items():
+            self.note(f"the gradient at {key!r}", value, rows)
+        if result.input_gradient is not None:
+            grads = result.input_gradient
+            flat = (
+                list(grads.values())
+                if isinstance(grads, Mapping)
+                else (list(grads) if isinstance(grads, (tuple, list)) else [grads])
+            )
+            labels = self.inputs.labels if len(flat) > 1 else ["input"]
+            for label, g in zip(labels, flat, strict=True):
+                self.note(f"the gradient of the {label}", g, rows)
+
+    def finish(self, maps: Any) -> Any:
+        """Set the maps of samples where NaN or Inf appeared to NaN, and say so once.
+
+        ``maps`` is one array ``(N, ...)``, or a tuple / dict of them (one per
+        input). Inside :func:`one_report` the report joins the block's one
+        warning; otherwise it is a :class:`~multiviz.errors.MultivizWarning` now.
+        """
+        if not self._bad:
+            return maps
+        rows = np.array(sorted(self._bad))
+
+        def blank(arr: np.ndarray) -> np.ndarray:
+            arr = np.array(arr, dtype=np.result_type(arr, np.float32), copy=True)
+            arr[rows] = np.nan
+            return arr
+
+        if isinstance(maps, Mapping):
+            out: Any = {k: blank(v) for k, v in maps.items()}
+        elif isinstance(maps, tuple):
+            out = tuple(blank(v) for v in maps)
+        else:
+            out = blank(maps)
+        reports = _REPORTS.get()
+        if reports is None:
+            _warn(self._bad)
+        else:
+            for sample, places in self._bad.items():
+                mine = reports.setdefault(sample, [])
+                mine += [p for p in places if p not in mine]
+        return out
 
     # -- targets -------------------------------------------------------------------------------
 
@@ -239,29 +609,37 @@ class ModelCall:
         *,
         wrt_input: bool = False,
         guided: bool | str = False,
-        inputs: np.ndarray | None = None,
+        inputs: Any = None,
+        rows: Any = None,
     ) -> GradientResult:
         """``backend.gradients`` over the batch (or ``inputs``), ``batch_size`` at a time.
+
+        Every array the backend returns is checked for NaN and Inf
+        (:meth:`note_result`), so :meth:`finish` can blank the samples.
 
         Args:
             names: layers whose activations and gradients to return.
             target: as from :meth:`check_target`; a class array is sliced per chunk.
-            wrt_input: also return the gradient with respect to the input.
+            wrt_input: also return the gradient with respect to the input(s).
             guided: guided backpropagation through every ReLU.
-            inputs: other inputs in the model's layout (noisy copies, path
-                points); default the batch ``x``. ``target`` then needs one
-                entry per row of ``inputs``.
+            inputs: other inputs in the model's layout and structure (noisy
+                copies, path points, masked images); default the batch ``x``.
+                ``target`` then needs one entry per row of ``inputs``.
+            rows: the sample each row of ``inputs`` belongs to (for the
+                non-finite report); default row ``i`` is sample ``i``.
         """
         data = self.x if inputs is None else inputs
         layers = list(dict.fromkeys(self.request(n).layer for n in names))
         parts = []
-        for s in chunks(int(data.shape[0]), self.batch_size):
+        for s in chunks(self._length(data), self.batch_size):
             t = target[s] if isinstance(target, np.ndarray) else target
-            parts.append(
-                self.backend.gradients(
-                    self.model, data[s], layers, t, wrt_input=wrt_input, guided=guided
-                )
+            piece = self.rows(data, s)
+            result = self.backend.gradients(
+                self.model, piece, layers, t, wrt_input=wrt_input, guided=guided
             )
+            samples = np.arange(s.start, s.stop) if rows is None else np.asarray(rows)[s]
+            self.note_result(result, piece, samples)
+            parts.append(result)
         result = merge_results(parts)
         if names:
             result.activations = self.fold(result.activations)
@@ -287,48 +665,63 @@ class ModelCall:
             return arrays
         return fold_arrays(arrays, self.backend.layouts(self.model, self.x, grid), grid)[0]
 
-    def scored_forward(self, inputs: Any, target: Targets) -> GradientResult:
+    def scored_forward(self, inputs: Any, target: Targets, rows: Any = None) -> GradientResult:
         """The pre-softmax output and the target's score per row of ``inputs``; no gradient.
 
         ``backend.gradients`` with no layer and no input gradient is a forward
         pass that also scores the target — on the logits where the model ends
         in a softmax (``backend.forward`` returns the probabilities), and with a
-        callable target applied to a framework tensor.
+        callable target applied to framework tensors.
         """
-        return self.gradients([], target, inputs=inputs)
+        return self.gradients([], target, inputs=inputs, rows=rows)
 
-    def class_probabilities(self) -> Callable[[np.ndarray], np.ndarray]:
-        """A function from inputs to the softmax of the model's logits, ``(n, classes)``.
+    def class_probabilities(self) -> Callable[[Any], np.ndarray]:
+        """A function from inputs to the model's probability of each class, ``(n, classes)``.
 
-        ``backend.forward`` is each framework's fastest inference path (compiled
-        in Keras), but a model ending in a softmax returns probabilities there,
-        while :meth:`scored_forward` returns the logits before it. Which one
-        ``forward`` gives is checked once, on up to ``batch_size`` clean
-        inputs: its logits get a softmax here, its probabilities are used as
-        they are, and anything else (a log-softmax, a map per pixel) falls
-        back to the scored pass's logits. An output with axes beyond
-        ``(N, classes)`` is summed over them first, as the backends score it.
+        What Score-CAM weights a channel by (Wang et al. 2020): the softmax of
+        the logits for a multi-class output (also for a model that ends in no
+        softmax, as in the paper); the sigmoid of each logit where the output
+        ends in a sigmoid layer (a one-unit binary head, or a multi-label
+        one); the unit's own value for a one-unit output without one (a
+        regression head: a softmax over one value is always 1, and would
+        weight every channel alike).
+
+        ``backend.forward`` is each framework's fastest inference path
+        (compiled in Keras), but a model ending in a softmax or a sigmoid
+        returns probabilities there, while :meth:`scored_forward` returns the
+        logits before it. Which one ``forward`` gives is checked once, on up
+        to ``batch_size`` clean inputs: its logits are turned into
+        probabilities here, its probabilities are used as they are, and
+        anything else (a log-softmax, a map per pixel) falls back to the
+        scored pass's logits. An output with axes beyond ``(N, classes)`` is
+        summed over them first, as the backends score it.
         """
-        probe = self.x[: min(self.n, self.batch_size)]
-        logits = _class_scores(self.scored_forward(probe, None).output)
+        probe = self.rows(self.x, slice(0, min(self.n, self.batch_size)))
+        scored = self.scored_forward(probe, None)
+        logits = _class_scores(scored.output)
+        probability = _probability(scored.head, logits.shape[1])
         plain = _class_scores(self.backend.forward(self.model, probe))
 
-        def via_forward(inputs: np.ndarray) -> np.ndarray:
+        def via_forward(inputs: Any) -> np.ndarray:
             return _class_scores(self.backend.forward(self.model, inputs))
 
-        if plain.shape == logits.shape and _close(plain, logits):
-            return lambda inputs: softmax(via_forward(inputs))
-        if plain.shape == logits.shape and _close(plain, softmax(logits)):
+        if plain.shape == logits.shape and _close(plain, probability(logits)):
             return via_forward
-        return lambda inputs: softmax(_class_scores(self.scored_forward(inputs, None).output))
+        if plain.shape == logits.shape and _close(plain, logits):
+            return lambda inputs: probability(via_forward(inputs))
+        return lambda inputs: probability(
+            _class_scores(self.backend.gradients(self.model, inputs, [], None).output)
+        )
 
     def capture(self, name: str) -> np.ndarray:
-        """One layer's output for the batch, canonical layout."""
+        """One layer's output for the batch, canonical layout (checked for NaN and Inf)."""
         layer = self.request(name).layer
-        parts = [
-            self.pick(self.fold(self.backend.capture(self.model, self.x[s], [layer])), name)
-            for s in chunks(self.n, self.batch_size)
-        ]
+        parts = []
+        for s in chunks(self.n, self.batch_size):
+            found = self.fold(self.backend.capture(self.model, self.rows(self.x, s), [layer]))
+            piece = self.pick(found, name)
+            self.note(f"layer {name!r}", piece, np.arange(s.start, s.stop))
+            parts.append(piece)
         return np.concatenate(parts)
 
     # -- layers --------------------------------------------------------------------------------
@@ -339,8 +732,8 @@ class ModelCall:
             if self._infos is None:
                 self._infos = self.backend.layers(self.model)
             return self._infos
-        shape = tuple(int(d) for d in self.x.shape[1:])
-        return self.backend.layers(self.model, input_shape=shape)
+        shapes = tuple(_shape(p)[1:] for p in self.inputs.parts)
+        return self.backend.layers(self.model, input_shape=shapes if self.several else shapes[0])
 
     def request(self, name: str, method: str = "Attribution") -> Request:
         """What ``name`` (one layer, call or output) asks a backend for, read once.
@@ -475,17 +868,18 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     Raises:
         NotSpatialLayerError: no layer outputs a spatial map; or none reaches the target.
     """
-    key = (tuple(int(d) for d in call.x.shape[1:]), call.given_grid)
+    key = (tuple(_shape(p)[1:] for p in call.inputs.parts), call.given_grid)
     per_model = _CHOSEN.get(call.model)
     if per_model is not None and key in per_model:
         return per_model[key]
     infos = call.layer_infos(with_shapes=True)
     candidates = _candidates(infos, method)
-    probe = call.x[: min(call.n, 2)]
+    probe = call.rows(call.x, slice(0, min(call.n, 2)))
     chosen = None
     for start in range(0, len(candidates), _PROBE):
         names = candidates[start : start + _PROBE]
-        result = call.gradients(names, rows_of(target, np.arange(len(probe))), inputs=probe)
+        rows = np.arange(min(call.n, 2))
+        result = call.gradients(names, rows_of(target, rows), inputs=probe, rows=rows)
         for name in names:
             act, grad = call.pick(result.activations, name), call.pick(result.gradients, name)
             if act.ndim == 4 and _varies(act) and bool(np.any(grad != 0)):

@@ -18,7 +18,7 @@ framework runs the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -27,14 +27,32 @@ import numpy as np
 from multiviz.core.records import LayerInfo
 from multiviz.errors import TargetError
 
-__all__ = ["Backend", "GradientResult", "Target", "check_scores", "check_target", "class_indices"]
+__all__ = [
+    "HEADS",
+    "Backend",
+    "GradientResult",
+    "Inputs",
+    "Target",
+    "check_scores",
+    "check_target",
+    "class_indices",
+    "main_output",
+    "read_inputs",
+    "score_callable",
+]
 
 #: What a gradient is taken of. ``None``: each sample's top-scoring class;
-#: an int, or ints of shape (N,): one class per sample; a callable: receives
-#: the model's (pre-softmax) output as a framework tensor and returns one score
-#: per sample as a framework tensor of shape (N,). A class index needs an
+#: an int, or ints of shape (N,): one class (or unit) per sample of the model's
+#: main output (see :func:`main_output`); a callable: receives the model's
+#: *whole* output as the model returns it — a tensor, a tuple, a list or a
+#: dict of framework tensors, each output that ends in a softmax or a sigmoid
+#: layer replaced by the logits entering it — and returns one score per
+#: sample as a framework tensor of shape (N,). A class index needs a main
 #: output of shape (N, classes); any other output needs a callable.
 Target = np.ndarray | Callable[[Any], Any] | None
+
+#: What a model applies to its scored logits: the activation of a final layer.
+HEADS = ("softmax", "sigmoid")
 
 
 @dataclass
@@ -42,15 +60,21 @@ class GradientResult:
     """What :meth:`Backend.gradients` returns (all NumPy, canonical layout).
 
     Attributes:
-        output: the model's output for the batch, pre-softmax where the model
-            ends in a softmax, shape (N, ...).
+        output: the model's main output for the batch (:func:`main_output`),
+            the logits where it ends in a softmax or a sigmoid layer, shape (N, ...).
         targets: the class index scored per sample, shape (N,), or ``None``
             when the target was a callable.
         scores: the scored value per sample, shape (N,).
         activations: layer name -> activation, as :meth:`Backend.capture` would.
         gradients: layer name -> d(sum of scores)/d(activation), same shapes.
         input_gradient: d(sum of scores)/d(input) in the input's own layout
-            (NCHW for PyTorch, the model's input layout for Keras), or ``None``.
+            (NCHW for PyTorch, the model's input layout for Keras), or ``None``;
+            for several inputs, one per input in the structure they were
+            given in (:meth:`Inputs.pack`: a tuple, a list or a dict).
+        head: the activation the model applies to ``output`` in a final layer
+            (one of :data:`HEADS`: an ``nn.Softmax`` / ``nn.Sigmoid`` module,
+            a Keras ``Softmax`` layer or ``activation="sigmoid"``), or
+            ``None`` — a plain logit, score or regression value.
     """
 
     output: np.ndarray
@@ -58,14 +82,18 @@ class GradientResult:
     scores: np.ndarray
     activations: dict[str, np.ndarray] = field(default_factory=dict)
     gradients: dict[str, np.ndarray] = field(default_factory=dict)
-    input_gradient: np.ndarray | None = None
+    input_gradient: Any = None
+    head: str | None = None
 
 
 class Backend(Protocol):
     """What every framework adapter provides.
 
     Input ``x`` is the framework's native layout: NCHW for PyTorch, the model's
-    input layout (normally NHWC) for Keras; a NumPy array or a framework tensor.
+    input layout (normally NHWC) for Keras; a NumPy array or a framework tensor;
+    for a model with several inputs, a tuple or a list of them (PyTorch passes
+    them as positional arguments) or a dict (named inputs), read by
+    :func:`read_inputs`.
     """
 
     name: str
@@ -113,6 +141,12 @@ class Backend(Protocol):
 
     def input_layout(self, model: Any) -> str:
         """``"channels_first"`` or ``"channels_last"``: the layout ``x`` must have."""
+
+    def input_count(self, model: Any) -> int | None:
+        """How many inputs the model takes, or ``None`` where that is not known.
+
+        :func:`read_inputs` reads a caller's tuple or list with it.
+        """
 
 
 # --------------------------------------------------------------------------- the target check
@@ -174,6 +208,63 @@ def check_target(target: Any, n: int) -> np.ndarray | Callable[[Any], Any] | Non
     return arr.astype(np.int64)
 
 
+def main_output(out: Any, is_tensor: Callable[[Any], bool]) -> Any:
+    """The tensor a class index scores: the output itself, or the one a structure stands for.
+
+    A mapping's ``"logits"`` entry, else its first tensor; a tuple's or a
+    list's first tensor (depth first). Both adapters pick it with this one
+    rule, so a class index means the same output in every framework; any other
+    output of a structure is scored with a callable target.
+
+    Raises:
+        TypeError: the output holds no tensor.
+
+    Example:
+        >>> is_array = lambda t: isinstance(t, np.ndarray)
+        >>> main_output(({"aux": np.zeros(1), "logits": np.ones(2)}, np.zeros(3)), is_array)
+        array([1., 1.])
+    """
+    if is_tensor(out):
+        return out
+    items: list[Any] = []
+    if isinstance(out, Mapping):
+        items = [out["logits"]] if "logits" in out else list(out.values())
+    elif isinstance(out, (tuple, list)):
+        items = list(out)
+    for item in items:
+        try:
+            return main_output(item, is_tensor)
+        except TypeError:
+            continue
+    raise TypeError(
+        f"The model returned {type(out).__name__}, which holds no tensor; multiviz needs "
+        "a tensor output (or a tuple, list or dict holding one)."
+    )
+
+
+def score_callable(
+    target: Callable[[Any], Any], whole: Any, n: int, is_tensor: Callable[[Any], bool]
+) -> Any:
+    """``target(whole)``: a callable target applied to the whole output, its result checked.
+
+    Args:
+        target: the caller's callable.
+        whole: the model's whole output (see :data:`Target`).
+        n: the batch size.
+        is_tensor: tells a framework tensor (one that gradients flow through)
+            from anything else.
+
+    Returns:
+        What ``target`` returned: one score per sample.
+
+    Raises:
+        TargetError: the result is not one score per sample.
+    """
+    scores = target(whole)
+    check_scores(scores, n, is_tensor=bool(is_tensor(scores)))
+    return scores
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -223,6 +314,14 @@ def class_indices(target: Any, n: int, output_shape: Sequence[int | None]) -> np
         return np.full(n, -1, np.int64)
     assert isinstance(checked, np.ndarray)
     k = output_shape[1]
+    if k == 1 and checked.size and int(checked.max()) >= 1:
+        same = bool(np.all(checked == checked[0]))
+        shown = int(checked[0]) if same else _short(checked.tolist())
+        raise TargetError(
+            f"`target={shown}` picks a unit this output does not have: it has one "
+            "unit (a sigmoid's logit or a regression value), so target=None or 0 scores it.\n"
+            "hint: for the other class of a binary sigmoid head, pass target=lambda out: -out[:, 0]"
+        )
     if k is not None and checked.size and int(checked.max()) >= int(k):
         raise TargetError(
             f"`target` class indices must lie in [0, {int(k) - 1}] for an output with {k} "
@@ -252,3 +351,87 @@ def check_scores(scores: Any, n: int, is_tensor: bool = True) -> None:
         f"A callable `target` must return one score per sample, shape ({n},), e.g. "
         f"lambda out: out[:, 3], keeping the batch axis; received {got}."
     )
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """A caller's input read as the model's inputs: one, several in order, or named.
+
+    Attributes:
+        parts: one array or tensor per model input, in order.
+        kind: ``"one"``, ``"tuple"``, ``"list"`` or ``"dict"``: the structure given.
+        names: a dict's keys, in the order given (empty otherwise).
+
+    Example:
+        >>> a, b = np.zeros((2, 3)), np.ones((2, 1))
+        >>> inputs = read_inputs((a, b))
+        >>> inputs.kind, len(inputs.parts), inputs.labels
+        ('tuple', 2, ['input 0', 'input 1'])
+        >>> type(inputs.pack([b, a])).__name__
+        'tuple'
+    """
+
+    parts: tuple[Any, ...]
+    kind: str = "one"
+    names: tuple[str, ...] = ()
+
+    def pack(self, parts: Sequence[Any]) -> Any:
+        """``parts`` in the structure the caller gave: what a model is called with, or returned."""
+        if self.kind == "one":
+            return parts[0]
+        if self.kind == "dict":
+            return dict(zip(self.names, parts, strict=True))
+        return tuple(parts) if self.kind == "tuple" else list(parts)
+
+    @property
+    def labels(self) -> list[str]:
+        """How a message names each input: ``"input"``, ``"input 1"``, ``"input 'depth'"``."""
+        if self.kind == "one":
+            return ["input"]
+        if self.kind == "dict":
+            return [f"input {name!r}" for name in self.names]
+        return [f"input {i}" for i in range(len(self.parts))]
+
+    def key(self, index: int) -> int | str:
+        """How a caller names input ``index``: its position, or its dict key."""
+        return self.names[index] if self.kind == "dict" else index
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Mapping)
+
+
+def read_inputs(x: Any, count: int | None = None) -> Inputs:
+    """How ``x`` splits into a model's inputs: the one rule every backend and attribution share.
+
+    Args:
+        x: what the caller passed: an array or tensor; a tuple or list of them;
+            a dict of them (named inputs).
+        count: how many inputs the model takes, where the backend knows it
+            (a Keras graph's inputs, a PyTorch ``forward``'s positional
+            parameters); ``None`` when it does not.
+
+    Returns:
+        :class:`Inputs`. A dict is named inputs. A tuple or a list is several
+        inputs when the model takes several (``count > 1``), or, with
+        ``count`` unknown, when every item is an array or a tensor (PyTorch
+        passes them as positional arguments). Anything else — one array, a
+        nested list of numbers, a list of same-shaped images for a model with
+        one input — is one input.
+
+    Example:
+        >>> read_inputs([np.zeros((2, 3)), np.zeros((2, 3))], count=1).kind
+        'one'
+        >>> read_inputs({"rgb": np.zeros((1, 3))}).names
+        ('rgb',)
+    """
+    if isinstance(x, Mapping):
+        return Inputs(tuple(x.values()), "dict", tuple(str(k) for k in x))
+    if isinstance(x, (tuple, list)) and x:
+        several = count > 1 if count is not None else all(_is_array(item) for item in x)
+        if several:
+            return Inputs(tuple(x), "tuple" if isinstance(x, tuple) else "list")
+    return Inputs((x,))

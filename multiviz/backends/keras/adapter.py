@@ -53,7 +53,7 @@ import keras
 import numpy as np
 
 from multiviz.backends.cache import cached
-from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.contract import GradientResult, Inputs, Target, main_output, read_inputs
 from multiviz.backends.guard import locked
 from multiviz.backends.keras.attention import attention_layers, read_attention
 from multiviz.backends.keras.capture import EagerPlan, runner_for, tf_function
@@ -143,12 +143,18 @@ class KerasBackend:
             One :class:`~multiviz.LayerInfo` per output of each layer call, its
             shape in the canonical layout (batch ``None``) where known.
         """
-        if input_shape is not None:
+        several = bool(input_shape) and all(isinstance(d, (tuple, list)) for d in input_shape)
+        if input_shape is not None and not several:
             self._build_if_needed(model, (None, *input_shape))
         sites = self._sites(model)
         if input_shape is not None and graph_of(model) is None:
             return self._run_for_shapes(model, sites, input_shape)
         return [self._info(s, self._shape(s.shape, s.layout, model)) for s in sites]
+
+    def input_count(self, model: Any) -> int | None:
+        """How many inputs the model's graph takes; ``None`` for a subclassed model."""
+        graph = graph_of(model)
+        return len(graph.inputs) if graph is not None else None
 
     @locked
     def capture(self, model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -168,19 +174,24 @@ class KerasBackend:
         if not sites:
             return {}
         runner = runner_for(model, sites)
-        with input_errors(model, x):
+        with input_errors(model, inputs if len(inputs) > 1 else inputs[0]):
             tensors = runner(model, inputs)
         # the runner already returned the canonical layout
         return {k: _numpy(tensors[k]) for k in self._ordered(model, tensors)}
 
     @locked
     def forward(self, model: Any, x: Any) -> np.ndarray:
-        """The model's (first) output for ``x``, float32 NumPy, ``training=False``."""
+        """The model's main output for ``x``, float32 NumPy, ``training=False``.
+
+        The main output of a model returning several is the contract's
+        (:func:`~multiviz.backends.contract.main_output`): a dict's
+        ``"logits"`` entry, else its first; a list's first.
+        """
         inputs = self._inputs(model, x)
         fn = self._forward_fn(model)
-        with input_errors(model, x):
+        with input_errors(model, inputs if len(inputs) > 1 else inputs[0]):
             out = fn(inputs[0] if len(inputs) == 1 else list(inputs))
-        return _numpy(keras.tree.flatten(out)[0])
+        return _numpy(main_output(out, keras.ops.is_tensor))
 
     @locked
     def gradients(
@@ -194,10 +205,12 @@ class KerasBackend:
     ) -> GradientResult:
         """Activations of ``names`` and gradients of the summed target score.
 
-        The score is read from the logits: a model ending in a softmax is
-        scored on the softmax's input (see :mod:`.gradients`). ``target``:
-        ``None`` (each sample's top class), an int, an int array of shape
-        (N,), or a callable mapping the logits tensor to (N,) scores.
+        The score is read from the logits: an output that ends in a softmax
+        or a sigmoid is scored on that activation's input (see
+        :mod:`.gradients`). ``target``: ``None`` (each sample's top class),
+        an int, an int array of shape (N,) (classes of the main output), or a
+        callable given the model's whole output (tensor, list or dict,
+        logits swapped in) returning (N,) scores.
 
         Raises:
             TargetError: ``target`` does not fit the batch or the output (the
@@ -206,14 +219,11 @@ class KerasBackend:
                 supported yet (see :mod:`.gradients`).
         """
         inputs = self._inputs(model, x)
-        if len(inputs) != 1:
-            raise MultivizError(
-                f"Gradients support models with one input; this model has {len(inputs)}."
-            )
         sites = self._select(model, names)
-        with input_errors(model, x):
-            logits, idx, scores, recorded, grads, input_grad = compute_gradients(
-                model, inputs[0], sites, target, wrt_input, guided
+        given = inputs if len(inputs) > 1 else inputs[0]
+        with input_errors(model, given):
+            (logits, idx, scores, recorded, grads, input_grad), head = compute_gradients(
+                model, given, sites, target, wrt_input, guided
             )
         layouts = self._layouts(model)
         wanted = self._ordered(model, recorded)
@@ -223,7 +233,8 @@ class KerasBackend:
             scores=_numpy(scores),
             activations={k: _numpy(recorded[k], layouts(k)) for k in wanted},
             gradients={k: _numpy(grads[k], layouts(k)) for k in wanted},
-            input_gradient=_numpy(input_grad) if wrt_input else None,
+            input_gradient=self._per_input(model, x, input_grad) if wrt_input else None,
+            head=head,
         )
 
     def input_layout(self, model: Any) -> str:
@@ -393,7 +404,10 @@ class KerasBackend:
     ) -> list[LayerInfo]:
         # one eager pass on zeros; a layer that never runs keeps shape None
         plan = EagerPlan([(s.layer, s.base) for s in sites])
-        zeros = to_tensor(np.zeros((1, *input_shape)), "float32")
+        if input_shape and all(isinstance(d, (tuple, list)) for d in input_shape):
+            zeros: Any = [to_tensor(np.zeros((1, *s)), "float32") for s in input_shape]
+        else:
+            zeros = to_tensor(np.zeros((1, *input_shape)), "float32")
         with input_errors(model, zeros):
             tensors = plan(model, (zeros,), {})
         layout = self._layouts(model)
@@ -427,26 +441,60 @@ class KerasBackend:
                 f"{batch_shape}. Call model.build(input_shape) or run the model once."
             )
 
-    def _inputs(self, model: Any, x: Any) -> list[Any]:
-        if isinstance(model, keras.Sequential) and model._functional is None:
-            self._build_if_needed(model, (None, *tuple(np.shape(plain(x)))[1:]))
+    def _given_inputs(self, model: Any, x: Any) -> tuple[Inputs, list[Any], list[str]]:
+        """The caller's input, its parts in the graph's input order, and their labels."""
         graph = graph_of(model)
         expected = list(graph.inputs) if graph is not None else []
-        xs = list(x) if isinstance(x, (list, tuple)) and len(expected) > 1 else [x]
-        if expected and len(xs) != len(expected):
+        inputs = read_inputs(x, len(expected) if graph is not None else None)
+        parts, labels = list(inputs.parts), inputs.labels
+        if inputs.kind == "dict" and expected:
+            names = [t.name for t in expected]
+            if sorted(names) != sorted(inputs.names):
+                raise InputShapeError(
+                    f"Model {model.name!r} takes inputs named {names}; received a dict with "
+                    f"keys {list(inputs.names)}.\nhint: pass a dict with exactly those keys"
+                )
+            at = {n: i for i, n in enumerate(inputs.names)}
+            parts = [inputs.parts[at[n]] for n in names]
+            labels = [labels[at[n]] for n in names]
+        return inputs, parts, labels
+
+    def _inputs(self, model: Any, x: Any) -> list[Any]:
+        if isinstance(model, keras.Sequential) and model._functional is None:
+            first = read_inputs(x, 1).parts[0]
+            self._build_if_needed(model, (None, *tuple(np.shape(plain(first)))[1:]))
+        graph = graph_of(model)
+        expected = list(graph.inputs) if graph is not None else []
+        _, parts, labels = self._given_inputs(model, x)
+        if expected and len(parts) != len(expected):
+            names = [t.name for t in expected]
             raise InputShapeError(
-                f"Model {model.name!r} takes {len(expected)} inputs; received {len(xs)}. "
-                "Pass a list with one array per input."
+                f"Model {model.name!r} takes {len(expected)} inputs {names}; received "
+                f"{len(parts)}.\nhint: pass a list with one array per input in that order, "
+                "or a dict keyed by those names"
             )
         out = []
-        for i, value in enumerate(xs):
+        for i, value in enumerate(parts):
             ref = expected[i] if expected else None
             dtype = ref.dtype if ref is not None else "float32"
             value = to_tensor(value, dtype)
             if ref is not None:
-                check_shape(model, tuple(value.shape), tuple(ref.shape), self.input_layout(model))
+                label = labels[i] if len(parts) > 1 else "input"
+                check_shape(
+                    model, tuple(value.shape), tuple(ref.shape), self.input_layout(model), label
+                )
             out.append(value)
         return out
+
+    def _per_input(self, model: Any, x: Any, grads: Any) -> Any:
+        """Input gradients (graph order) as NumPy, in the structure the caller gave."""
+        inputs, _, _ = self._given_inputs(model, x)
+        flat = list(grads) if isinstance(grads, (list, tuple)) else [grads]
+        arrays = [_numpy(g) for g in flat]
+        if inputs.kind == "dict" and graph_of(model) is not None:
+            by_name = {t.name: a for t, a in zip(graph_of(model).inputs, arrays, strict=True)}
+            arrays = [by_name[n] for n in inputs.names]
+        return inputs.pack(arrays) if len(arrays) == len(inputs.parts) else arrays[0]
 
     def _forward_fn(self, model: Any) -> Any:
         graph = graph_of(model)

@@ -15,11 +15,14 @@ that the Keras-backends work lands in place):
 
 What does not depend on the backend — running a graph node by node while
 recording chosen tensors (``record_forward``), reading the logits behind a
-final softmax (``logits_of``), picking one class score per sample
-(``pick_scores``) — is written with ``keras.ops`` and lives in
-``gradients_tf.py`` today; it moves here when the second backend needs it.
-The target is checked once for all of them, by the contract
-(:func:`multiviz.backends.contract.class_indices`).
+final softmax or sigmoid of each output (``logits_of``, ``scored_outputs``),
+picking one class score per sample (``pick_scores``) — is written with
+``keras.ops`` and lives in ``gradients_tf.py`` today; it moves here when the
+second backend needs it. The target is checked once for all of them, by the
+contract (:func:`multiviz.backends.contract.class_indices` for a class index,
+:func:`~multiviz.backends.contract.score_callable` for a callable, which
+receives the whole output; :func:`~multiviz.backends.contract.main_output`
+says which output a class index scores).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def compute_gradients(
     target: Any,
     wrt_input: bool,
     guided: bool | str,
-) -> tuple[Any, Any, Any, dict[str, Any], dict[str, Any], Any]:
+) -> tuple[tuple[Any, Any, Any, dict[str, Any], dict[str, Any], Any], str | None]:
     """Activations of ``sites`` and the gradients of the summed target score.
 
     Args:
@@ -58,8 +61,10 @@ def compute_gradients(
         guided: guided backpropagation through every ReLU.
 
     Returns:
-        ``(logits, class index per sample or None, scores, key -> tensor,
-        key -> gradient, input gradient or None)``, tensors of the backend.
+        ``((logits, class index per sample or None, scores, key -> tensor,
+        key -> gradient, input gradient or None), head)``: tensors of the
+        backend, and ``"softmax"`` / ``"sigmoid"`` / ``None``, what the model
+        applies to the scored logits (:attr:`GradientResult.head`).
 
     Raises:
         MultivizError: Keras runs on a backend not supported yet.

@@ -16,12 +16,16 @@ times; a callable target (new Python code every call) and subclassed models
 run eagerly. Where every chosen layer is top-level, :mod:`.gradients_tf_fast` uses a
 sub-model after all (the score is then computed from its outputs).
 
-The score is taken on *logits*: a model that ends in a softmax (a
-``Softmax`` / ``Activation("softmax")`` layer, or a ``Dense`` / conv layer with
-``activation="softmax"``, as every ``keras.applications`` classifier does) is
-scored on the softmax's input, resp. the layer's linear part computed from its
-kernel and bias (the layer itself is not changed). Scoring probabilities
-instead would mix every class into each gradient.
+The score is taken on *logits*: an output that ends in a softmax or a
+sigmoid (a ``Softmax`` / ``Activation("softmax")`` / ``Activation("sigmoid")``
+layer, or a ``Dense`` / conv layer with ``activation="softmax"`` or
+``"sigmoid"``, as every ``keras.applications`` classifier and every
+``Dense(1, "sigmoid")`` binary head does) is scored on the activation's input,
+resp. the layer's linear part computed from its kernel and bias (the layer
+itself is not changed). Scoring probabilities instead would mix every class
+into each gradient, and saturate. Each output of a model with several is
+treated so; a callable target receives the whole output structure, a class
+index scores the main output (:func:`multiviz.backends.contract.main_output`).
 
 Guided backpropagation (Springenberg et al. 2015) swaps, for one call, every
 ReLU's backward pass for ``grad * (x > 0) * (grad > 0)`` via
@@ -40,27 +44,32 @@ from typing import Any
 import keras
 
 from multiviz.backends.cache import cached
-from multiviz.backends.contract import check_scores, class_indices
+from multiviz.backends.contract import class_indices, main_output, score_callable
 from multiviz.backends.guard import undoing
 from multiviz.backends.keras.capture import EagerPlan, tf_function
 from multiviz.backends.keras.layers import Site, Step, graph_of, node_index
 from multiviz.backends.keras.state import call_layer, recording, swap
 
 __all__ = [
-    "callable_scores",
     "compiled_step",
     "compute_gradients",
-    "ends_in_softmax",
+    "ends_in_head",
     "gradient_step",
+    "graph_head",
     "guided_relus",
-    "is_softmax_layer",
+    "head_name",
+    "is_head_layer",
     "logits_of",
-    "output_path",
+    "output_paths",
     "pick_scores",
     "record_forward",
+    "scored_outputs",
+    "whole_output",
 ]
 
-_LOGITS_IN = "\x00logits-input"
+_LOGITS_IN = "\x00logits-input-"  # + the output's flat index
+#: activation name -> the head it makes (what turns logits into probabilities)
+_HEAD_ACTIVATIONS = {"softmax": "softmax", "log_softmax": "softmax", "sigmoid": "sigmoid"}
 
 
 @dataclass
@@ -73,7 +82,9 @@ class Want:
     eager: list[tuple[Any, str]] = field(default_factory=list)  # below a graph-less layer
 
 
-def _want_for(sites: Sequence[Site], logits_path: tuple[Step, ...] | None) -> Want:
+def _want_for(
+    sites: Sequence[Site], logits_paths: Sequence[tuple[int, tuple[Step, ...]]] = ()
+) -> Want:
     root = Want()
     for site in sites:
         want = root
@@ -87,50 +98,86 @@ def _want_for(sites: Sequence[Site], logits_path: tuple[Step, ...] | None) -> Wa
                 want.outputs.setdefault(key, []).append((site.key, site.output_index or 0))
             else:
                 want = want.nested.setdefault(key, Want())
-    if logits_path:
+    for index, logits_path in logits_paths:
         want = root
         for layer, k in logits_path[:-1]:
             want = want.nested.setdefault((id(layer), k), Want())
         last, k = logits_path[-1]
-        want.inputs[(id(last), k)] = _LOGITS_IN
+        want.inputs[(id(last), k)] = f"{_LOGITS_IN}{index}"
     return root
 
 
-def output_path(model: Any) -> tuple[Step, ...] | None:
-    """``(layer, node)`` steps to the layer that produces the model's (first) output."""
+def output_paths(model: Any) -> list[tuple[Step, ...]] | None:
+    """For each flat output of a graph model, ``(layer, node)`` steps to the layer producing it."""
     graph = graph_of(model)
     if graph is None:
         return None
-    path: tuple[Step, ...] = ()
-    tensor = graph.outputs[0]
-    while True:
-        op, k, index = tensor._keras_history
-        path = (*path, (op, k))
-        inner = graph_of(op)
-        if inner is None:
-            return path
-        tensor = inner.outputs[index]
+    paths = []
+    for tensor in graph.outputs:
+        path: tuple[Step, ...] = ()
+        while True:
+            op, k, index = tensor._keras_history
+            path = (*path, (op, k))
+            inner = graph_of(op)
+            if inner is None:
+                break
+            tensor = inner.outputs[index]
+        paths.append(path)
+    return paths
+
+
+def whole_output(graph: Any, flat: Sequence[Any]) -> Any:
+    """The flat outputs of ``graph`` in the structure the model returns (as ``Functional.call``)."""
+    struct = getattr(graph, "_outputs_struct", None)
+    packed = keras.tree.pack_sequence_as(struct, list(flat)) if struct is not None else list(flat)
+    if isinstance(packed, (list, tuple)) and len(packed) == 1:
+        return packed[0]
+    return packed
+
+
+def _is_symbolic(t: Any) -> bool:
+    return isinstance(t, keras.KerasTensor)
+
+
+def graph_head(model: Any) -> tuple[int, Any, str | None]:
+    """The main output of a graph model: its flat index, symbolic tensor, and head.
+
+    The head is ``"softmax"`` / ``"sigmoid"`` when the layer producing it ends in one.
+    """
+    graph = graph_of(model)
+    main = main_output(whole_output(graph, graph.outputs), _is_symbolic)
+    index = next(i for i, t in enumerate(graph.outputs) if t is main)
+    paths = output_paths(model) or []
+    layer = paths[index][-1][0] if index < len(paths) else None
+    return index, main, head_name(layer) if layer is not None else None
 
 
 def record_forward(
     model: Any, x: Any, sites: Sequence[Site]
-) -> tuple[Any, dict[str, Any], tuple[Any, Any] | None]:
+) -> tuple[Any, dict[str, Any], dict[int, tuple[Any, Any]]]:
     """Run ``model`` on ``x`` once, eagerly, recording the tensors of ``sites``.
 
     Returns:
-        ``(first output, key -> tensor, (output layer, its input) or None)``;
-        the last item lets :func:`logits_of` undo a final softmax.
+        ``(whole output, key -> tensor, heads)``: the output as the model
+        returns it; ``heads`` maps ``id`` of each output that a softmax- or
+        sigmoid-ending layer produced to ``(that layer, its input)``, so that
+        :func:`scored_outputs` can score its logits.
     """
     graph = graph_of(model)
     if graph is None:
         return _record_eager_model(model, x, sites)
-    path = output_path(model)
-    want = _want_for(sites, path)
+    paths = output_paths(model) or []
+    ending = [(i, p) for i, p in enumerate(paths) if p and ends_in_head(p[-1][0])]
+    want = _want_for(sites, ending)
     rec: dict[str, Any] = {}
     inputs = [x] if not isinstance(x, (list, tuple)) else list(x)
     outputs = _interpret(graph, inputs, want, rec)
-    head = (path[-1][0], rec.pop(_LOGITS_IN)[0]) if path and _LOGITS_IN in rec else None
-    return outputs[0], rec, head
+    heads = {}
+    for i, path in ending:
+        seen = rec.pop(f"{_LOGITS_IN}{i}", None)
+        if seen is not None:
+            heads[id(outputs[i])] = (path[-1][0], seen[0])
+    return whole_output(graph, outputs), rec, heads
 
 
 def _interpret(graph: Any, inputs: Sequence[Any], want: Want, rec: dict[str, Any]) -> list[Any]:
@@ -179,26 +226,27 @@ def _run_nested(
 
 def _record_eager_model(
     model: Any, x: Any, sites: Sequence[Site]
-) -> tuple[Any, dict[str, Any], tuple[Any, Any] | None]:
-    # No graph: wrap the chosen layers, and every softmax-ending layer so that
-    # the one producing the model's output can be recognised afterwards.
+) -> tuple[Any, dict[str, Any], dict[int, tuple[Any, Any]]]:
     return undoing(_record_eager, model, x, sites)
 
 
 def _record_eager(
     undo: ExitStack, model: Any, x: Any, sites: Sequence[Site]
-) -> tuple[Any, dict[str, Any], tuple[Any, Any] | None]:
+) -> tuple[Any, dict[str, Any], dict[int, tuple[Any, Any]]]:
+    # No graph: wrap the chosen layers, and every softmax- or sigmoid-ending layer
+    # so that the ones producing the model's outputs can be recognised afterwards.
     plan = EagerPlan([(s.path[-1][0], s.base) for s in sites])
-    heads = [layer for layer in model._flatten_layers(include_self=False) if ends_in_softmax(layer)]
+    ending = [layer for layer in model._flatten_layers(include_self=False) if ends_in_head(layer)]
     seen_in: dict[int, list[Any]] = {}
-    seen_out = recording(undo, heads, inputs=seen_in)  # unwrapped when undo closes
+    seen_out = recording(undo, ending, inputs=seen_in)  # unwrapped when undo closes
     out, rec = plan.run(model, (x,), {})
-    first = keras.tree.flatten(out)[0]
-    for layer in heads:
-        for value, arg in zip(seen_out[id(layer)], seen_in[id(layer)], strict=True):
-            if value is first:
-                return first, rec, (layer, arg)
-    return first, rec, None
+    heads = {}
+    for value in keras.tree.flatten(out):
+        for layer in ending:
+            for produced, arg in zip(seen_out[id(layer)], seen_in[id(layer)], strict=True):
+                if produced is value:
+                    heads[id(value)] = (layer, arg)
+    return out, rec, heads
 
 
 # --------------------------------------------------------------------------- logits
@@ -208,24 +256,35 @@ def _activation_name(layer: Any) -> str:
     return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
-def is_softmax_layer(layer: Any) -> bool:
+def is_head_layer(layer: Any) -> bool:
+    """A layer that only turns logits into probabilities (``Softmax``, ``Activation("sigmoid")``)."""
     if isinstance(layer, keras.layers.Softmax):
         return True
-    return isinstance(layer, keras.layers.Activation) and _activation_name(layer) == "softmax"
+    return (
+        isinstance(layer, keras.layers.Activation) and _activation_name(layer) in _HEAD_ACTIVATIONS
+    )
 
 
-def ends_in_softmax(layer: Any) -> bool:
-    return is_softmax_layer(layer) or _activation_name(layer) == "softmax"
+def head_name(layer: Any) -> str | None:
+    """``"softmax"`` / ``"sigmoid"`` for a layer whose output ends in one, else ``None``."""
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    return _HEAD_ACTIVATIONS.get(_activation_name(layer))
+
+
+def ends_in_head(layer: Any) -> bool:
+    """True for a layer whose output ends in a softmax or a sigmoid."""
+    return head_name(layer) is not None
 
 
 def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
-    """The pre-softmax scores behind ``output`` (``output`` itself if no softmax)."""
+    """The logits behind ``output``: before its final softmax or sigmoid (``output`` if none)."""
     if head is None:
         return output
     layer, x = head
-    if is_softmax_layer(layer):
+    if is_head_layer(layer):
         return x
-    if _activation_name(layer) != "softmax":
+    if not ends_in_head(layer):
         return output
     ops = keras.ops
     if isinstance(layer, keras.layers.Dense):
@@ -241,7 +300,7 @@ def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
                 shape = (1, -1) + (1,) * (rank - 2)
             y = ops.add(y, ops.reshape(layer.bias, shape))
         return y
-    # any other layer with activation="softmax": its call with the activation
+    # any other layer with such an activation: its call with the activation
     # switched off for this one call
     return undoing(_linear_call, layer, x)
 
@@ -249,6 +308,29 @@ def logits_of(output: Any, head: tuple[Any, Any] | None) -> Any:
 def _linear_call(undo: ExitStack, layer: Any, x: Any) -> Any:
     swap(undo, layer, "activation", keras.activations.linear)
     return layer(x)
+
+
+def scored_outputs(whole: Any, heads: dict[int, tuple[Any, Any]]) -> tuple[Any, Any, str | None]:
+    """The whole output with logits for probabilities, its main output, and that one's head.
+
+    Every output in ``heads`` is replaced by :func:`logits_of`; the main
+    output is the contract's (:func:`~multiviz.backends.contract.main_output`).
+    """
+    if keras.ops.is_tensor(whole):
+        flat, pack = [whole], None
+    else:
+        flat, pack = keras.tree.flatten(whole), whole
+    behind: dict[int, str | None] = {}
+    logits_flat = []
+    for value in flat:
+        head = heads.get(id(value))
+        logits = logits_of(value, head)
+        if head is not None:
+            behind[id(logits)] = head_name(head[0])
+        logits_flat.append(logits)
+    new = logits_flat[0] if pack is None else keras.tree.pack_sequence_as(pack, logits_flat)
+    main = main_output(new, keras.ops.is_tensor)
+    return new, main, behind.get(id(main))
 
 
 # --------------------------------------------------------------------------- scores
@@ -262,41 +344,41 @@ def pick_scores(logits: Any, idx: Any) -> tuple[Any, Any]:
     return ops.take_along_axis(logits, idx[:, None], axis=1)[:, 0], idx
 
 
-def callable_scores(logits: Any, fn: Callable[[Any], Any]) -> Any:
-    """``fn(logits)``, checked by the contract to be one score per sample."""
-    scores = fn(logits)
-    check_scores(scores, int(logits.shape[0]), is_tensor=keras.ops.is_tensor(scores))
-    return scores
-
-
 # --------------------------------------------------------------------------- one step
 
-#: logits, class index per sample (or None), scores, activations, their
-#: gradients, the input gradient
+#: logits (the main output), class index per sample (or None), scores,
+#: activations, their gradients, the input gradient
 StepResult = tuple[Any, Any, Any, dict[str, Any], dict[str, Any], Any]
+
+#: what a score function gets: the whole output (logits swapped in) and its main output
+Score = Callable[[Any, Any], tuple[Any, Any]]
 
 
 def gradient_step(
     model: Any,
     x: Any,
     sites: Sequence[Site],
-    score: Callable[[Any], tuple[Any, Any]],
+    score: Score,
     wrt_input: bool = True,
-) -> StepResult:
+) -> tuple[StepResult, str | None]:
     """Forward under a tape, score the logits, differentiate the summed score.
 
     The input's gradient (the last item) is computed only when ``wrt_input``:
     otherwise backpropagation stops at the chosen layers. (The input is
     watched either way, so that the tape records the ops between the chosen
     layers and the score even where no weight is trainable.)
+
+    Returns:
+        The :data:`StepResult`, and the main output's head (``"softmax"``,
+        ``"sigmoid"`` or ``None``).
     """
     import tensorflow as tf
 
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)  # every op from x on is recorded; only asked-for gradients run
-        out, rec, head = record_forward(model, x, sites)
-        logits = logits_of(out, head)
-        scores, idx = score(logits)
+        whole, rec, heads = record_forward(model, x, sites)
+        whole, logits, head = scored_outputs(whole, heads)
+        scores, idx = score(whole, logits)
         total = tf.reduce_sum(scores)
     keys = list(rec)
     grads = tape.gradient(
@@ -305,7 +387,7 @@ def gradient_step(
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     by_key = dict(zip(keys, grads[: len(keys)], strict=True))
-    return logits, idx, scores, rec, by_key, grads[-1] if wrt_input else None
+    return (logits, idx, scores, rec, by_key, grads[-1] if wrt_input else None), head
 
 
 def compiled_step(
@@ -327,8 +409,8 @@ def compiled_step(
 
         def step(x: Any, idx: Any) -> StepResult:
             return gradient_step(
-                ref(), x, chosen, lambda logits: pick_scores(logits, idx), wrt_input
-            )
+                ref(), x, chosen, lambda whole, logits: pick_scores(logits, idx), wrt_input
+            )[0]
 
         return weakref.ref(graph), tf_function(step)
 
@@ -406,7 +488,7 @@ def compute_gradients(
     target: Any,
     wrt_input: bool,
     guided: bool | str,
-) -> StepResult:
+) -> tuple[StepResult, str | None]:
     """Activations of ``sites`` and gradients of the summed target score, on TensorFlow.
 
     Picks the cheapest correct route: the fast sub-model path
@@ -414,11 +496,13 @@ def compute_gradients(
     graph model, else the node-by-node pass; for class-index targets one
     cached ``tf.function``, for a callable target (new Python code every
     call) or a subclassed model an eager pass. The target is checked by the
-    contract (:func:`~multiviz.backends.contract.class_indices`), as for PyTorch.
+    contract (:func:`~multiviz.backends.contract.class_indices`,
+    :func:`~multiviz.backends.contract.score_callable`), as for PyTorch.
 
     Returns:
-        logits, class index per sample (or ``None``), scores, recorded
-        tensors, their gradients and the input's gradient (or ``None``).
+        The :data:`StepResult` (logits, class index per sample or ``None``,
+        scores, recorded tensors, their gradients, the input's gradient or
+        ``None``) and the main output's head.
     """
     return undoing(_compute_gradients, model, x, sites, target, wrt_input, guided)
 
@@ -430,34 +514,35 @@ def _compute_gradients(
     sites: Sequence[Site],
     target: Any,
     wrt_input: bool,
-    guided: bool,
-) -> StepResult:
+    guided: bool | str,
+) -> tuple[StepResult, str | None]:
     import tensorflow as tf
 
     from multiviz.backends.keras.gradients_tf_fast import fast_step  # it builds on this module
 
-    x_t = tf.identity(x)
-    n = int(x_t.shape[0])
+    x_t = [tf.identity(p) for p in x] if isinstance(x, (list, tuple)) else tf.identity(x)
+    n = int((x_t[0] if isinstance(x_t, list) else x_t).shape[0])
     graph = graph_of(model)
     fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
     if guided:  # swapped back when undo closes
         guided_relus(undo, model, "deconvnet" if guided == "deconvnet" else "guided")
     if callable(target):  # new Python code every call: eager
 
-        def scored(logits: Any) -> tuple[Any, Any]:
-            return callable_scores(logits, target), None
+        def scored(whole: Any, logits: Any) -> tuple[Any, Any]:
+            return score_callable(target, whole, n, keras.ops.is_tensor), None
 
         if fast is not None:
-            return fast.run(x_t, scored, wrt_input)
+            return fast.run(x_t, scored, wrt_input), fast.head
         return gradient_step(model, x_t, sites, scored, wrt_input)
     if graph is not None:  # one cached tf.function, class indices as a tensor
-        idx = tf.constant(class_indices(target, n, tuple(graph.outputs[0].shape)))
+        _, main, head = graph_head(model)
+        idx = tf.constant(class_indices(target, n, tuple(main.shape)))
         if fast is not None:
-            return fast.compiled(wrt_input, guided)(x_t, idx)
-        return compiled_step(model, sites, guided, wrt_input)(x_t, idx)
+            return fast.compiled(wrt_input, guided)(x_t, idx), head
+        return compiled_step(model, sites, guided, wrt_input)(x_t, idx), head
 
     # subclassed: eager; the output shape is known once it ran
-    def score(logits: Any) -> tuple[Any, Any]:
+    def score(whole: Any, logits: Any) -> tuple[Any, Any]:
         idx = class_indices(target, n, tuple(logits.shape))
         return pick_scores(logits, keras.ops.convert_to_tensor(idx))
 

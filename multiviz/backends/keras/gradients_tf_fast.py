@@ -9,12 +9,14 @@ model's own symbolic tensors computes, under ``tf.GradientTape``, both the
 chosen activations and the tensor the score is read from — so the score is
 computed *from* the recorded tensors and the tape reaches them:
 
-* the score source is the model's (first) output, or, when the output layer
-  ends in a softmax, that layer's input: the logits themselves behind a
-  ``Softmax`` / ``Activation("softmax")`` layer, or the input of a ``Dense`` /
-  conv layer with ``activation="softmax"``, whose linear part is then computed
-  from its kernel and bias (:func:`.gradients_tf.logits_of`, shared with the
-  general path);
+* the score sources are the model's outputs, each one, when its layer ends
+  in a softmax or a sigmoid, replaced by that layer's input: the logits
+  themselves behind a ``Softmax`` / ``Activation("sigmoid")`` layer, or the
+  input of a ``Dense`` / conv layer with such an ``activation``, whose linear
+  part is then computed from its kernel and bias
+  (:func:`.gradients_tf.logits_of`, shared with the general path); a
+  callable target receives them in the model's output structure, a class
+  index scores the main one;
 * the input is watched only when its gradient is asked for, so Grad-CAM
   backpropagates from the score to the chosen layer and no further.
 
@@ -38,14 +40,18 @@ from typing import Any
 import keras
 
 from multiviz.backends.cache import cached
+from multiviz.backends.contract import main_output
 from multiviz.backends.keras.capture import tf_function
 from multiviz.backends.keras.gradients_tf import (
+    Score,
     StepResult,
-    ends_in_softmax,
-    is_softmax_layer,
+    ends_in_head,
+    graph_head,
+    is_head_layer,
     logits_of,
-    output_path,
+    output_paths,
     pick_scores,
+    whole_output,
 )
 from multiviz.backends.keras.layers import Site, graph_of
 
@@ -72,11 +78,11 @@ def eligible(model: Any, sites: Sequence[Site]) -> bool:
         return False
     if not all(s.in_graph and len(s.path) == 1 for s in sites):
         return False
-    path = output_path(model)
-    if not path:
+    paths = output_paths(model)
+    if not paths or not all(paths):
         return False
     # a softmax inside a nested model: the logits are not a tensor of this graph
-    return len(path) == 1 or not ends_in_softmax(path[-1][0])
+    return all(len(p) == 1 or not ends_in_head(p[-1][0]) for p in paths)
 
 
 class FastStep:
@@ -103,33 +109,36 @@ class FastStep:
             layer, k = site.path[0]
             node = layer._inbound_nodes[k]
             self.slots.append((site.key, add(node.outputs[site.output_index or 0])))
-        path = output_path(model)
-        head, k = path[0] if path and len(path) == 1 else (None, None)
-        # behind a softmax the score source is the head's input (see _logits)
-        if head is not None and ends_in_softmax(head):
-            self.head: Any = head
-            self.score_slot = add(head._inbound_nodes[k].input_tensors[0])
-        else:
-            self.head = None
-            self.score_slot = add(graph.outputs[0])
-        self.submodel = keras.Model(graph.inputs[0], outputs, name=f"multiviz_grad_{graph.name}")
+        # one score source per flat output: behind a softmax / sigmoid, the head's input
+        self.sources: list[tuple[int, Any]] = []
+        for tensor, path in zip(graph.outputs, output_paths(model) or [], strict=True):
+            head, k = path[0]
+            if len(path) == 1 and ends_in_head(head):
+                self.sources.append((add(head._inbound_nodes[k].input_tensors[0]), head))
+            else:
+                self.sources.append((add(tensor), None))
+        self.head = graph_head(model)[2]
+        inputs = graph.inputs[0] if len(graph.inputs) == 1 else list(graph.inputs)
+        self.submodel = keras.Model(inputs, outputs, name=f"multiviz_grad_{graph.name}")
         self._compiled: dict[tuple[bool, bool], Callable[[Any, Any], StepResult]] = {}
 
     def fresh(self, model: Any) -> bool:
         """False once a Sequential was rebuilt (its inner graph replaced)."""
         return self.graph_ref() is graph_of(model)
 
-    def run(self, x: Any, score: Callable[[Any], tuple[Any, Any]], wrt_input: bool) -> StepResult:
+    def run(self, x: Any, score: Score, wrt_input: bool) -> StepResult:
         """Forward under a tape, score the logits, differentiate the summed score."""
         import tensorflow as tf
 
+        graph = self.graph_ref()
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(x)  # every op from x on is recorded; only asked-for gradients run
             outs = self.submodel(x, training=False)
             outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-            source = outs[self.score_slot]
-            logits = self._logits(source)
-            scores, idx = score(logits)
+            flat = [self._logits(outs[slot], head) for slot, head in self.sources]
+            whole = whole_output(graph, flat)
+            logits = main_output(whole, keras.ops.is_tensor)
+            scores, idx = score(whole, logits)
             total = tf.reduce_sum(scores)
         rec = {key: outs[s] for key, s in self.slots}
         sources = [outs[s] for _, s in self.slots] + ([x] if wrt_input else [])
@@ -137,12 +146,11 @@ class FastStep:
         by_key = {key: g for (key, _), g in zip(self.slots, grads, strict=False)}
         return logits, idx, scores, rec, by_key, grads[-1] if wrt_input else None
 
-    def _logits(self, source: Any) -> Any:
-        if self.head is None:
+    @staticmethod
+    def _logits(source: Any, head: Any) -> Any:
+        if head is None or is_head_layer(head):
             return source
-        if is_softmax_layer(self.head):
-            return source
-        return logits_of(None, (self.head, source))
+        return logits_of(None, (head, source))
 
     def compiled(self, wrt_input: bool, guided: bool | str) -> Callable[[Any, Any], StepResult]:
         """``tf.function(x, class_idx)``; a guided one must run inside ``guided_relus``."""
@@ -151,7 +159,7 @@ class FastStep:
         if fn is None:
 
             def step(x: Any, idx: Any) -> StepResult:
-                return self.run(x, lambda logits: pick_scores(logits, idx), wrt_input)
+                return self.run(x, lambda whole, logits: pick_scores(logits, idx), wrt_input)
 
             fn = self._compiled[key] = tf_function(step)
         return fn

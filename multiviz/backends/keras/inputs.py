@@ -46,9 +46,15 @@ def to_tensor(x: Any, dtype: str) -> Any:
 
 
 def check_shape(
-    model: Any, got: tuple[int, ...], want: tuple[int | None, ...], layout: str
+    model: Any,
+    got: tuple[int, ...],
+    want: tuple[int | None, ...],
+    layout: str,
+    label: str = "input",
 ) -> None:
     """Raise :class:`InputShapeError` naming the fix unless ``got`` fits ``want``.
+
+    ``label`` names the input in a model with several (``"input 'depth'"``).
 
     Example:
         >>> class M:
@@ -63,16 +69,30 @@ def check_shape(
         return len(a) == len(b) and all(w is None or w == g for g, w in zip(a, b, strict=True))
 
     name, shown = model.name, tuple(want)
+    what = "input" if label == "input" else label
     if fits(got, want):
         return
-    if fits(got, want[1:]):
+    one_channel = len(want) == len(got) + 1 and (want[-1] == 1 if layout == LAST else want[1] == 1)
+    if one_channel:
+        without = want[:-1] if layout == LAST else (want[0], *want[2:])
+        one_channel = fits(got, without)
+    if fits(got, want[1:]) and not one_channel:
         raise InputShapeError(
-            f"Model {name!r} expects a batch of shape {shown}; received one sample of shape "
-            f"{got}. Add a batch axis: x[None]."
+            f"Model {name!r} expects a batch of shape {shown} for its {what}; received one "
+            f"sample of shape {got}. Add a batch axis: x[None]."
+        )
+    if one_channel:
+        axis = "x[..., None]" if layout == LAST else "x[:, None]"
+        fix = f"add the channel axis of one-channel images: {axis}"
+        if fits(got, want[1:]):
+            fix += "; if it is one image, add a batch axis instead: x[None]"
+        raise InputShapeError(
+            f"Model {name!r} expects its {what} of shape {shown} ({layout}, one channel); "
+            f"received shape {got} without a channel axis.\nhint: {fix}"
         )
     if len(got) != len(want):
         raise InputShapeError(
-            f"Model {name!r} expects input of shape {shown} (batch first, {layout}); "
+            f"Model {name!r} expects its {what} of shape {shown} (batch first, {layout}); "
             f"received shape {got} ({len(got)} axes, expected {len(want)})."
         )
     channel = -1 if layout == LAST else 1
@@ -85,13 +105,15 @@ def check_shape(
         else:
             hint = f" The model expects {want[channel]} channels on axis {channel}; x has {got[channel]}."
     raise InputShapeError(
-        f"Model {name!r} expects input of shape {shown} ({layout}); received shape {got}.{hint}"
+        f"Model {name!r} expects {what} of shape {shown} ({layout}); received shape {got}.{hint}"
     )
 
 
 @contextlib.contextmanager
 def input_errors(model: Any, x: Any) -> Iterator[None]:
     """Re-raise a failure caused by the input's size as InputShapeError, cause kept.
+
+    ``x`` is the input, or a list with one input per graph input (in the graph's order).
 
     Any other exception leaves the block unchanged (see the module docstring).
     """
@@ -103,13 +125,26 @@ def input_errors(model: Any, x: Any) -> Iterator[None]:
         if not (_may_be_shape_error(err) and _rejects_input_shape(model, x)):
             raise
         graph = graph_of(model)
-        want = tuple(graph.inputs[0].shape)
+        shapes = [tuple(r.shape) for r in graph.inputs]
+        want = shapes[0] if len(shapes) == 1 else ", ".join(map(str, shapes))
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        got = _shapes(model, x)
+        shown = got[0] if len(got) == 1 else ", ".join(map(str, got))
         raise InputShapeError(
-            f"Running model {model.name!r} on input of shape {tuple(np.shape(plain(x)))} "
+            f"Running model {model.name!r} on input of shape {shown} "
             f"failed: {first} The model's layers do not accept this input size; it was built "
             f"for input shape {want}. Resize x to a size the model accepts."
         ) from err
+
+
+def _values(model: Any, x: Any) -> list[Any]:
+    graph = graph_of(model)
+    several = isinstance(x, (list, tuple)) and graph is not None and len(graph.inputs) > 1
+    return list(x) if several else [x]
+
+
+def _shapes(model: Any, x: Any) -> list[tuple[int, ...]]:
+    return [tuple(int(d) for d in np.shape(plain(v))) for v in _values(model, x)]
 
 
 def _may_be_shape_error(err: Exception) -> bool:
@@ -128,10 +163,9 @@ def _rejects_input_shape(model: Any, x: Any) -> bool:
     if graph is None:  # no graph to ask: the error cannot be pinned on the input
         return False
     refs = list(graph.inputs)
-    values = list(x) if isinstance(x, (list, tuple)) and len(refs) > 1 else [x]
-    if len(values) != len(refs):
+    got = _shapes(model, x)
+    if len(got) != len(refs):
         return False
-    got = [tuple(int(d) for d in np.shape(plain(v))) for v in values]
     declared = [tuple(r.shape) for r in refs]
     return not _infers(graph, got) and _infers(graph, declared)
 

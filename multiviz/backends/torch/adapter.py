@@ -44,9 +44,13 @@ from multiviz.backends.torch.attention import attention_io
 from multiviz.backends.torch.capture import capture_outputs
 from multiviz.backends.torch.gradients import compute_gradients
 from multiviz.backends.torch.inputs import (
+    ModelInput,
     entry_check,
+    first_rows,
+    input_count,
     main_output,
     run_model,
+    tensors_of,
     to_model_input,
     to_numpy,
 )
@@ -67,6 +71,13 @@ from multiviz.errors import InputShapeError
 __all__ = ["TorchBackend"]
 
 _KERAS_ROOTS = ("keras", "tf_keras")
+
+
+def _zeros(input_shape: Sequence[Any]) -> Any:
+    """A batch of one zero sample of ``input_shape``, or a tuple of them (several shapes)."""
+    if input_shape and all(isinstance(d, (tuple, list)) for d in input_shape):
+        return tuple(np.zeros((1, *(int(d) for d in s)), np.float32) for s in input_shape)
+    return np.zeros((1, *(int(d) for d in input_shape)), np.float32)
 
 
 class TorchBackend:
@@ -102,7 +113,8 @@ class TorchBackend:
             model: the module.
             input_shape: one sample's shape without the batch axis, e.g.
                 ``(3, 224, 224)``: fills in each layer's output shape from one
-                forward pass on zeros (batch 1).
+                forward pass on zeros (batch 1). A tuple of such shapes for a
+                model with several inputs.
 
         Returns:
             One :class:`LayerInfo` per module: name, class name, kind, own
@@ -119,8 +131,9 @@ class TorchBackend:
         model = unwrap(model)
         shapes = layouts = None
         if input_shape is not None:
-            dims = tuple(int(d) for d in input_shape)
-            x = to_model_input(np.zeros((1, *dims), np.float32), model)
+            zeros = _zeros(input_shape)
+            x = to_model_input(zeros, model)
+            dims = zeros.shape[1:] if isinstance(zeros, np.ndarray) else ()
             grid = model_token_grid(model, dims[-2:]) if len(dims) == 3 else None
             layouts, raw = layer_layouts(model, x, grid)
             shapes = {k: canonical_layer_shape(s, layouts[k], grid) for k, s in raw.items()}
@@ -222,18 +235,19 @@ class TorchBackend:
         model = unwrap(model)
         chosen = find_modules(model, names)
         xt = to_model_input(x, model)
-        if wrt_input and not xt.is_floating_point():
-            raise InputShapeError(
-                f"wrt_input=True needs a floating input; this model takes {xt.dtype}. "
-                "Take gradients with respect to a layer (e.g. the embedding) instead."
-            )
+        for t in tensors_of(xt):
+            if wrt_input and not t.is_floating_point():
+                raise InputShapeError(
+                    f"wrt_input=True needs floating inputs; this model takes {t.dtype}. "
+                    "Take gradients with respect to a layer (e.g. the embedding) instead."
+                )
         return guarded(model, self._gradients, model, xt, chosen, target, wrt_input, guided)
 
     def _gradients(
         self,
         undo: ExitStack,
         model: nn.Module,
-        xt: torch.Tensor,
+        xt: ModelInput,
         chosen: Sequence[tuple[str, nn.Module]],
         target: Target,
         wrt_input: bool,
@@ -263,8 +277,8 @@ class TorchBackend:
         ``(N, T, C)`` for the caller to fold.
         """
         model = unwrap(model)
-        xt = to_model_input(np.asarray(x[:1]) if isinstance(x, np.ndarray) else x[:1], model)
-        return layer_layouts(model, xt, grid)[0]
+        xt = to_model_input(x, model)
+        return layer_layouts(model, first_rows(xt), grid)[0]
 
     def attention_io(self, model: nn.Module, x: Any, target: Any = "none") -> Any:
         """Each self-attention layer's weights, input tokens and output gradient (rollout).
@@ -274,7 +288,7 @@ class TorchBackend:
         model = unwrap(model)
         return guarded(model, attention_io, model, to_model_input(x, model), target)
 
-    def _tracker(self, model: nn.Module, x: torch.Tensor) -> LayoutTracker:
+    def _tracker(self, model: nn.Module, x: ModelInput) -> LayoutTracker:
         """The finished layout tracker for ``x``'s shape, or a new one to ride the next pass."""
         known = known_tracker(model, x)
         if known is not None:
@@ -286,7 +300,7 @@ class TorchBackend:
     def _first(
         self,
         model: nn.Module,
-        x: torch.Tensor,
+        x: ModelInput,
         tracker: LayoutTracker,
         arrays: dict[str, np.ndarray],
     ) -> dict[str, np.ndarray]:
@@ -303,6 +317,15 @@ class TorchBackend:
             last = layout == LAST and arr.ndim == 4
             out[key] = np.ascontiguousarray(np.moveaxis(arr, -1, 1)) if last else arr
         return out
+
+    def input_count(self, model: nn.Module) -> int | None:
+        """How many positional inputs ``forward`` takes; ``None`` for ``*args`` or optional ones.
+
+        Example:
+            >>> TorchBackend().input_count(torch.nn.Bilinear(2, 3, 1))
+            2
+        """
+        return input_count(unwrap(model))
 
     def input_layout(self, model: nn.Module) -> str:
         """Always ``"channels_first"``: PyTorch models take ``(N, C, H, W)``.

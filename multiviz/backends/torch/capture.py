@@ -34,7 +34,7 @@ from torch import nn
 
 from multiviz.backends.cache import cached
 from multiviz.backends.guard import this_thread
-from multiviz.backends.torch.inputs import entry_check, run_model
+from multiviz.backends.torch.inputs import ModelInput, entry_check, input_shapes, run_model
 from multiviz.backends.torch.state import eval_mode
 
 __all__ = ["capture_outputs", "flatten_output", "output_shapes", "single_output", "snapshot"]
@@ -196,13 +196,13 @@ class _CallCounts(dict[str, int]):
 
 
 def _cache_key(
-    model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor
+    model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], x: ModelInput
 ) -> tuple[Any, ...]:
     return (
         "call_counts",
         tuple(n for n, _ in chosen),
         tuple(id(m) for _, m in chosen),
-        tuple(x.shape),
+        input_shapes(x),
         configuration(model),
     )
 
@@ -210,7 +210,7 @@ def _cache_key(
 def capture_outputs(
     undo: ExitStack,
     model: nn.Module,
-    x: torch.Tensor,
+    x: ModelInput,
     chosen: Sequence[tuple[str, nn.Module]],
     tracker: Any = None,
 ) -> dict[str, np.ndarray]:
@@ -224,7 +224,8 @@ def capture_outputs(
     Args:
         undo: the call's undo stack.
         model: the module.
-        x: the input, already on the model's device and dtype.
+        x: the input, already on the model's device and dtype (several inputs
+            as :class:`~multiviz.backends.contract.Inputs`).
         chosen: (name, module) pairs to record.
         tracker: a :class:`~multiviz.backends.torch.tokens.LayoutTracker` to
             ride along the pass (its ``complete`` says whether the pass ran to
@@ -258,7 +259,7 @@ def capture_outputs(
 
 
 def output_shapes(
-    undo: ExitStack, model: nn.Module, x: torch.Tensor
+    undo: ExitStack, model: nn.Module, x: ModelInput
 ) -> dict[str, tuple[int | None, ...]]:
     """Each module's output shape on its first call, batch axis as ``None``.
 

@@ -10,8 +10,14 @@ returns ``out.clone()`` to the rest of the network. An in-place op downstream
 (``ReLU(inplace=True)``) then changes the clone, never ``out``, and the
 gradient with respect to ``out`` is exactly d(score) / d(layer output).
 
-A model that ends in ``nn.Softmax`` / ``nn.LogSoftmax`` is scored on the
-softmax's input (the logits): gradients of a saturated probability vanish.
+A model whose output ends in ``nn.Softmax`` / ``nn.LogSoftmax`` /
+``nn.Sigmoid`` is scored on that module's input (the logits): gradients of a
+saturated probability vanish. Every such module's call is watched, so each
+output of a model that returns a tuple, a list or a dict is replaced by its
+logits where it has them; a callable target receives that whole structure,
+a class index scores its main output (:func:`~multiviz.backends.contract.main_output`).
+A ``torch.sigmoid`` / ``F.softmax`` called inside ``forward`` is no module and
+cannot be seen: such a model is scored on its probabilities.
 """
 
 from __future__ import annotations
@@ -26,17 +32,19 @@ from torch import nn
 
 from multiviz.backends.contract import (
     GradientResult,
+    Inputs,
     Target,
-    check_scores,
     class_indices,
+    main_output,
+    score_callable,
 )
 from multiviz.backends.guard import this_thread
 from multiviz.backends.torch.capture import single_output, snapshot
-from multiviz.backends.torch.inputs import entry_check, main_output, run_model, to_numpy
-from multiviz.backends.torch.layers import is_softmax
+from multiviz.backends.torch.inputs import ModelInput, entry_check, run_model, tensors_of, to_numpy
+from multiviz.backends.torch.layers import head_kind
 from multiviz.backends.torch.state import eval_mode, frozen_parameters, guided_relus
 
-__all__ = ["compute_gradients", "score"]
+__all__ = ["compute_gradients", "score", "scored_outputs"]
 
 
 def _map_tensors(
@@ -62,14 +70,16 @@ def _map_tensors(
 
 
 class _Watcher:
-    """Hooks that keep chosen outputs in the graph and remember the last leaf module."""
+    """Hooks that keep chosen outputs in the graph and remember what each head module received."""
 
     def __init__(self) -> None:
         self.thread = this_thread()  # passes of other threads are left alone
         self.live: dict[str, torch.Tensor] = {}  # key -> tensor the gradient is taken for
         self.values: dict[str, torch.Tensor] = {}  # key -> float32 copy at hook time
         self.calls: dict[str, int] = {}
-        self.last: tuple[nn.Module, Any] | None = None  # (leaf module, its first input)
+        # id(output of a softmax / sigmoid module) -> (that output, its input, "softmax"...);
+        # the output is held so that its id cannot be reused by another tensor in the pass
+        self.heads: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
 
     def chosen_hook(self, name: str) -> Callable[[nn.Module, tuple[Any, ...], Any], Any]:
         def keep(key: str, t: torch.Tensor) -> torch.Tensor:
@@ -93,26 +103,62 @@ class _Watcher:
 
         return hook
 
-    def leaf_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        if this_thread() == self.thread:
-            self.last = (module, args[0] if args else None)
+    def head_hook(self, module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        if this_thread() != self.thread:  # passes of other threads are left alone
+            return
+        kind = head_kind(module)
+        x = args[0] if args else None
+        if kind and isinstance(out, torch.Tensor) and isinstance(x, torch.Tensor):
+            if x.shape == out.shape:
+                self.heads[id(out)] = (out, x, kind)
 
 
-def _scored_output(out: Any, watcher: _Watcher) -> torch.Tensor:
-    """The model's output, or the logits entering a final softmax."""
-    output = main_output(out)
-    if watcher.last is not None and is_softmax(watcher.last[0]):
-        logits = watcher.last[1]
-        if isinstance(logits, torch.Tensor) and logits.shape == output.shape:
-            return logits
-    return output
+def _is_tensor(t: Any) -> bool:
+    return isinstance(t, torch.Tensor)
 
 
-def score(output: torch.Tensor, target: Target) -> tuple[torch.Tensor, np.ndarray | None]:
+def _per_input(x: ModelInput, grads: list[np.ndarray]) -> Any:
+    """One gradient per input, in the structure the inputs came in (one array for one)."""
+    return x.pack(grads) if isinstance(x, Inputs) else grads[0]
+
+
+def scored_outputs(out: Any, watcher: _Watcher) -> tuple[Any, torch.Tensor, str | None]:
+    """The whole output with logits for probabilities, its main output, and that one's head.
+
+    Returns:
+        ``(whole, main, head)``: the model's output structure with every tensor
+        a softmax / sigmoid module produced replaced by that module's input;
+        the main output (:func:`~multiviz.backends.contract.main_output`) of
+        it; and ``"softmax"`` / ``"sigmoid"`` when the main output was behind
+        one, else ``None``.
+    """
+    behind: dict[int, str] = {}
+
+    def logits(key: str, t: torch.Tensor) -> torch.Tensor:
+        found = watcher.heads.get(id(t))
+        if found is None or found[0] is not t:
+            return t
+        behind[id(found[1])] = found[2]
+        return found[1]
+
+    whole = _map_tensors("", out, logits)
+    main = main_output(whole, _is_tensor)
+    return whole, main, behind.get(id(main))
+
+
+def score(
+    output: torch.Tensor, target: Target, whole: Any = None
+) -> tuple[torch.Tensor, np.ndarray | None]:
     """One score per sample, and the class scored per sample (``None`` for a callable).
 
+    Args:
+        output: the main output (logits), ``(N, classes)`` for a class index.
+        target: see :data:`~multiviz.backends.contract.Target`.
+        whole: the model's whole output, which a callable target receives;
+            default ``output``.
+
     The target is checked by the contract (:func:`~multiviz.backends.contract.class_indices`,
-    :func:`~multiviz.backends.contract.check_scores`), as the Keras backend checks it.
+    :func:`~multiviz.backends.contract.score_callable`), as the Keras backend checks it.
 
     Raises:
         TargetError: ``target`` does not fit the batch or the output.
@@ -124,8 +170,7 @@ def score(output: torch.Tensor, target: Target) -> tuple[torch.Tensor, np.ndarra
     """
     n = output.shape[0]
     if callable(target):
-        scores = target(output)
-        check_scores(scores, n, is_tensor=isinstance(scores, torch.Tensor))
+        scores = score_callable(target, output if whole is None else whole, n, _is_tensor)
         return scores, None
     idx = torch.as_tensor(class_indices(target, n, tuple(output.shape)), device=output.device)
     index = torch.where(idx < 0, output.argmax(dim=1), idx)
@@ -136,7 +181,7 @@ def score(output: torch.Tensor, target: Target) -> tuple[torch.Tensor, np.ndarra
 def compute_gradients(
     undo: ExitStack,
     model: nn.Module,
-    x: torch.Tensor,
+    x: ModelInput,
     chosen: Sequence[tuple[str, nn.Module]],
     target: Target = None,
     wrt_input: bool = False,
@@ -150,10 +195,12 @@ def compute_gradients(
             :func:`multiviz.backends.guard.guarded`).
         model: the module; left exactly as found (modes, ``requires_grad``,
             ``.grad``, hooks) when ``undo`` closes, also when something raises.
-        x: the input, a private copy on the model's device and dtype.
+        x: the input, a private copy on the model's device and dtype (several
+            inputs as :class:`~multiviz.backends.contract.Inputs`).
         chosen: (name, module) pairs.
         target: see :data:`multiviz.backends.contract.Target`.
-        wrt_input: also return d(score)/d(input).
+        wrt_input: also return d(score)/d(input) (one per input, in the
+            structure the inputs came in).
         guided: guided backpropagation through every ReLU (module or function);
             ``"deconvnet"``: the deconvnet's rule instead.
         tracker: a layout tracker to ride along the pass (see
@@ -162,7 +209,9 @@ def compute_gradients(
     Returns:
         A :class:`GradientResult` of float32 NumPy arrays.
     """
-    x = x.requires_grad_(wrt_input)
+    inputs = tensors_of(x)
+    for t in inputs:
+        t.requires_grad_(wrt_input)
     watcher = _Watcher()
     eval_mode(model, undo)
     frozen_parameters(model, undo)
@@ -172,16 +221,16 @@ def compute_gradients(
         guided_relus(undo, "deconvnet" if guided == "deconvnet" else "guided")
     for name, module in chosen:
         undo.enter_context(module.register_forward_hook(watcher.chosen_hook(name)))
-    for module in model.modules():
-        if next(module.children(), None) is None:
-            undo.enter_context(module.register_forward_hook(watcher.leaf_hook))
+    for module in model.modules():  # after the chosen hooks: they see the clones
+        if head_kind(module):
+            undo.enter_context(module.register_forward_hook(watcher.head_hook))
     if tracker is not None:
         tracker.enter(undo)
-    output = _scored_output(run_model(model, x), watcher)
+    whole, output, head = scored_outputs(run_model(model, x), watcher)
     if tracker is not None:
         tracker.complete = True
-    scores, targets = score(output, target)
-    wrt = [*watcher.live.values(), *([x] if wrt_input else [])]
+    scores, targets = score(output, target, whole)
+    wrt = [*watcher.live.values(), *(inputs if wrt_input else ())]
     grads: Sequence[torch.Tensor | None] = [None] * len(wrt)
     if wrt and scores.requires_grad:
         grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
@@ -197,5 +246,6 @@ def compute_gradients(
         scores=to_numpy(scores),
         activations={k: v.cpu().numpy() for k, v in watcher.values.items()},
         gradients={k: grad_of(watcher.live.get(k, v)) for k, v in watcher.values.items()},
-        input_gradient=grad_of(x) if wrt_input else None,
+        input_gradient=_per_input(x, [grad_of(t) for t in inputs]) if wrt_input else None,
+        head=head,
     )

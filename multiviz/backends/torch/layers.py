@@ -19,6 +19,7 @@ __all__ = [
     "bounds_of",
     "find_modules",
     "geometry_of",
+    "head_kind",
     "is_softmax",
     "kind_of",
     "layer_infos",
@@ -213,3 +214,17 @@ def find_modules(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.M
 def is_softmax(module: object) -> bool:
     """True for ``nn.Softmax``, ``nn.LogSoftmax`` and ``nn.Softmax2d``."""
     return isinstance(module, (nn.Softmax, nn.LogSoftmax, nn.Softmax2d))
+
+
+def head_kind(module: object) -> str | None:
+    """``"softmax"`` or ``"sigmoid"`` for a module that turns logits into probabilities.
+
+    A model whose output comes from one is scored on the module's input.
+
+    Example:
+        >>> head_kind(nn.Sigmoid()), head_kind(nn.LogSoftmax(dim=1)), head_kind(nn.ReLU())
+        ('sigmoid', 'softmax', None)
+    """
+    if is_softmax(module):
+        return "softmax"
+    return "sigmoid" if isinstance(module, nn.Sigmoid) else None

@@ -34,7 +34,13 @@ from torch import nn
 from multiviz.backends.cache import lookup, store
 from multiviz.backends.guard import guarded, this_thread
 from multiviz.backends.torch.capture import flatten_output
-from multiviz.backends.torch.inputs import entry_check, run_model
+from multiviz.backends.torch.inputs import (
+    ModelInput,
+    entry_check,
+    run_model,
+    sample_shapes,
+    tensors_of,
+)
 from multiviz.backends.torch.layers import CONV_TYPES
 from multiviz.backends.torch.state import eval_mode
 from multiviz.core.tokens import ATTENTION, FIRST, LAST, OTHER, PATCHES, TOKENS, TokenGrid
@@ -192,15 +198,16 @@ class LayoutTracker:
     by :meth:`layouts`, so one pass serves every grid.
     """
 
-    def __init__(self, model: nn.Module, x: torch.Tensor) -> None:
+    def __init__(self, model: nn.Module, x: ModelInput) -> None:
         self.model: nn.Module | None = model
         self.complete = True  # a finished tracker from the cache; False while riding a pass
         self.base: dict[str, str] = {}  # key -> FIRST / LAST / ATTENTION / OTHER
         self.raw: dict[str, tuple[int | None, ...]] = {}
         self.inside: set[str] = set()  # keys of outputs inside an attention module
         self._known: dict[int, str] = {}  # id(tensor) -> layout, tensors kept alive in _keep
-        self._keep: list[torch.Tensor] = [x]
-        self._known[id(x)] = FIRST
+        self._keep: list[torch.Tensor] = list(tensors_of(x))
+        for t in self._keep:  # the caller's images are channels first
+            self._known[id(t)] = FIRST
         self._seen: set[str] = set()
         self._guessed: dict[str, tuple[int, ...]] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -278,22 +285,22 @@ class LayoutTracker:
         return out
 
 
-def known_tracker(model: nn.Module, x: torch.Tensor) -> LayoutTracker | None:
+def known_tracker(model: nn.Module, x: ModelInput) -> LayoutTracker | None:
     """The finished tracker of an earlier pass with ``x``'s sample shape, if any.
 
     Finished trackers live in the model's bounded cache (:mod:`multiviz.backends.cache`).
     """
-    return lookup(model, ("layouts", tuple(x.shape[1:])))
+    return lookup(model, ("layouts", sample_shapes(x)))
 
 
-def keep_tracker(model: nn.Module, x: torch.Tensor, tracker: LayoutTracker) -> None:
+def keep_tracker(model: nn.Module, x: ModelInput, tracker: LayoutTracker) -> None:
     """Remember a tracker whose pass ran the whole model."""
     tracker.finish()  # the cache must not keep the model alive
     tracker.complete = True
-    store(model, ("layouts", tuple(x.shape[1:])), tracker)
+    store(model, ("layouts", sample_shapes(x)), tracker)
 
 
-def layer_layouts(model: nn.Module, x: torch.Tensor, grid: TokenGrid | None = None) -> Found:
+def layer_layouts(model: nn.Module, x: ModelInput, grid: TokenGrid | None = None) -> Found:
     """The layout and shape of each module's first-call outputs (one hooked pass, cached).
 
     Args:
