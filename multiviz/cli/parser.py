@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from multiviz import __version__
 from multiviz.cli.commands import cmd_compare, cmd_demo, cmd_layers, cmd_report
 from multiviz.cli.drawing import METHODS, cmd_cam, cmd_maps
+from multiviz.cli.evaluate import add_evaluate_parser, add_evaluation_options
 from multiviz.errors import UsageError
 
 __all__ = ["EPILOG", "build_parser"]
@@ -170,8 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--cmap", default="viridis", help="colormap of the feature maps (default: viridis)"
     )
     p.add_argument("--no-cam", action="store_true", help="leave out the Grad-CAM overlay")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="add a section saying which attribution map to trust, over every image given "
+        "(the evaluation options below; see `multiviz evaluate`)",
+    )
+    add_evaluation_options(p)
     _add_output(p, "report.html")
     p.set_defaults(run=cmd_report)
+
+    add_evaluate_parser(add, model_args)
 
     p = add("compare", "Compare the same network in PyTorch and Keras, layer by layer.", [])
     p.add_argument(
