@@ -91,13 +91,14 @@ def core(session: nox.Session) -> None:
 
 @nox.session
 def torch(session: nox.Session) -> None:
-    """PyTorch only (TensorFlow absent); Quantus, the reference for tests/evaluation."""
+    """PyTorch only (TensorFlow absent); Quantus, the reference for tests/evaluation; Ray Data
+    for mv.scan(engine="ray")."""
     with pruned(session):
         # quantus: its metrics are the reference the evaluation tests agree with; its
         # OpenCV dependency is swapped for the headless wheel (no GUI libraries needed)
         session.install(
             "-e",
-            ".[dev,torch]",
+            ".[dev,torch,ray]",
             *("opencv-python-headless", "cachetools", "pandas", "scikit-image", "scikit-learn"),
         )
         session.install("--no-deps", "quantus")
@@ -106,7 +107,7 @@ def torch(session: nox.Session) -> None:
             "-m",
             "not keras and not both",
             *session.posargs,
-            env={**ENV, "MULTIVIZ_REQUIRE": "torch,quantus"},
+            env={**ENV, "MULTIVIZ_REQUIRE": "torch,quantus,ray"},
         )
         session.run(*PYTEST, *backend_doctests("torch"), env=ENV)
 

@@ -34,7 +34,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "gallery"
-CLI_COMMANDS = ("layers", "maps", "cam", "report", "compare", "demo")
+CLI_COMMANDS = ("layers", "maps", "cam", "report", "compare", "demo", "scan")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Recipe:
 
 
 PRELUDE = """\
+import numpy as np
 import torch                        # PyTorch before TensorFlow, always
 import multiviz as mv
 
@@ -121,6 +122,28 @@ ex = mv.explain(model, x, ["grad_cam", "grad_cam_plus_plus", "layer_cam",
                            "score_cam", "saliency", "guided_backprop"], layer="relu3")
 fig = ex.plot()
 fig.savefig("explain.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "scan_exemplars",
+        """\
+data = mv.shapes_dataset(512, seed=3)                  # 512 images, 128 per shape
+scan = mv.scan(model, data.images, ["relu2", "relu3"], topk=12, progress=False)
+print(scan)
+fig = scan.plot_exemplars("relu3", data=data.images)   # the 8 most active channels
+fig.savefig("scan_exemplars.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "scan_dissection",
+        """\
+data = mv.shapes_dataset(512, seed=3)
+scan = mv.scan(model, data.images, ["relu2", "relu3"], topk=12, progress=False)
+concepts = np.where(data.masks, data.labels[:, None, None], -1)   # (N, H, W): shape index
+dissection = scan.dissect(data.images, concepts, concepts=data.class_names, progress=False)
+print(dissection)
+fig = dissection.plot()
+fig.savefig("scan_dissection.png", dpi=120)
 """,
     ),
     Recipe(

@@ -81,6 +81,11 @@ _EXPORTS: dict[str, str] = {
     "ParityReport": "parity.report",
     "linear_cka": "parity.metrics",
     "transfer_weights": "parity.transfer",
+    # data-set scans: statistics, exemplars, dissection
+    "scan": "scanning.api",
+    "load_scan": "scanning.record",
+    "Scan": "scanning.record",
+    "Exemplar": "scanning.record",
     # loading models and images, the HTML report (what the command line uses)
     "load_model": "sources.models",
     "load_images": "sources.images",

@@ -7,14 +7,14 @@ model (input in the model's layout, normally NHWC).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from multiviz.backends import get_backend
-from multiviz.core.names import layers_of, requests, resolve, select
-from multiviz.core.records import Activations, LayerTable
+from multiviz.core.names import layers_of, owner, requests, resolve, select
+from multiviz.core.records import Activations, LayerInfo, LayerTable
 
 __all__ = ["capture", "forward", "layers"]
 
@@ -93,9 +93,21 @@ def capture(
         (1, 16, 64, 64)
     """
     backend = get_backend(model)
-    asked = requests(names, backend.layers(model), kind=kind)
-    arrays = backend.capture(model, x, layers_of(asked))
-    return Activations(select(arrays, asked), backend.name)
+    infos = backend.layers(model)
+    asked = requests(names, infos, kind=kind)
+    arrays = select(backend.capture(model, x, layers_of(asked)), asked)
+    return Activations(arrays, backend.name, bounds=_bounds(arrays, infos))
+
+
+def _bounds(arrays: Mapping[str, Any], infos: Sequence[LayerInfo]) -> dict:
+    """Key -> saturation bounds of the layer it came from, for bounded layers."""
+    by_base = {i.base: i.bounds for i in infos if i.bounds is not None}
+    out = {}
+    for key in arrays:
+        found = owner(key, by_base) if by_base else None
+        if found is not None:
+            out[key] = by_base[found[0]]
+    return out
 
 
 def forward(model: Any, x: Any) -> np.ndarray:

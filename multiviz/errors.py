@@ -25,7 +25,8 @@ received, what is valid, and how to fix it.
     │   └── UnsafeFileError                   loading would run code stored in the file
     ├── NoNetworkError (RuntimeError)         pretrained weights could not be downloaded
     ├── UsageError (ValueError)               the command line itself is wrong
-    └── ModelsDifferError                     `multiviz compare` found the models differ
+    ├── ModelsDifferError                     `multiviz compare` found the models differ
+    └── ScanFileError (ValueError)            a file is not a saved scan, or does not fit this one
 
     MultivizWarning (UserWarning)             something the caller should know, not an error
 """
@@ -48,6 +49,7 @@ __all__ = [
     "MultivizWarning",
     "NoNetworkError",
     "NotSpatialLayerError",
+    "ScanFileError",
     "TargetError",
     "TransferError",
     "UnsafeFileError",
@@ -145,6 +147,10 @@ class UsageError(MultivizError, ValueError):
 
 class ModelsDifferError(MultivizError):
     """``multiviz compare`` ran, and the models disagree beyond the tolerance."""
+
+
+class ScanFileError(MultivizError, ValueError):
+    """A file is not a saved scan, or a scan cannot continue or merge with another."""
 
 
 # --------------------------------------------------------------------------- hints

@@ -133,7 +133,7 @@ def html_report(
     by_name = {i.name: i for i in infos}
     by_layer = {i.base: i for i in reversed(infos)}  # a layer's first entry
 
-    records = {r.name: r for r in mv.layer_stats({k: v[:1] for k, v in acts.items()})}
+    records = {r.name: r for r in mv.layer_stats(acts)}  # dead: over every input given
     sections: list[ReportLayer] = []
     anchors: set[str] = set()
     wrap = progress or (lambda items: items)
@@ -230,7 +230,9 @@ def _stats_row(record: Any) -> dict[str, str]:
         "median": _fmt(record.p50),
         "zeros": f"{100 * record.zero_fraction:.1f}%",
         "dead channels": f"{100 * record.dead_fraction:.1f}%",
-        "saturated": f"{100 * record.saturated_fraction:.1f}%",
+        "saturated": "–"  # an unbounded activation cannot saturate
+        if np.isnan(record.saturated_fraction)
+        else f"{100 * record.saturated_fraction:.1f}%",
     }
 
 

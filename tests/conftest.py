@@ -40,11 +40,19 @@ if HAS_TORCH:  # before TensorFlow, always (see module docstring)
         import torchvision  # noqa: F401
 
 HAS_JAX = importlib.util.find_spec("jax") is not None  # Keras 3 on its JAX backend
+# Ray Data, for mv.scan(engine="ray"): ray with pandas and pyarrow
+HAS_RAY = all(importlib.util.find_spec(m) is not None for m in ("ray", "pandas", "pyarrow"))
 
 # Quantus: the reference implementation the torch session installs (tests/evaluation)
 HAS_QUANTUS = importlib.util.find_spec("quantus") is not None
 
-AVAILABLE = {"torch": HAS_TORCH, "keras": HAS_KERAS, "jax": HAS_JAX, "quantus": HAS_QUANTUS}
+AVAILABLE = {
+    "torch": HAS_TORCH,
+    "keras": HAS_KERAS,
+    "jax": HAS_JAX,
+    "quantus": HAS_QUANTUS,
+    "ray": HAS_RAY,
+}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -58,12 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        needs = {m.name for m in item.iter_markers()} & {"torch", "keras", "both", "jax", "quantus"}
+        optional = ("torch", "keras", "jax", "quantus", "ray")
+        needs = {m.name for m in item.iter_markers()} & {*optional, "both"}
         if "both" in needs:
             needs |= {"torch", "keras"}
-        absent = [
-            f for f in ("torch", "keras", "jax", "quantus") if f in needs and not AVAILABLE[f]
-        ]
+        absent = [f for f in optional if f in needs and not AVAILABLE[f]]
         if absent:
             item.add_marker(pytest.mark.skip(reason=f"needs {', '.join(absent)} (not installed)"))
 

@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="only this framework (repeatable; default: every installed one)",
     )
     p.set_defaults(run=cmd_demo)
+
+    from multiviz.cli.scan import add_scan_parser
+
+    add_scan_parser(add, model_args)
     return parser
 
 

@@ -314,15 +314,15 @@ def select(arrays: Mapping[str, T], asked: Sequence[Request]) -> dict[str, T]:
 def _missing(r: Request, ran: list[str]) -> str:
     if not ran:
         return (
-            f"Layer {r.layer!r} did not run in this forward pass, so {r.key!r} has no output. "
-            "A layer on a branch the input does not take, or one reached only through "
-            "module.forward(), cannot be captured."
+            f"Layer {r.layer!r} did not run in this forward pass (0 calls), so {r.key!r} has "
+            "no output.\nhint: a branch the input does not take, or a layer run without its own "
+            "__call__ (module.forward(x) in PyTorch, layer.call(x) in Keras), cannot be captured."
         )
     calls = len({suffix_order(k[len(r.layer) :])[0] for k in ran})
     shown = ", ".join(ran[:6]) + (" …" if len(ran) > 6 else "")
     return (
         f"No output {r.key!r}: layer {r.layer!r} ran {calls} time{'s' if calls != 1 else ''} "
-        f"in this forward pass and gave {shown}."
+        f"in this forward pass.\nhint: it gave {shown}; pass one of those."
     )
 
 

@@ -38,6 +38,20 @@ class LayerInfo:
             ``"relu#1"``; the name itself for an entry that is the whole layer
             (the default). Read by :mod:`multiviz.core.names`, never parsed
             from the name: a layer may be literally named ``"conv[3x3]"``.
+        kernel: for layers that slide a window over a 2-D grid (convolutions,
+            poolings): the window's size per spatial axis ``(kh, kw)``; ``None``
+            for layers that keep the grid. With ``stride``, ``padding`` and
+            ``dilation`` it places each output unit's receptive field
+            (:func:`multiviz.scan`).
+        stride: the window's step per axis.
+        padding: ``((top, bottom), (left, right))`` pixels added, or
+            ``"same"`` / ``"valid"`` (TensorFlow's rule: see
+            :class:`multiviz.scanning.fields.Geometry`).
+        dilation: the window's dilation per axis.
+        bounds: the values the layer's output saturates at when it ends in a
+            bounded activation: ReLU6 ``(6.0,)``, sigmoid and hard-sigmoid
+            ``(0.0, 1.0)``, tanh ``(-1.0, 1.0)``; ``None`` for an unbounded
+            layer (see :mod:`multiviz.core.stats` for "saturated").
 
     Example:
         >>> LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224).kind
@@ -50,6 +64,11 @@ class LayerInfo:
     shape: tuple[int | None, ...] | None = None
     params: int = 0
     base: str = field(default="", repr=False, compare=False)
+    kernel: tuple[int, ...] | None = field(default=None, repr=False)
+    stride: tuple[int, ...] | None = field(default=None, repr=False)
+    padding: tuple[tuple[int, int], ...] | str | None = field(default=None, repr=False)
+    dilation: tuple[int, ...] | None = field(default=None, repr=False)
+    bounds: tuple[float, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.base:
@@ -109,6 +128,9 @@ class Activations(Mapping[str, np.ndarray]):
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     framework: str = ""
+    #: layer name -> the values its bounded activation saturates at (bounded layers only;
+    #: see :attr:`LayerInfo.bounds`); :func:`multiviz.layer_stats` reads it
+    bounds: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:

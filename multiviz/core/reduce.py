@@ -145,7 +145,7 @@ def select_channels(
         return idx
     if isinstance(top, bool) or not isinstance(top, int | np.integer) or top < 0:
         raise ValueError(f"`top` must be a non-negative int or None. Received: top={top!r}")
-    stats = channel_stats(arr, layout=lay)
+    stats = channel_stats(arr, layout=lay, quantiles=False)
     score = {"mean": stats.mean, "max": stats.max, "std": stats.std, "l2": stats.l2}[by][idx]
     score = np.where(np.isnan(score), -np.inf, score)
     order = np.argsort(-score, kind="stable")

@@ -523,14 +523,15 @@ def plot_layer_stats(
     ax: Axes | None = None,
     title: str | None = None,
     eps: float = 0.0,
-    saturation: float | None = None,
+    bounds: Mapping[str, Sequence[float] | None] | None = None,
 ) -> Figure:
     """Per-layer activation ranges and dead / saturated fractions along depth.
 
     Top: each layer's 1st-99th percentile band, median, mean, min and max —
     ranges that shrink towards 0 with depth are vanishing activations. Bottom:
-    fraction of dead channels (zero for every input), of saturated values (at
-    the layer's max, or over ``saturation``) and of zeros. With ``ax=`` both
+    fraction of dead channels (never > 0 over every input), of saturated
+    values (at a bounded activation's bound; see :mod:`multiviz.core.stats`)
+    and of zeros. With ``ax=`` both
     go on one axes, the fractions on a right-hand axis.
 
     Args:
@@ -541,7 +542,8 @@ def plot_layer_stats(
         ax: draw into this axes.
         title: default says how many samples the statistics cover.
         eps: a value counts as zero when ``|v| <= eps`` (activations only).
-        saturation: threshold for "saturated" (activations only).
+        bounds: layer name -> bounds of its activation, for layers the
+            activations do not know (activations only).
 
     Returns:
         The Figure.
@@ -556,7 +558,7 @@ def plot_layer_stats(
         ['activation value', 'fraction']
     """
     if isinstance(activations_or_stats, Mapping):
-        records = list(layer_stats(activations_or_stats, eps=eps, saturation=saturation))
+        records = list(layer_stats(activations_or_stats, eps=eps, bounds=bounds))
     else:
         records = list(activations_or_stats)
     if not records:
@@ -597,7 +599,8 @@ def plot_layer_stats(
         ax_r.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=5, frameon=False)
 
     # fractions
-    parts = [("dead_fraction", "dead channels (zero for every input)", "C3"),
+    inputs = max(r.samples for r in records)
+    parts = [("dead_fraction", f"dead channels (never > 0 over {inputs} inputs)", "C3"),
              ("saturated_fraction", "saturated values", "C1"),
              ("zero_fraction", "zero values", "0.55")]  # fmt: skip
     if np.nansum(col["nonfinite_fraction"]) > 0:

@@ -3,7 +3,7 @@
 The folder is named ``scanning`` rather than ``scan`` so that importing it
 never shadows the public function ``multiviz.scan``.
 
-* :mod:`~multiviz.scanning.reducers` — mergeable per-channel reducers
+* :mod:`~multiviz.core.stats` — mergeable per-channel reducers
   (moments, counts, quantile sketches, top-k);
 * :mod:`~multiviz.scanning.fields` — receptive fields, composed or probed;
 * :mod:`~multiviz.scanning.dissection` — Network Dissection's upsampling and IoU sums.

@@ -155,7 +155,7 @@ class ReceptiveField:
         """Boxes ``(x0, y0, x1, y1)`` of units at ``rows``, ``cols``: int64 ``(n, 4)``.
 
         Input pixels, start inclusive and end exclusive, clipped to the
-        image (like :class:`multiviz.shapes.ShapesData` boxes).
+        image (like :class:`multiviz.sources.shapes_dataset.ShapesData` boxes).
         """
         r = np.asarray(rows, np.float64).reshape(-1)
         c = np.asarray(cols, np.float64).reshape(-1)

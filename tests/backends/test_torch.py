@@ -12,6 +12,7 @@ differences in float64, or from the same computation done another way.
 from __future__ import annotations
 
 from collections import OrderedDict
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -53,16 +54,20 @@ class Scale(nn.Module):
 
 
 class Counter(nn.Module):
-    """Counts its calls; raises when armed (to prove it did not run)."""
+    """Counts its calls; raises when armed (to prove it did not run).
+
+    The count and the switch live in a holder object, not in plain attributes
+    of the module: a plain attribute is part of the model's configuration, and
+    changing one makes the next capture count calls again with a full pass.
+    """
 
     def __init__(self):
         super().__init__()
-        self.calls = 0
-        self.armed = False
+        self.log = SimpleNamespace(calls=0, armed=False)
 
     def forward(self, x):
-        self.calls += 1
-        if self.armed:
+        self.log.calls += 1
+        if self.log.armed:
             raise RuntimeError("boom")
         return x
 
@@ -276,10 +281,10 @@ def test_tuple_and_dict_outputs(x):
 def test_early_stop_skips_later_modules_and_keeps_every_call(x):
     net = Twice()
     first = B.capture(net, x, ["scale"])
-    assert net.tail.calls == 1  # the first capture runs the whole pass to count calls
-    net.tail.armed = True  # would raise if it ran
+    assert net.tail.log.calls == 1  # the first capture runs the whole pass to count calls
+    net.tail.log.armed = True  # would raise if it ran
     second = B.capture(net, x, ["scale"])
-    assert net.tail.calls == 1, "the second capture ran past the last call of 'scale'"
+    assert net.tail.log.calls == 1, "the second capture ran past the last call of 'scale'"
     assert list(second) == ["scale", "scale#1"]
     for key in first:
         np.testing.assert_array_equal(second[key], first[key])
@@ -290,7 +295,7 @@ def test_early_stop_skips_later_modules_and_keeps_every_call(x):
 def test_early_stop_in_a_sequential(x):
     net = nn.Sequential(OrderedDict(conv=conv1x1(W2x3, B2), act=nn.ReLU(), tail=Counter()))
     B.capture(net, x, ["conv"])
-    net.tail.armed = True
+    net.tail.log.armed = True
     np.testing.assert_allclose(
         B.capture(net, x, ["conv"])["conv"], np_conv1x1(x, W2x3, B2), rtol=1e-5, atol=1e-6
     )
@@ -319,7 +324,7 @@ def test_hooks_modes_and_state_restored_after_success(cnn, x):
 def test_state_restored_when_forward_raises(x):
     net = nn.Sequential(OrderedDict(conv=conv1x1(W2x3, B2), bn=nn.BatchNorm2d(2), tail=Counter()))
     net.train()
-    net.tail.armed = True
+    net.tail.log.armed = True
     net.conv.weight.requires_grad_(False)
     before = model_state(net)
     for call in (

@@ -21,6 +21,7 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 keras = pytest.importorskip("keras")
 from multiviz.backends.keras.resnet18 import resnet18  # noqa: E402
+from tests import builtin_f64  # noqa: E402  the built-in CNN in float64 NumPy
 
 pytestmark = pytest.mark.both
 
@@ -65,7 +66,14 @@ def test_builtin_model_identical_port_passes_every_layer():
     assert [r.name for r in report] == [
         "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "gap", "fc",
     ]  # fmt: skip
-    assert report.passed and all(r.max_abs < 1e-4 for r in report)
+    # DESIGN.md: activations agree to 1e-5 relative to the layer's scale. conv3
+    # reaches ~300, where float32 sums differ by ~1e-4 between frameworks (and
+    # each differs as much from a float64 reference: rounding, not a divergence).
+    reference = builtin_f64.forward(x)
+    scale = {name: np.abs(value).max() for name, value in reference.items()}
+    assert report.passed and all(r.max_abs <= 1e-5 * scale[r.name] for r in report)
+    acts = mv.capture(tm, x)
+    assert all(np.abs(acts[k] - reference[k]).max() <= 1e-5 * scale[k] for k in acts)
     assert all(r.cosine > 0.999999 and r.cka > 0.999999 for r in report)
 
 

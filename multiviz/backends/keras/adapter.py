@@ -55,7 +55,9 @@ from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_
 from multiviz.backends.keras.layers import (
     LAST,
     Site,
+    bounds_of,
     canonical_shape,
+    geometry_of,
     graph_of,
     list_sites,
     own_params,
@@ -211,7 +213,19 @@ class KerasBackend:
         return sites
 
     def _info(self, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
-        return LayerInfo(site.key, site.type, site.kind, shape, own_params(site.layer), site.base)
+        return self._info_for(site.key, site, shape)
+
+    def _info_for(self, key: str, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
+        return LayerInfo(
+            key,
+            site.type,
+            site.kind,
+            shape,
+            own_params(site.layer),
+            site.base,
+            **geometry_of(site.layer),
+            bounds=bounds_of(site.layer),
+        )
 
     def _select(self, model: Any, names: Sequence[str]) -> list[Site]:
         """Every site (call and output) of each named layer."""
@@ -265,7 +279,7 @@ class KerasBackend:
         self, model: Any, sites: list[Site], input_shape: Sequence[int]
     ) -> list[LayerInfo]:
         # one eager pass on zeros; a layer that never runs keeps shape None
-        plan = EagerPlan([(s.layer, s.base) for s in sites], strict=False)
+        plan = EagerPlan([(s.layer, s.base) for s in sites])
         zeros = to_tensor(np.zeros((1, *input_shape)), "float32")
         with input_errors(model, zeros):
             tensors = plan(model, (zeros,), {})
@@ -279,9 +293,7 @@ class KerasBackend:
                 infos.append(self._info(site, None))
             for key in mine:
                 shape = canonical_shape(tuple(tensors[key].shape), layout(key))
-                infos.append(
-                    LayerInfo(key, site.type, site.kind, shape, own_params(site.layer), site.base)
-                )
+                infos.append(self._info_for(key, site, shape))
         return infos
 
     def _build_if_needed(self, model: Any, batch_shape: tuple[int | None, ...]) -> None:

@@ -30,7 +30,6 @@ import keras
 from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
 from multiviz.backends.keras.state import call_layer, recording
 from multiviz.core.names import owner
-from multiviz.errors import MultivizError
 
 __all__ = ["EagerPlan", "GraphPlan", "Runner", "runner_for"]
 
@@ -105,10 +104,9 @@ class EagerPlan:
     ``"block/relu#1"``… in call order; several outputs as ``"[i]"``.
     """
 
-    def __init__(self, targets: Sequence[tuple[Any, str]], strict: bool = True) -> None:
+    def __init__(self, targets: Sequence[tuple[Any, str]]) -> None:
         # (sublayer, its name without "#k" / "[i]"): one entry per layer object
         self.targets = {id(layer): (layer, base) for layer, base in targets}
-        self.strict = strict  # False: a layer that never ran is left out, not an error
 
     @classmethod
     def from_items(cls, items: Sequence[tuple[Site, tuple[Step, ...]]]) -> EagerPlan:
@@ -124,18 +122,15 @@ class EagerPlan:
         return out, self.collect(records)
 
     def collect(self, records: dict[int, list[Any]]) -> Tensors:
-        """Name the recorded outputs; fail clearly for a layer that never ran."""
+        """Name the recorded outputs, every call of each layer.
+
+        A layer that never ran gives nothing: :func:`multiviz.core.names.select`
+        then tells a caller who named it that it did not run (a glob or a kind
+        returns what ran).
+        """
         result: Tensors = {}
-        for lid, (layer, base) in self.targets.items():
+        for lid, (_, base) in self.targets.items():
             calls = records.get(lid, [])
-            if not calls and self.strict:
-                raise MultivizError(
-                    f"Layer {base!r} ({type(layer).__name__}) was not called while the model "
-                    "ran, so its output could not be recorded. multiviz reaches layers of a "
-                    "model without a symbolic graph by wrapping their `call`; a layer used "
-                    "through another method, or not used at all, cannot be reached. Capture "
-                    "the enclosing layer instead, or build the model with the Functional API."
-                )
             for j, out in enumerate(calls):
                 name = base + (f"#{j}" if j else "")
                 flat = keras.tree.flatten(out)

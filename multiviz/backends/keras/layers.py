@@ -36,7 +36,9 @@ import keras
 __all__ = [
     "Site",
     "Step",
+    "bounds_of",
     "canonical_shape",
+    "geometry_of",
     "graph_of",
     "list_sites",
     "node_index",
@@ -366,3 +368,63 @@ def _graph_sites_below_eager(graph: Any, prefix: str, path: tuple[Step, ...]) ->
             site.layout,
             None,
         )
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+# 2-D layers that slide a window over the grid (transposed convolutions upsample: left out)
+_WINDOWED_2D = (
+    "Conv2D",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "MaxPooling2D",
+    "AveragePooling2D",
+)
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+def geometry_of(layer: Any) -> dict:
+    """``kernel``, ``stride``, ``padding``, ``dilation`` of a 2-D windowed layer, else ``{}``.
+
+    Padding is Keras's own word, ``"same"`` or ``"valid"`` (TensorFlow's rule
+    places the extra pixel of an odd total after the input).
+    """
+    if type(layer).__name__ not in _WINDOWED_2D or not _is_builtin(layer):
+        return {}
+    kernel = getattr(layer, "kernel_size", None) or getattr(layer, "pool_size", None)
+    if kernel is None:
+        return {}
+    kernel = _pair(kernel)
+    stride = _pair(getattr(layer, "strides", None) or kernel)
+    padding = str(getattr(layer, "padding", "valid")).lower()
+    dilation = _pair(getattr(layer, "dilation_rate", 1) or 1)
+    return {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+
+
+# activation name -> the values it saturates at (see multiviz.core.stats)
+_BOUNDS: dict[str, tuple[float, ...]] = {
+    "relu6": (6.0,),
+    "sigmoid": (0.0, 1.0),
+    "hard_sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "hard_tanh": (-1.0, 1.0),
+}
+
+
+def bounds_of(layer: Any) -> tuple[float, ...] | None:
+    """Where a layer's output saturates: its own bounded activation, or one fused into it.
+
+    ``Activation("sigmoid")``, ``ReLU(max_value=6)``, ``Conv2D(...,
+    activation="relu6")``, ``Dense(..., activation="tanh")``; ``None`` for an
+    unbounded layer.
+    """
+    if type(layer).__name__ == "ReLU" and _is_builtin(layer):
+        top = getattr(layer, "max_value", None)
+        return (float(top),) if top is not None else None
+    fn = getattr(layer, "activation", None)
+    name = getattr(fn, "__name__", None) if callable(fn) else None
+    return _BOUNDS.get(name) if isinstance(name, str) else None

@@ -8,9 +8,18 @@ chosen module's call count. Later captures of the same combination raise a
 private exception from the hook as soon as every chosen module has fired that
 many times, and catch it: capturing ``conv1`` of a ResNet-50 then costs about
 one convolution, not the network. Because a module's calls are counted, a
-module reused in a pass (``"relu"``, ``"relu#1"``, ...) never loses a call —
-provided the count does not depend on the input's values (data-dependent
-control flow), which the counts cache cannot see.
+module reused in a pass (``"relu"``, ``"relu#1"``, ...) never loses a call.
+
+The remembered counts belong to one *configuration* of the model: the key also
+holds a fingerprint of every module's plain attributes (flags, numbers,
+strings, small containers of them; other objects by identity) of every module
+that is not one of torch.nn's own, and the children of its containers.
+Switching on an attribute that adds calls (``model.extra = True``) changes the key, so the
+next capture runs the whole pass again and counts anew. What no key can see
+is control flow that depends on the input's *values* (``if x.mean() > 0``
+deciding whether a module runs again): there the remembered counts are those
+of the first input of that shape (docs/pitfalls.md, "Calls that did not
+happen").
 """
 
 from __future__ import annotations
@@ -105,8 +114,72 @@ class _Recorder:
         return {key: t.cpu().numpy() for key, t in self.outputs.items()}
 
 
-def _cache_key(chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor) -> tuple[Any, ...]:
-    return (tuple(n for n, _ in chosen), tuple(id(m) for _, m in chosen), tuple(x.shape))
+# attributes every nn.Module has that do not steer its forward pass (hooks, registries)
+_INTERNALS = frozenset(
+    {"training", "_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"}
+)
+_PLAIN = (bool, int, float, str, bytes, type(None))
+_TORCH_NN = "torch.nn."
+
+
+def _summary(value: Any) -> Any:
+    """A hashable stand-in for an attribute's value: itself when plain, else identity."""
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list, set, frozenset)) and len(value) <= 32:
+        if all(isinstance(v, _PLAIN) for v in value):
+            return (
+                type(value).__name__,
+                tuple(sorted(value, key=repr))
+                if isinstance(value, (set, frozenset))
+                else tuple(value),
+            )
+    if isinstance(value, dict) and len(value) <= 32:
+        if all(isinstance(v, _PLAIN) and isinstance(k, _PLAIN) for k, v in value.items()):
+            return ("dict", tuple(value.items()))
+    size = len(value) if isinstance(value, (tuple, list, set, frozenset, dict)) else -1
+    return (type(value).__name__, id(value), size)
+
+
+def configuration(model: nn.Module) -> int:
+    """A fingerprint of every module's plain attributes: what may steer ``forward``.
+
+    Of ``torch.nn``'s own modules only the containers count, by their children
+    (a ``Sequential`` that grows a child calls one more module); the others'
+    ``forward`` calls no module depending on an attribute. Two passes of the same input shape call the same modules the same number
+    of times unless the control flow reads something else: a flag or number on
+    a module (``model.extra = True``) is in the fingerprint; values of the input
+    are not (see the module docstring).
+
+    Example:
+        >>> net = nn.Sequential(nn.ReLU())
+        >>> before = configuration(net)
+        >>> net.extra = True
+        >>> configuration(net) == before
+        False
+    """
+    items = []
+    for module in model.modules():
+        if type(module).__module__.startswith(_TORCH_NN):
+            if isinstance(module, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+                items.append((id(module), tuple(map(id, module._modules.values()))))
+            continue  # torch's own layers: their calls do not depend on their attributes
+        for key, value in vars(module).items():
+            if key in _INTERNALS or "hook" in key:
+                continue
+            items.append((id(module), key, _summary(value)))
+    return hash(tuple(items))
+
+
+def _cache_key(
+    model: nn.Module, chosen: Sequence[tuple[str, nn.Module]], x: torch.Tensor
+) -> tuple[Any, ...]:
+    return (
+        tuple(n for n, _ in chosen),
+        tuple(id(m) for _, m in chosen),
+        tuple(x.shape),
+        configuration(model),
+    )
 
 
 def capture_outputs(
@@ -126,7 +199,7 @@ def capture_outputs(
     Returns:
         Output key -> array, in the order the modules ran.
     """
-    key = _cache_key(chosen, x)
+    key = _cache_key(model, chosen, x)
     known = _CALL_COUNTS.setdefault(model, {})
     recorder = _Recorder([n for n, _ in chosen], known.get(key))
     finished = False

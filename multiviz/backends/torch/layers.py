@@ -16,7 +16,9 @@ from multiviz.errors import LayerNotFoundError, layer_hint
 
 __all__ = [
     "CONV_TYPES",
+    "bounds_of",
     "find_modules",
+    "geometry_of",
     "is_softmax",
     "kind_of",
     "layer_infos",
@@ -118,10 +120,68 @@ def layer_infos(
     """
     shapes = shapes or {}
     return [
-        LayerInfo(name, type(m).__name__, kind_of(m), shapes.get(name), own_params(m))
+        LayerInfo(
+            name,
+            type(m).__name__,
+            kind_of(m),
+            shapes.get(name),
+            own_params(m),
+            **geometry_of(m),
+            bounds=bounds_of(m),
+        )
         for name, m in model.named_modules()
         if name
     ]
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+# 2-D layers that slide a window over the grid (not transposed convolutions: they upsample)
+_WINDOWED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)
+
+
+def geometry_of(module: nn.Module) -> dict:
+    """``kernel``, ``stride``, ``padding``, ``dilation`` of a 2-D windowed layer, else ``{}``.
+
+    Example:
+        >>> geometry_of(nn.Conv2d(3, 8, 3, stride=2, padding=1))["padding"]
+        ((1, 1), (1, 1))
+        >>> geometry_of(nn.MaxPool2d(2))["stride"], geometry_of(nn.ReLU())
+        ((2, 2), {})
+    """
+    if not isinstance(module, _WINDOWED):
+        return {}
+    kernel = _pair(module.kernel_size)
+    stride = _pair(module.stride if module.stride is not None else module.kernel_size)
+    pad = getattr(module, "padding", 0)
+    if isinstance(pad, str):  # Conv2d(padding="same" | "valid"), stride 1
+        padding: tuple | str = pad
+    else:
+        padding = tuple((p, p) for p in _pair(pad))
+    if getattr(module, "ceil_mode", False):
+        return {}  # the last window may hang past the padding: not an affine grid map
+    dilation = _pair(getattr(module, "dilation", 1))
+    return {"kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+
+
+def bounds_of(module: nn.Module) -> tuple[float, ...] | None:
+    """The values a bounded activation saturates at (see :mod:`multiviz.core.stats`).
+
+    Example:
+        >>> bounds_of(nn.ReLU6()), bounds_of(nn.Sigmoid()), bounds_of(nn.Tanh()), bounds_of(nn.ReLU())
+        ((6.0,), (0.0, 1.0), (-1.0, 1.0), None)
+    """
+    if isinstance(module, nn.ReLU6):  # a Hardtanh(0, 6): only 6 saturates, 0 is "zero"
+        return (6.0,)
+    if isinstance(module, nn.Sigmoid | nn.Hardsigmoid):
+        return (0.0, 1.0)
+    if isinstance(module, nn.Tanh):
+        return (-1.0, 1.0)
+    if isinstance(module, nn.Hardtanh):
+        return (float(module.min_val), float(module.max_val))
+    return None
 
 
 def find_modules(model: nn.Module, names: Sequence[str]) -> list[tuple[str, nn.Module]]:

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 import pytest
 
-from multiviz.scanning.reducers import (
+from multiviz.core.stats import (
     Counts,
     Moments,
     QuantileSketch,
