@@ -128,8 +128,9 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     regions.add_argument(
         "--boxes",
         metavar="FILE",
-        help="object boxes for the localization metrics: JSON or CSV (see `multiviz evaluate "
-        "--help`'s description)",
+        help='object boxes for the localization metrics: JSON {"image.png": [x0, y0, x1, y1], '
+        "...} (or several boxes per image) or CSV rows image,x0,y0,x1,y1, in the original "
+        "image's pixels (they follow its resize and crop)",
     )
     regions.add_argument(
         "--masks", metavar="DIR", help="object masks: one image per image, same file stem"
