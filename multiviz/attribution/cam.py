@@ -15,6 +15,7 @@ cost nothing extra and agree across frameworks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,8 @@ def grad_cam(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     relu: bool = True,
     reduce: bool = True,
     upsample: str | bool = "bilinear",
@@ -70,6 +73,10 @@ def grad_cam(
             the raw values — taken after the ReLU, so never negative, unless
             ``relu=False``.
         batch_size: the most inputs sent to the backend at once.
+        token_grid: ``(h, w)`` patch grid of a vision transformer multiviz
+            cannot read it from (token layers are folded to maps on it; the
+            grids of timm, torchvision and built-in ViTs are read from the model).
+        prefix_tokens: with ``token_grid``: tokens before the patch tokens.
         relu: apply the final ReLU (the paper's: only evidence *for* the
             target is shown). ``False`` keeps the signed map, negative where
             a region speaks against the target. With ``reduce=False`` the ReLU
@@ -82,11 +89,16 @@ def grad_cam(
             ``"nearest"`` (each layer pixel a block), or ``False``: the map at
             the layer's resolution ``(N, h, w)``.
 
+    With no ``layer``, the last layer whose map varies over space and whose
+    gradient reaches the target is used: on a ViT that reads its class token,
+    the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
+
     Returns:
         float32 ``(N, H, W)`` at the input's size; ``(N, K, H, W)`` with
         ``reduce=False``; ``h, w`` instead of ``H, W`` with ``upsample=False``.
 
     Raises:
+        TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
         LayerNotFoundError: no such layer (closest names listed).
         ValueError: ``relu`` or ``reduce`` not a bool, or ``upsample`` not
@@ -104,6 +116,7 @@ def grad_cam(
     """
     return _gradient_cam(
         cam_math.grad_cam_map, "Grad-CAM", model, x, layer, target, normalize, batch_size,
+        token_grid, prefix_tokens,
         relu=relu, reduce=reduce, upsample=upsample,
     )  # fmt: skip
 
@@ -116,6 +129,8 @@ def grad_cam_plus_plus(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     relu: bool = True,
     reduce: bool = True,
     upsample: str | bool = "bilinear",
@@ -145,6 +160,8 @@ def grad_cam_plus_plus(
         target,
         normalize,
         batch_size,
+        token_grid,
+        prefix_tokens,
         relu=relu,
         reduce=reduce,
         upsample=upsample,
@@ -159,6 +176,8 @@ def layer_cam(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     relu: bool = True,
     reduce: bool = True,
     upsample: str | bool = "bilinear",
@@ -180,6 +199,7 @@ def layer_cam(
     """
     return _gradient_cam(
         cam_math.layer_cam_map, "LayerCAM", model, x, layer, target, normalize, batch_size,
+        token_grid, prefix_tokens,
         relu=relu, reduce=reduce, upsample=upsample,
     )  # fmt: skip
 
@@ -193,13 +213,15 @@ def _gradient_cam(
     target: Any,
     normalize: bool,
     batch_size: int,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     *,
     relu: bool,
     reduce: bool,
     upsample: str | bool,
 ) -> np.ndarray:
     check_options(relu, reduce, upsample)
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, method)
     result = call.gradients([name], call.check_target(target))
     acts = call.spatial(result.activations, name, method)
@@ -230,6 +252,8 @@ def cam(
     pool_layer: str | None = None,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     relu: bool = True,
     reduce: bool = True,
     upsample: str | bool = "bilinear",
@@ -265,14 +289,23 @@ def cam(
         normalize: scale each sample to ``[0, 1]``; ``False`` returns raw
             values, after the ReLU unless ``relu=False``.
         batch_size: the most inputs sent to the backend at once.
+        token_grid: ``(h, w)`` patch grid of a vision transformer multiviz
+            cannot read it from (token layers are folded to maps on it; the
+            grids of timm, torchvision and built-in ViTs are read from the model).
+        prefix_tokens: with ``token_grid``: tokens before the patch tokens.
         relu, reduce, upsample: as :func:`grad_cam` (``reduce=False`` gives
             the terms ``W[c, k] A_k``).
+
+    With no ``layer``, the last layer whose map varies over space and whose
+    gradient reaches the target is used: on a ViT that reads its class token,
+    the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
         float32 ``(N, H, W)`` at the input's size (shapes with ``reduce`` /
         ``upsample`` as :func:`grad_cam`).
 
     Raises:
+        TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
         ValueError: a bad ``relu``, ``reduce`` or ``upsample``.
         CamHeadError: no pooling layer, or its output is not the spatial mean
@@ -285,7 +318,7 @@ def cam(
         (1, 64, 64)
     """
     check_options(relu, reduce, upsample)
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, "CAM")
     target = call.check_target(target)
     if fc_weights is not None:
@@ -369,6 +402,8 @@ def score_cam(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     relu: bool = True,
     reduce: bool = True,
     upsample: str | bool = "bilinear",
@@ -399,7 +434,7 @@ def score_cam(
         (1, 64, 64)
     """
     check_options(relu, reduce, upsample)
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, "Score-CAM")
     target = call.fixed_target(call.check_target(target))
     acts = call.spatial({name: call.capture(name)}, name, "Score-CAM")
@@ -435,6 +470,8 @@ def guided_grad_cam(
     aggregation: str | None = None,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
     relu: bool = True,
     reduce: bool = True,
     upsample: str | bool = "bilinear",
@@ -485,7 +522,7 @@ def guided_grad_cam(
             "`upsample` must be 'bilinear' or 'nearest' for guided_grad_cam: the Grad-CAM factor "
             "multiplies guided backprop at the input's resolution. Received: upsample=False"
         )
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, "Guided Grad-CAM")
     target = call.check_target(target)
     result = call.gradients([name], target)

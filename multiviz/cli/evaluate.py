@@ -143,7 +143,6 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--randomized-weights",
-        default="default",
         metavar="none|default|PATH",
         help="the --randomized-model's weights (as --weights)",
     )

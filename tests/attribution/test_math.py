@@ -16,7 +16,7 @@ import pytest
 import multiviz as mv
 from multiviz import backends as registry
 from multiviz.attribution import cam_math, gradient_math
-from multiviz.attribution.explain import METHODS, TITLES
+from multiviz.attribution.explain import METHODS
 from multiviz.attribution.maps import aggregate_channels, normalize_maps, upsample_maps
 from multiviz.backends.contract import GradientResult
 from multiviz.core.layout import to_channels_first, to_channels_last
@@ -595,7 +595,10 @@ def test_explain_shares_one_pass_and_plots(fake, tmp_path):
     assert every.targets.tolist() == [2, 2, 2]
     fig = every.plot(sample=1)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles == ["Input", *(TITLES[m] for m in METHODS)]  # deconvnet included
+    assert titles[:3] == ["Input", "Saliency", "Gradient x input"]
+    assert len(titles) == 1 + len(METHODS)  # the input, then one panel per method
+    assert titles[METHODS.index("grad_cam") + 1] == "Grad-CAM\nat relu"  # the layer it read
+    assert fig.get_suptitle() == "Evidence for class 2, sample 1"
     fig.savefig(tmp_path / "explain.png")
     with pytest.raises(ValueError, match="grad_cam"):
         mv.explain(net, x, ["gradcam"])
