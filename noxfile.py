@@ -156,9 +156,9 @@ def bench(session: nox.Session) -> None:
         # One peer at a time: a peer that cannot be installed gets a row saying so
         # in the table, instead of stopping the whole session.
         for line in open("benchmarks/requirements.txt").read().splitlines():
-            requirement = line.split("#")[0].strip()
+            requirement = line.split("#")[0].split()  # a name, then pip options (--no-deps)
             if requirement:
                 session.run(
-                    "python", "-m", "pip", "install", "-q", requirement, success_codes=[0, 1]
+                    "python", "-m", "pip", "install", "-q", *requirement, success_codes=[0, 1]
                 )
         session.run("python", "benchmarks/run_all.py", *session.posargs, env=ENV)

@@ -19,9 +19,13 @@ pixels), a few images, Grad-CAM maps of ``layer4``. In the same process:
   numbers; the imputation itself agrees with Quantus's to 1e-5 (the torch
   session's test_quantus_agreement).
 
-Each row gives seconds per image, the ratio Quantus / multiviz, and the model
-inputs per image each library ran (counted by a forward hook), and where
-multiviz's time goes (model forward vs NumPy: perturbed copies, imputation).
+Each row gives multiviz's time per image, its ratio to Quantus's time for
+the same work (``ratio``, the "× baseline" of ``results.md``: 0.33 means 3x
+faster), the model inputs per image each library ran (counted by a forward
+hook), and where multiviz's time goes (model forward, ROAD's NumPy
+imputation; the rest is NumPy making the perturbed copies). Each metric runs
+``rounds`` times, multiviz and Quantus alternating in rotating order, and
+medians are quoted (the machine may be shared).
 
 Run::
 
@@ -35,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -89,8 +94,8 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
     import multiviz as mv
     from multiviz.attribution.model_call import ModelCall
+    from multiviz.evaluation import road
     from multiviz.evaluation.perturbation import make_substrate, perturbation_curves
-    from multiviz.evaluation.road import road_curves
 
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
@@ -106,20 +111,32 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     clean_probs = probabilities(x)
     target = clean_probs.argmax(axis=1)
     clean = clean_probs[np.arange(n), target]
-    model_time = [0.0]
+    spent = {"model": 0.0, "imputation": 0.0}
 
     def score(inputs: np.ndarray, rows: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         out = probabilities(inputs)[np.arange(len(rows)), target[rows]]
-        model_time[0] += time.perf_counter() - t0
+        spent["model"] += time.perf_counter() - t0
         return out
 
-    def ours(metric: str) -> tuple[float, float, int, Any]:
-        model_time[0] = 0.0
+    impute = road.noisy_linear_imputation
+
+    def timed_imputation(*args: Any, **kwargs: Any) -> np.ndarray:
+        t0 = time.perf_counter()
+        out = impute(*args, **kwargs)
+        spent["imputation"] += time.perf_counter() - t0
+        return out
+
+    road.noisy_linear_imputation = timed_imputation  # road_curves looks it up at call time
+
+    def ours(metric: str) -> tuple[float, dict[str, float], int, Any]:
+        spent.update(model=0.0, imputation=0.0)
         before = seen["inputs"]
         t0 = time.perf_counter()
         if metric == "road":
-            out: Any = road_curves(x, maps, score, percentages=pct, batch_size=cfg["batch_size"])
+            out: Any = road.road_curves(
+                x, maps, score, percentages=pct, batch_size=cfg["batch_size"]
+            )
         else:
             kind = "zeros" if metric == "deletion" else "blur"
             sub = make_substrate(x, kind)
@@ -128,48 +145,83 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 x, maps, score, mode=metric, substrate=sub, steps=steps,
                 batch_size=cfg["batch_size"], **ends,
             )  # fmt: skip
-        return time.perf_counter() - t0, model_time[0], seen["inputs"] - before, out
+        return time.perf_counter() - t0, dict(spent), seen["inputs"] - before, out
 
-    rows: list[dict[str, Any]] = []
-    check: dict[str, Any] = {}
-    results = {m: ours(m) for m in ("deletion", "insertion", "road")}
     try:
         import quantus
     except ImportError as err:  # the bench session installs it; a row says if it could not
         quantus, q_error = None, f"Quantus not installed ({err})"
     else:
         q_error = ""
-    q: dict[str, tuple[float, int, Any]] = {}
-    if quantus is not None:
-        common = {"normalise": False, "abs": False, "disable_warnings": True}
-        args = {"model": model, "x_batch": x, "y_batch": target, "channel_first": True}
-        a = maps[:, None].astype(np.float32)
+
+    def theirs(metric: str) -> tuple[float, int, Any]:
         before, t0 = seen["inputs"], time.perf_counter()
-        curves = quantus.PixelFlipping(
-            features_in_step=3 * size * size // steps, perturb_baseline=0.0, **common
-        )(**args, a_batch=a, softmax=True, device="cpu", batch_size=n)
-        q["deletion"] = (time.perf_counter() - t0, seen["inputs"] - before, np.asarray(curves))
-        before, t0 = seen["inputs"], time.perf_counter()
-        for sign in (1.0, -1.0):  # MoRF, then LeRF
-            _quantus_road(quantus, model, x, sign * maps, pct)
-        q["road"] = (time.perf_counter() - t0, seen["inputs"] - before, None)
-        diff = np.abs(results["deletion"][3][:, 1:] - q["deletion"][2]).max()
+        if metric == "deletion":
+            common = {"normalise": False, "abs": False, "disable_warnings": True}
+            args = {"model": model, "x_batch": x, "y_batch": target, "channel_first": True}
+            out = quantus.PixelFlipping(
+                features_in_step=3 * size * size // steps, perturb_baseline=0.0, **common
+            )(**args, a_batch=maps[:, None].astype(np.float32), softmax=True, device="cpu",
+              batch_size=n)  # fmt: skip
+        else:
+            for sign in (1.0, -1.0):  # MoRF, then LeRF
+                _quantus_road(quantus, model, x, sign * maps, pct)
+            out = None
+        return time.perf_counter() - t0, seen["inputs"] - before, out
+
+    # rounds: each metric's multiviz and Quantus runs alternate, in rotating
+    # order; medians are quoted (the machine may be shared)
+    metrics = ("deletion", "insertion", "road")
+    times: dict[str, list[float]] = {m: [] for m in metrics}
+    q_times: dict[str, list[float]] = {m: [] for m in ("deletion", "road")}
+    last: dict[str, Any] = {}
+    q_last: dict[str, Any] = {}
+    for r in range(cfg["rounds"]):
+        for metric in metrics:
+            runs = ["ours"] + (["theirs"] if quantus is not None and metric in q_times else [])
+            for who in runs if r % 2 == 0 else runs[::-1]:
+                if who == "ours":
+                    last[metric] = ours(metric)
+                    times[metric].append(last[metric][0])
+                else:
+                    q_last[metric] = theirs(metric)
+                    q_times[metric].append(q_last[metric][0])
+    road.noisy_linear_imputation = impute
+    check: dict[str, Any] = {}
+    if "deletion" in q_last:
+        diff = np.abs(last["deletion"][3][:, 1:] - np.asarray(q_last["deletion"][2])).max()
         check["deletion max |multiviz - quantus|"] = float(diff)
-    for metric, (total, forward, inputs, _) in results.items():
-        qt = q.get(metric)
-        note = f"model forward {forward / total:.0%} of multiviz's time"
+    rows: list[dict[str, Any]] = []
+    for metric in metrics:
+        total = statistics.median(times[metric])
+        _, share, inputs, _ = last[metric]
+        run_time = last[metric][0]
+        note = f"model forward {share['model'] / run_time:.0%}"
+        if metric == "road":
+            note += f", NumPy imputation {share['imputation'] / run_time:.0%}"
+        note += " of multiviz's time"
+        q = statistics.median(q_times[metric]) if q_times.get(metric) else None
         if metric == "insertion":
             note += "; Quantus has no insertion metric"
-        elif qt is None:
+        elif q is None:
             note += f"; {q_error}"
+        else:
+            q_inputs = q_last[metric][1] / n
+            note += (
+                f"; Quantus {q / total:.1f}x slower; model inputs/image: multiviz "
+                f"{inputs / n:.0f}, Quantus {q_inputs:.0f}"
+            )
         rows.append(
             {
-                "case": metric,
+                "case": f"{metric} per image",
+                "median_ms": 1000 * total / n,
+                "ratio": None if q is None else total / q,
                 "multiviz_s_per_image": total / n,
-                "quantus_s_per_image": None if qt is None else qt[0] / n,
-                "ratio": None if qt is None else qt[0] / total,
+                "quantus_s_per_image": None if q is None else q / n,
                 "multiviz_inputs_per_image": inputs / n,
-                "quantus_inputs_per_image": None if qt is None else qt[1] / n,
+                "quantus_inputs_per_image": (
+                    None if metric not in q_last else q_last[metric][1] / n
+                ),
                 "note": note,
             }
         )
@@ -178,13 +230,15 @@ def run(cfg: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| metric | multiviz s/image | Quantus s/image | Quantus / multiviz | model inputs/image (multiviz, Quantus) | note |",
+        "| metric | multiviz s/image | Quantus s/image | Quantus / multiviz | model inputs/image "
+        "(multiviz, Quantus) | note |",
         "|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['case']} | {fmt(r['multiviz_s_per_image'])} | {fmt(r['quantus_s_per_image'])} | "
-            f"{fmt(r['ratio'], 1)} | {fmt(r['multiviz_inputs_per_image'], 0)}, "
+            f"{fmt(None if r['ratio'] is None else 1 / r['ratio'], 1)} | "
+            f"{fmt(r['multiviz_inputs_per_image'], 0)}, "
             f"{fmt(r['quantus_inputs_per_image'], 0)} | {r['note']} |"
         )
     return "\n".join(lines)
@@ -197,10 +251,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
     cfg = (
-        {"images": 2, "size": 48, "steps": 12, "percentages": (30, 70), "batch_size": 32}
+        {"images": 2, "size": 48, "steps": 12, "percentages": (30, 70), "batch_size": 32,
+         "rounds": 1}
         if args.quick
         else {"images": 4, "size": 192, "steps": 48, "percentages": tuple(range(10, 100, 10)),
-              "batch_size": 32}
+              "batch_size": 32, "rounds": 3}
     )  # fmt: skip
     import torch  # before anything imports TensorFlow
 

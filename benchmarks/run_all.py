@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from capture import fmt  # table cells as every benchmark writes them
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["capture", "render", "attribution", "peers"]
+SCRIPTS = ["capture", "render", "attribution", "peers", "evaluate"]
 TAKES_FRAMEWORK = {"capture", "attribution", "peers"}
 TAKES_DEVICE = {"capture", "attribution"}
-TAKES_THREADS = {"capture", "attribution", "peers"}
+TAKES_THREADS = {"capture", "attribution", "peers", "evaluate"}
 
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"}
 
@@ -200,7 +200,8 @@ def markdown(envs: list[dict], scripts: list[dict], rows: list[dict]) -> str:
         "",
         "Ratios (× baseline) are to the baseline named in the same benchmark and",
         "process: the plain forward pass for capture, attribution and peers (for",
-        "memory, the forward pass's peak), the naive one-axes-per-map figure for render.",
+        "memory, the forward pass's peak), the naive one-axes-per-map figure for render,",
+        "Quantus's time for the same metric for evaluate (below 1: faster than Quantus).",
         "",
         "| benchmark | env | framework | case | median | × baseline | note |",
         "|---|---|---|---|---:|---:|---|",

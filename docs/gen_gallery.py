@@ -34,7 +34,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "gallery"
-CLI_COMMANDS = ("layers", "maps", "cam", "stats", "report", "compare", "scan", "demo")
+CLI_COMMANDS = ("layers", "maps", "cam", "stats", "report", "evaluate", "compare", "scan", "demo")
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,20 @@ ex = mv.explain(model, x, ["grad_cam", "grad_cam_plus_plus", "layer_cam",
                            "score_cam", "saliency", "guided_backprop"], layer="relu3")
 fig = ex.plot()
 fig.savefig("explain.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "evaluation",
+        """\
+data = mv.shapes_dataset(16, seed=7)                   # 16 images, boxes around each shape
+report = mv.evaluate(
+    model, data.images,
+    ["grad_cam", "grad_cam_plus_plus", "score_cam", "saliency", "guided_backprop"],
+    layer="relu3", boxes=data.boxes, steps=25, independent=False,
+)
+print(report)
+fig = report.plot()
+fig.savefig("evaluation.png", dpi=110)
 """,
     ),
     Recipe(

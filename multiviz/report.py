@@ -4,7 +4,8 @@
 for) in one forward pass and writes one HTML file: a model summary, the
 prediction, the input with a Grad-CAM overlay, the layer-statistics figure,
 and per layer its feature-map grid, its channel-mean map and a statistics
-table. Images are embedded as base64 PNG ``data:`` URIs and the CSS is
+table; on request (``evaluation=``) also which attribution map to trust
+(:func:`multiviz.evaluate`'s table and figure). Images are embedded as base64 PNG ``data:`` URIs and the CSS is
 inline: the file makes no request, needs no JavaScript, and opens offline on a
 laptop or a phone. Grids use the figure-free path
 (:func:`multiviz.feature_map_image`), so a report over dozens of layers takes
@@ -23,7 +24,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def html_report(
     max_maps: int = 64,
     cmap: str | None = None,
     cam: bool = True,
+    evaluation: Any = None,
     notes: Sequence[str] = (),
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
 ) -> str:
@@ -101,6 +103,12 @@ def html_report(
         cmap: colormap of grids and channel-mean maps; default ``"viridis"``,
             ``"RdBu_r"`` centred on 0 for signed layers.
         cam: add a Grad-CAM overlay at the last convolution layer.
+        evaluation: add a section "Which map to trust": an
+            :class:`~multiviz.EvaluationReport` to show; ``True`` to run
+            :func:`multiviz.evaluate` with its defaults on *every* sample of
+            ``x``; or a dict of :func:`multiviz.evaluate`'s keyword arguments
+            (``{"methods": [...], "metrics": [...], "boxes": ...}``).
+            ``None`` (default): no section.
         notes: extra lines for the summary.
         progress: wraps the per-layer loop (e.g. ``tqdm``).
 
@@ -110,6 +118,7 @@ def html_report(
     Raises:
         LayerNotFoundError: a name in ``layers`` matched nothing.
         InputShapeError: ``x`` does not fit the model.
+        TypeError: ``evaluation`` is none of the accepted kinds.
 
     Example:
         >>> import multiviz as mv
@@ -119,6 +128,7 @@ def html_report(
     """
     from multiviz.backends import get_backend
 
+    evaluated = _evaluation_report(model, x, evaluation)
     backend = get_backend(model)
     infos = mv.layers(model)
     chosen = _chosen_layers(infos, layers)
@@ -156,6 +166,7 @@ def html_report(
         prediction=_prediction(output, class_names),
         input_uri=png_data_uri(display),
         cam=cam_view,
+        evaluation=_evaluation_view(evaluated) if evaluated is not None else None,
         stats_uri=stats_uri,
         layers=sections,
         cmap=cmap,
@@ -285,6 +296,52 @@ def _cam_view(
 
 def _cam_note(note: str) -> dict[str, str]:
     return {"uri": "", "layer": "", "anchor": "", "note": note}
+
+
+def _evaluation_report(model: Any, x: Any, evaluation: Any) -> Any:
+    """The :class:`~multiviz.EvaluationReport` that ``evaluation`` asks for, or ``None``."""
+    from multiviz.evaluation.report import EvaluationReport
+
+    if evaluation is None or evaluation is False:
+        return None
+    if isinstance(evaluation, EvaluationReport):
+        return evaluation
+    if evaluation is True:
+        return mv.evaluate(model, x)
+    if isinstance(evaluation, Mapping):
+        return mv.evaluate(model, x, **evaluation)
+    raise TypeError(
+        "`evaluation` must be an EvaluationReport, True, a dict of mv.evaluate's keyword "
+        f"arguments, or None. Received: evaluation={type(evaluation).__name__}"
+    )
+
+
+def _evaluation_view(report: Any) -> dict[str, Any]:
+    """What the template's "Which map to trust" section shows (text only; autoescaped)."""
+    from multiviz.evaluation.report import METRICS, RANDOMIZATION_LIMIT
+
+    head, rows, best = report.table_cells()
+    settings = report.settings
+    facts = [("images", str(max((iv.n + iv.nonfinite for by in report.scores.values()
+                                  for iv in by.values()), default=0)))]  # fmt: skip
+    for key, label in (("layer", "CAM layer"), ("score", "score"), ("steps", "deletion steps")):
+        if settings.get(key) is not None:
+            facts.append((label, str(settings[key])))
+    calls = settings.get("model_inputs_per_image_and_method") or {}
+    for metric, n in calls.items():
+        facts.append((f"model inputs per image and method ({metric})", f"{n:g}"))
+    drawn = bool(report.curves or report.randomization)
+    return {
+        "head": head,
+        "rows": rows,
+        "best": best,
+        "failing": report.failing_randomization(),
+        "limit": RANDOMIZATION_LIMIT,
+        "level": f"{report.level:.0%}",
+        "metrics": [(m, METRICS[m]) for m in report.metrics],
+        "facts": facts,
+        "figure_uri": _figure_uri(report.plot()) if drawn else "",
+    }
 
 
 def _summary(

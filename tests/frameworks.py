@@ -74,6 +74,22 @@ def cam_weights(seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
+def captum_weights() -> dict[str, np.ndarray]:
+    """Captum's ``BasicModel_ConvNet_One_Conv`` (tests/helpers/basic_models.py), PyTorch layout.
+
+    conv1: 1 -> 2 channels, 3x3, weights 1, biases -50 and -75; relu1; the
+    (2, 2, 2) map flattened channels first; fc1: 8 -> 4, each row five 1s then
+    three -1s, no bias; relu2. Captum's hand-computed Grad-CAM tests use it on
+    ``arange(16)`` as a 4x4 image.
+    """
+    return {
+        "conv1": np.ones((2, 1, 3, 3), np.float32),
+        "conv1_b": np.array([-50.0, -75.0], np.float32),
+        "fc1": np.concatenate([np.ones((4, 5)), -np.ones((4, 3))], axis=1).astype(np.float32),
+        "fc1_b": np.zeros(4, np.float32),
+    }
+
+
 #: guided backprop by hand: x -> W1 x -> relu -> W2 (no biases)
 GUIDED_W1 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)  # (3, 2)
 GUIDED_W2 = np.array([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]], np.float32)  # (2, 3)
@@ -200,6 +216,16 @@ class TorchKit:
             .double()
             .eval()
         )
+
+    def captum_net(self, entry: bool = False) -> Any:
+        """Captum's one-conv test model (:func:`captum_weights`) on (1, 4, 4) inputs.
+
+        ``entry=True`` puts an identity layer ``entry`` first: its output is
+        conv1's input (Captum's ``attribute_to_layer_input=True``).
+        """
+        w = captum_weights()
+        conv1, fc1 = self._conv(w["conv1"], w["conv1_b"]), self._dense(w["fc1"], w["fc1_b"])
+        return _torch_modules().CaptumOneConv(conv1, fc1, entry).eval()
 
     def _strided(self, w: np.ndarray, b: np.ndarray) -> Any:
         conv = self.nn.Conv2d(w.shape[1], w.shape[0], 3, stride=2, padding=1)
@@ -404,6 +430,20 @@ class KerasKit:
         ]
         return self._build(self.keras.Input((*CAM_SIZE, C), dtype="float64"), steps)
 
+    def captum_net(self, entry: bool = False) -> Any:
+        """Captum's one-conv test model: the same weights; channels-first flattening by a Permute."""
+        layers, w = self.keras.layers, captum_weights()
+        steps: list[tuple[Any, Any]] = [(layers.Activation("linear", name="entry"), None)] * entry
+        steps += [
+            self._conv(w["conv1"], w["conv1_b"], "conv1"),
+            (layers.ReLU(name="relu1"), None),
+            (layers.Permute((3, 1, 2), name="channels_first"), None),
+            (layers.Flatten(name="flat"), None),
+            self._dense(w["fc1"], w["fc1_b"], "fc1"),
+            (layers.ReLU(name="relu2"), None),
+        ]
+        return self._build(self.keras.Input((4, 4, 1)), steps)
+
     def features(self, model: Any, x: np.ndarray, layer: str) -> np.ndarray:
         sub = self.keras.Model(model.inputs[0], model.get_layer(layer).output)
         return self.canonical(np.asarray(sub(self.native(x))))
@@ -522,7 +562,23 @@ def _torch_modules() -> SimpleNamespace:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.cat(self.split(x), dim=1)
 
-    return SimpleNamespace(Tripwire=Tripwire, Twice=Twice, SplitNet=SplitNet)
+    class CaptumOneConv(nn.Module):
+        """Captum's BasicModel_ConvNet_One_Conv: conv1 relu1 view(-1, 8) fc1 relu2."""
+
+        def __init__(self, conv1: nn.Module, fc1: nn.Module, entry: bool) -> None:
+            super().__init__()
+            if entry:
+                self.entry = nn.Identity()
+            self.conv1, self.relu1, self.fc1, self.relu2 = conv1, nn.ReLU(), fc1, nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if hasattr(self, "entry"):
+                x = self.entry(x)
+            return self.relu2(self.fc1(self.relu1(self.conv1(x)).reshape(-1, 8)))
+
+    return SimpleNamespace(
+        Tripwire=Tripwire, Twice=Twice, SplitNet=SplitNet, CaptumOneConv=CaptumOneConv
+    )
 
 
 _KERAS_LAYERS: dict[str, type] = {}

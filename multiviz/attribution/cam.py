@@ -7,6 +7,13 @@ layers, scaling, memory) are in :mod:`multiviz.attribution`. For a model with
 several inputs (a tuple, a list or a dict), the maps are drawn over the image
 input ``input_index`` names (its position, or its key in a dict), by default
 the first image-shaped input ``(N, C, H, W)``; Score-CAM masks that input only.
+
+Every method here takes the same three options (documented once, in
+:func:`grad_cam`): ``relu`` (the final ReLU; ``False`` keeps signed maps),
+``reduce`` (``False`` returns the per-channel terms ``(N, K, H, W)``) and
+``upsample`` (``"bilinear"``, ``"nearest"``, or ``False`` for the layer's
+resolution). They are NumPy arithmetic after the backend's one pass, so they
+cost nothing extra and agree across frameworks.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from multiviz.attribution import cam_math, gradient_math
 from multiviz.attribution.maps import (
     aggregate_channels,
     check_aggregation,
+    check_upsample,
     finish_maps,
     upsample_maps,
 )
@@ -29,6 +37,7 @@ from multiviz.errors import CamHeadError, TargetError
 
 __all__ = [
     "cam",
+    "check_options",
     "grad_cam",
     "grad_cam_plus_plus",
     "guided_grad_cam",
@@ -49,6 +58,9 @@ def grad_cam(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    relu: bool = True,
+    reduce: bool = True,
+    upsample: str | bool = "bilinear",
 ) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks").
 
@@ -61,7 +73,10 @@ def grad_cam(
         layer: the layer ``A`` is taken from, usually the last convolutional
             one (or its activation); ``None`` picks the last spatial layer.
         target: what is explained (see the module docstring).
-        normalize: scale each sample to ``[0, 1]``; False returns raw values.
+        normalize: min-max scale each sample to ``[0, 1]`` (with
+            ``reduce=False``, all its channels on one scale); ``False`` returns
+            the raw values — taken after the ReLU, so never negative, unless
+            ``relu=False``.
         batch_size: the most inputs sent to the backend at once.
         token_grid: ``(h, w)`` patch grid of a vision transformer multiviz
             cannot read it from (token layers are folded to maps on it; the
@@ -70,21 +85,35 @@ def grad_cam(
         input_index: for a model with several inputs, the image input the
             maps are drawn over (position, or dict key); default the first
             image-shaped one.
+        relu: apply the final ReLU (the paper's: only evidence *for* the
+            target is shown). ``False`` keeps the signed map, negative where
+            a region speaks against the target. With ``reduce=False`` the ReLU
+            clips each channel's term (as Captum's ``relu_attributions``).
+        reduce: sum the per-channel terms ``w_k A_k``. ``False`` returns them
+            unsummed, ``(N, K, H, W)`` for a layer of ``K`` channels (their sum
+            over ``K`` is the map with ``relu=False``); memory grows by ``K``.
+        upsample: ``"bilinear"`` (default; half-pixel centres, as PyTorch's
+            ``interpolate(align_corners=False)`` and ``tf.image.resize``),
+            ``"nearest"`` (each layer pixel a block), or ``False``: the map at
+            the layer's resolution ``(N, h, w)``.
 
     With no ``layer``, the last layer whose map varies over space and whose
     gradient reaches the target is used: on a ViT that reads its class token,
     the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
-        float32 ``(N, H, W)`` at the image input's size. A sample where NaN or
-        Inf appears (in the input, the layer, the output or a gradient) gets
-        a NaN map and a :class:`~multiviz.errors.MultivizWarning`.
+        float32 ``(N, H, W)`` at the image input's size; ``(N, K, H, W)`` with
+        ``reduce=False``; ``h, w`` instead of ``H, W`` with ``upsample=False``.
+        A sample where NaN or Inf appears (in the input, the layer, the output
+        or a gradient) gets a NaN map and a :class:`~multiviz.errors.MultivizWarning`.
 
     Raises:
         TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
         LayerNotFoundError: no such layer, or a ``layer#k`` call that did not
             happen (closest names, or the real number of calls, listed).
+        ValueError: ``relu`` or ``reduce`` not a bool, or ``upsample`` not
+            one of ``"bilinear"``, ``"nearest"``, ``False`` (before any model work).
 
     Example:
         >>> import multiviz as mv
@@ -92,10 +121,14 @@ def grad_cam(
         >>> x = mv.to_channels_last(mv.shapes_dataset(2, size=64).images)  # doctest: +SKIP
         >>> mv.grad_cam(model, x, "relu3").shape                       # doctest: +SKIP
         (2, 64, 64)
+        >>> signed = mv.grad_cam(model, x, "relu3", relu=False, normalize=False)  # doctest: +SKIP
+        >>> mv.grad_cam(model, x, "relu3", reduce=False, upsample=False).shape   # doctest: +SKIP
+        (2, 64, 16, 16)
     """
     return _gradient_cam(
         cam_math.grad_cam_map, "Grad-CAM", model, x, layer, target, normalize, batch_size,
         token_grid, prefix_tokens, input_index,
+        relu=relu, reduce=reduce, upsample=upsample,
     )  # fmt: skip
 
 
@@ -111,6 +144,9 @@ def grad_cam_plus_plus(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    relu: bool = True,
+    reduce: bool = True,
+    upsample: str | bool = "bilinear",
 ) -> np.ndarray:
     """Grad-CAM++ (Chattopadhyay et al. 2018, "Grad-CAM++: Improved Visual Explanations").
 
@@ -118,7 +154,9 @@ def grad_cam_plus_plus(
     closed-form ``alpha`` for an exponential of the score (second and third
     derivatives as powers of the gradient, see
     :func:`~multiviz.attribution.cam_math.grad_cam_plus_plus_alphas`), then
-    ``ReLU(sum_k w_k A_k)``. Arguments, return value and errors as :func:`grad_cam`.
+    ``ReLU(sum_k w_k A_k)``. Arguments (``relu``, ``reduce``, ``upsample``
+    too; ``normalize=False`` values come after the ReLU unless ``relu=False``),
+    return value and errors as :func:`grad_cam`.
 
     Example:
         >>> import multiviz as mv
@@ -138,6 +176,9 @@ def grad_cam_plus_plus(
         token_grid,
         prefix_tokens,
         input_index,
+        relu=relu,
+        reduce=reduce,
+        upsample=upsample,
     )
 
 
@@ -153,12 +194,18 @@ def layer_cam(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    relu: bool = True,
+    reduce: bool = True,
+    upsample: str | bool = "bilinear",
 ) -> np.ndarray:
     """LayerCAM (Jiang et al. 2021, "LayerCAM: Exploring Hierarchical Class Activation Maps").
 
     ``ReLU(sum_k ReLU(G_k) * A_k)``: each pixel weighted by its own positive
-    gradient, so early layers give fine-grained maps too. Arguments, return
-    value and errors as :func:`grad_cam`.
+    gradient, so early layers give fine-grained maps too. ``relu`` is the
+    outer ReLU (the inner ``ReLU(G_k)`` is the method's weighting and always
+    applies); ``reduce=False`` returns the terms ``ReLU(G_k) * A_k``.
+    Arguments, return value and errors as :func:`grad_cam`
+    (``normalize=False`` values come after the ReLU unless ``relu=False``).
 
     Example:
         >>> import multiviz as mv
@@ -169,6 +216,7 @@ def layer_cam(
     return _gradient_cam(
         cam_math.layer_cam_map, "LayerCAM", model, x, layer, target, normalize, batch_size,
         token_grid, prefix_tokens, input_index,
+        relu=relu, reduce=reduce, upsample=upsample,
     )  # fmt: skip
 
 
@@ -184,13 +232,31 @@ def _gradient_cam(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    *,
+    relu: bool,
+    reduce: bool,
+    upsample: str | bool,
 ) -> np.ndarray:
+    check_options(relu, reduce, upsample)
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, method)
     result = call.gradients([name], call.check_target(target))
     acts = call.spatial(result.activations, name, method)
-    maps = call.at_input(formula(acts, call.pick(result.gradients, name)), normalize)
-    return call.finish(maps)
+    low = formula(acts, call.pick(result.gradients, name), relu=relu, reduce=reduce)
+    return call.finish(call.at_input(low, normalize, upsample))
+
+
+def check_options(relu: Any, reduce: Any, upsample: Any) -> None:
+    """Refuse a bad ``relu`` / ``reduce`` / ``upsample`` before any model work.
+
+    Raises:
+        ValueError: ``relu`` or ``reduce`` is not a bool, or ``upsample`` is
+            not one of ``"bilinear"``, ``"nearest"``, ``False``.
+    """
+    for name, value in (("relu", relu), ("reduce", reduce)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    check_upsample(upsample)
 
 
 @quiet_numpy
@@ -207,12 +273,17 @@ def cam(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    relu: bool = True,
+    reduce: bool = True,
+    upsample: str | bool = "bilinear",
 ) -> np.ndarray:
     """CAM (Zhou et al. 2016, "Learning Deep Features for Discriminative Localization").
 
     For a network that ends ``feature maps A -> global average pooling ->
-    dense W``: ``M_c = sum_k W[c, k] A_k``, upsampled to the input size (no
-    ReLU, as in the paper). The dense weights of class ``c`` are found without
+    dense W``: ``M_c = sum_k W[c, k] A_k``, upsampled to the input size. The
+    paper's map has no ReLU; multiviz applies one by default, as for every CAM
+    method, so the maps compare (``relu=False`` gives the paper's signed map,
+    whose spatial mean plus the bias is the class score). The dense weights of class ``c`` are found without
     reading the model's parameters: they are the gradient of the class score
     with respect to the pooled vector, ``d score_c / d gap_k = W[c, k]`` — exact
     when everything between the pooling and the scored output is affine
@@ -234,24 +305,29 @@ def cam(
         pool_layer: the global-average-pooling layer; ``None`` picks the first
             layer after ``layer`` that outputs ``(N, K)`` or ``(N, K, 1, 1)``.
             Its output is checked to be the spatial mean of ``layer``'s.
-        normalize: scale each sample to ``[0, 1]``; False returns raw values.
+        normalize: scale each sample to ``[0, 1]``; ``False`` returns raw
+            values, after the ReLU unless ``relu=False``.
         batch_size: the most inputs sent to the backend at once.
         token_grid: ``(h, w)`` patch grid of a vision transformer multiviz
             cannot read it from (token layers are folded to maps on it; the
             grids of timm, torchvision and built-in ViTs are read from the model).
         prefix_tokens: with ``token_grid``: tokens before the patch tokens.
         input_index: the image input (see :func:`grad_cam`).
+        relu, reduce, upsample: as :func:`grad_cam` (``reduce=False`` gives
+            the terms ``W[c, k] A_k``).
 
     With no ``layer``, the last layer whose map varies over space and whose
     gradient reaches the target is used: on a ViT that reads its class token,
     the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
-        float32 ``(N, H, W)`` at the image input's size.
+        float32 ``(N, H, W)`` at the image input's size (shapes with ``reduce`` /
+        ``upsample`` as :func:`grad_cam`).
 
     Raises:
         TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
+        ValueError: a bad ``relu``, ``reduce`` or ``upsample``.
         CamHeadError: no pooling layer, or its output is not the spatial mean
             of ``layer``'s, or ``fc_weights`` does not fit.
 
@@ -261,6 +337,7 @@ def cam(
         >>> mv.cam(model, mv.sample_image()[None], "relu3").shape  # doctest: +SKIP
         (1, 64, 64)
     """
+    check_options(relu, reduce, upsample)
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, "CAM")
     target = call.check_target(target)
@@ -275,7 +352,8 @@ def cam(
         acts = call.spatial(result.activations, name, "CAM")
         _check_pooling(acts, call.pick(result.activations, pool), name, pool)
         weights = call.pick(result.gradients, pool).reshape(call.n, -1)
-    return call.finish(call.at_input(cam_math.cam_map(acts, weights), normalize))
+    low = cam_math.cam_map(acts, weights, relu=relu, reduce=reduce)
+    return call.finish(call.at_input(low, normalize, upsample))
 
 
 def _class_rows(fc: np.ndarray, target: Targets, channels: int) -> np.ndarray:
@@ -348,6 +426,9 @@ def score_cam(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    relu: bool = True,
+    reduce: bool = True,
+    upsample: str | bool = "bilinear",
 ) -> np.ndarray:
     """Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations").
 
@@ -367,7 +448,11 @@ def score_cam(
     time, so memory is bounded by one chunk however many channels the layer has.
 
     Arguments, return value and errors as :func:`grad_cam`; ``target=None``
-    is the class the model predicts for the unmasked input.
+    is the class the model predicts for the unmasked input. ``relu``,
+    ``reduce`` and ``upsample`` shape the returned map (``reduce=False``: the
+    terms ``s_k A_k``; ``normalize=False`` values come after the ReLU unless
+    ``relu=False``); the masks are always the bilinearly upsampled
+    activations, as in the paper.
 
     Example:
         >>> import multiviz as mv
@@ -375,14 +460,14 @@ def score_cam(
         >>> mv.score_cam(model, mv.sample_image()[None], "relu3", batch_size=64).shape  # doctest: +SKIP
         (1, 64, 64)
     """
+    check_options(relu, reduce, upsample)
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, "Score-CAM")
     target = call.fixed_target(call.check_target(target))
     acts = call.spatial({name: call.capture(name)}, name, "Score-CAM")
-    maps = call.at_input(
-        cam_math.score_cam_map(acts, _channel_scores(call, acts, target)), normalize
-    )
-    return call.finish(maps)
+    scores = _channel_scores(call, acts, target)
+    low = cam_math.score_cam_map(acts, scores, relu=relu, reduce=reduce)
+    return call.finish(call.at_input(low, normalize, upsample))
 
 
 def _channel_scores(call: ModelCall, acts: np.ndarray, target: Targets) -> np.ndarray:
@@ -417,12 +502,16 @@ def guided_grad_cam(
     token_grid: Sequence[int] | None = None,
     prefix_tokens: int | None = None,
     input_index: int | str | None = None,
+    relu: bool = True,
+    reduce: bool = True,
+    upsample: str | bool = "bilinear",
 ) -> np.ndarray:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM.
 
-    The Grad-CAM factor is scaled to ``[0, 1]`` per sample; both factors
-    explain the same class (with ``target=None``, the one Grad-CAM's pass
-    found). Two backward passes.
+    The Grad-CAM factor is divided by its largest magnitude per sample (so
+    its peak is 1 and 0 stays 0; Captum's ``GuidedGradCam`` uses it unscaled);
+    both factors explain the same class (with ``target=None``, the one
+    Grad-CAM's pass found). Two backward passes.
 
     Args:
         model: a ``torch.nn.Module`` or a Keras 3 model.
@@ -430,13 +519,27 @@ def guided_grad_cam(
         layer: Grad-CAM's layer (see :func:`grad_cam`).
         target: what is explained (see the module docstring).
         aggregation: as :func:`guided_backprop`: ``None`` gives ``(N, C, H, W)``.
-        normalize: min-max scale each sample to ``[0, 1]``; False returns the raw product.
+        normalize: min-max scale each sample to ``[0, 1]``; ``False`` returns
+            the raw product, whose Grad-CAM factor comes after the ReLU
+            unless ``relu=False``.
         batch_size: the most inputs sent to the backend at once.
         input_index: the image input (see :func:`grad_cam`).
+        relu: the Grad-CAM factor's final ReLU; ``False`` keeps its sign.
+        reduce: ``False`` multiplies each channel's Grad-CAM term by the
+            guided gradients: ``(N, K, C, H, W)``, or ``(N, K, H, W)`` with an
+            aggregation; the factor's scale is then shared by the ``K`` terms.
+        upsample: how the Grad-CAM factor reaches the input's size:
+            ``"bilinear"`` or ``"nearest"`` (``False`` is refused: guided
+            backprop lives at the input's resolution).
 
     Returns:
         float32 ``(N, C, H, W)``, or ``(N, H, W)`` with an aggregation, for the
-        image input.
+        image input
+        (a ``K`` axis after ``N`` with ``reduce=False``).
+
+    Raises:
+        ValueError: an unknown ``aggregation``, a bad ``relu``/``reduce``, or
+            ``upsample`` not ``"bilinear"`` / ``"nearest"`` (before any model work).
 
     Example:
         >>> import multiviz as mv
@@ -445,13 +548,25 @@ def guided_grad_cam(
         (1, 3, 64, 64)
     """
     check_aggregation(aggregation)
+    check_options(relu, reduce, upsample)
+    if upsample is False:
+        raise ValueError(
+            "`upsample` must be 'bilinear' or 'nearest' for guided_grad_cam: the Grad-CAM factor "
+            "multiplies guided backprop at the input's resolution. Received: upsample=False"
+        )
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
     name = call.resolve_layer(layer, "Guided Grad-CAM")
     target = call.check_target(target)
     result = call.gradients([name], target)
     acts = call.spatial(result.activations, name, "Guided Grad-CAM")
-    heat = call.at_input(cam_math.grad_cam_map(acts, call.pick(result.gradients, name)), True)
+    low = cam_math.grad_cam_map(acts, call.pick(result.gradients, name), relu=relu, reduce=reduce)
+    heat = gradient_math.scale_by_peak(upsample_maps(low, call.size, upsample))
     same = target if target is not None else result.targets
     guided = call.input_gradient(call.gradients([], same, wrt_input=True, guided=True))
-    product = gradient_math.guided_grad_cam(guided, heat)
-    return call.finish(finish_maps(aggregate_channels(product, aggregation), normalize))
+    if reduce:
+        product = gradient_math.guided_grad_cam(guided, heat)
+        return call.finish(finish_maps(aggregate_channels(product, aggregation), normalize))
+    n, k = heat.shape[:2]
+    per_term = guided[:, None] * heat[:, :, None]  # (N, K, C, H, W)
+    flat = aggregate_channels(per_term.reshape(n * k, *per_term.shape[2:]), aggregation)
+    return call.finish(finish_maps(flat.reshape(n, k, *flat.shape[1:]), normalize))

@@ -16,6 +16,7 @@ __all__ = [
     "integration_points",
     "noise_sigma",
     "path_points",
+    "scale_by_peak",
 ]
 
 #: Quadrature rules for Integrated Gradients' path integral.
@@ -126,10 +127,28 @@ def guided_grad_cam(guided: np.ndarray, cam: np.ndarray) -> np.ndarray:
 
     Args:
         guided: guided-backpropagation gradients, ``(N, C, H, W)``.
-        cam: Grad-CAM at the input size, ``(N, H, W)`` (scaled to [0, 1]).
+        cam: Grad-CAM at the input size, ``(N, H, W)`` (scaled by its peak, see :func:`scale_by_peak`).
 
     Example:
         >>> guided_grad_cam(np.ones((1, 2, 1, 2)), np.array([[[0.0, 0.5]]])).tolist()
         [[[[0.0, 0.5]], [[0.0, 0.5]]]]
     """
     return np.asarray(guided, np.float64) * np.asarray(cam, np.float64)[:, None]
+
+
+def scale_by_peak(maps: np.ndarray) -> np.ndarray:
+    """Divide each sample (all its axes) by its largest magnitude: 0 stays 0, signs are kept.
+
+    The range becomes ``[-1, 1]`` (``[0, 1]`` for a map that is never
+    negative); an all-zero sample stays zero. Guided Grad-CAM scales its
+    Grad-CAM factor this way, so that a signed factor (``relu=False``) keeps
+    its sign.
+
+    Example:
+        >>> scale_by_peak(np.array([[1.0, -4.0], [0.0, 0.0]])).tolist()
+        [[0.25, -1.0], [0.0, 0.0]]
+    """
+    m = np.asarray(maps, np.float64)
+    peak = np.abs(m).reshape(len(m), -1).max(axis=1, initial=0.0)
+    peak = peak.reshape((-1,) + (1,) * (m.ndim - 1))
+    return np.divide(m, peak, out=np.zeros_like(m), where=peak > 0)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from multiviz.core.resize import resize_bilinear
+from multiviz.core.resize import resize_bilinear, resize_nearest
 
 __all__ = [
     "AGGREGATIONS",
+    "UPSAMPLING",
     "aggregate_channels",
     "check_aggregation",
+    "check_upsample",
     "clip_outliers",
     "finish_maps",
     "normalize_maps",
@@ -23,6 +25,10 @@ __all__ = [
 #: How a per-channel input attribution ``(N, C, H, W)`` becomes ``(N, H, W)``.
 #: ``None`` keeps the channels.
 AGGREGATIONS = ("max_abs", "abs_sum", "abs_mean", "sum", "mean", "l2", None)
+
+#: How a CAM method brings its layer-resolution map to the input's size:
+#: ``"bilinear"``, ``"nearest"``, or ``False`` to keep the layer's resolution.
+UPSAMPLING = ("bilinear", "nearest", False)
 
 
 def aggregate_channels(values: np.ndarray, how: str | None) -> np.ndarray:
@@ -132,17 +138,45 @@ def clip_outliers(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
     return np.clip(m, -top, top) if top > 0 else m
 
 
-def upsample_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinearly resize the last two axes to ``size`` (half-pixel centres).
+def check_upsample(upsample: str | bool) -> None:
+    """Raise ``ValueError`` unless ``upsample`` is one of :data:`UPSAMPLING`.
 
-    The same convention as ``torch.nn.functional.interpolate(align_corners=False)``
-    and ``tf.image.resize``, so a map upsampled here does not depend on the
-    framework that produced it.
+    Example:
+        >>> check_upsample("nearest")
+        >>> check_upsample(True)
+        Traceback (most recent call last):
+        ...
+        ValueError: `upsample` must be one of ['bilinear', 'nearest', False]. Received: upsample=True
+    """
+    if not any(upsample is u or (isinstance(u, str) and upsample == u) for u in UPSAMPLING):
+        raise ValueError(
+            f"`upsample` must be one of {list(UPSAMPLING)}. Received: upsample={upsample!r}"
+        )
+
+
+def upsample_maps(
+    maps: np.ndarray, size: tuple[int, int], mode: str | bool = "bilinear"
+) -> np.ndarray:
+    """Resize the last two axes to ``size`` (half-pixel centres); float32.
+
+    ``mode`` is ``"bilinear"`` (the convention of
+    ``torch.nn.functional.interpolate(align_corners=False)`` and
+    ``tf.image.resize``, so a map upsampled here does not depend on the
+    framework that produced it), ``"nearest"`` (each layer pixel becomes a
+    block; see :func:`~multiviz.core.resize.resize_nearest`) or ``False``
+    (returned as it is, at the layer's resolution).
 
     Example:
         >>> upsample_maps(np.zeros((2, 4, 4)), (16, 12)).shape
         (2, 16, 12)
+        >>> upsample_maps(np.array([[[0.0, 1.0]]]), (1, 4), "nearest").tolist()
+        [[[0.0, 0.0, 1.0, 1.0]]]
     """
+    check_upsample(mode)
+    if mode is False:
+        return np.asarray(maps, np.float32)
+    if mode == "nearest":
+        return resize_nearest(maps, size)
     return resize_bilinear(maps, size)
 
 

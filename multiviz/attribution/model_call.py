@@ -475,9 +475,16 @@ class ModelCall:
             return dict(zip(self.inputs.names, maps, strict=True))
         return tuple(maps)
 
-    def at_input(self, low: np.ndarray, normalize: bool) -> np.ndarray:
-        """Upsample ``(N, h, w)`` maps to the image input's size, then scale them if asked."""
-        return finish_maps(upsample_maps(np.asarray(low, np.float32), self.size), normalize)
+    def at_input(
+        self, low: np.ndarray, normalize: bool, upsample: str | bool = "bilinear"
+    ) -> np.ndarray:
+        """Upsample ``(N, h, w)`` (or ``(N, K, h, w)``) maps to the image input's size, then scale them if asked.
+
+        ``upsample``: ``"bilinear"``, ``"nearest"``, or ``False`` (kept at the
+        layer's resolution); see :func:`~multiviz.attribution.maps.upsample_maps`.
+        """
+        up = upsample_maps(np.asarray(low, np.float32), self.size, upsample)
+        return finish_maps(up, normalize)
 
     def x_canonical(self) -> np.ndarray:
         """The image input as a channels-first float32 NumPy array."""

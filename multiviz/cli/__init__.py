@@ -6,6 +6,7 @@
     multiviz maps    model.keras photo.jpg --layer conv2_block1_out --cmap viridis -o maps.png
     multiviz cam     torchvision:resnet50 photo.jpg --method grad-cam --layer layer4 -o cam.png
     multiviz report  model.pt2 photo.jpg -o report.html
+    multiviz evaluate model.pt2 photos/ --method grad-cam --method saliency --boxes boxes.csv
     multiviz compare torch_model.pt2 keras_model.keras photo.jpg
     multiviz compare builtin
     multiviz demo    --out multiviz-demo
@@ -18,8 +19,8 @@ are computed first and written last, each atomically, so a failure never
 leaves a half-written or partial set of files.
 
 The package, module by module: :mod:`multiviz.cli.parser` (the options),
-:mod:`multiviz.cli.commands` and :mod:`multiviz.cli.drawing` (one function
-per subcommand), :mod:`multiviz.cli.inputs` (loading the model and images),
+:mod:`multiviz.cli.commands`, :mod:`multiviz.cli.drawing` and
+:mod:`multiviz.cli.evaluate` (one function per subcommand), :mod:`multiviz.cli.inputs` (loading the model and images),
 :mod:`multiviz.cli.output` (file names, encoding, atomic writing, terminal
 notes) and :mod:`multiviz.cli.exit_codes` (the exit codes).
 """

@@ -17,6 +17,7 @@ from multiviz.cli.exit_codes import EXIT_OK
 from multiviz.cli.inputs import (
     framework_logs_hidden,
     images_from_args,
+    images_from_sources,
     model_from_args,
     require_capture,
 )
@@ -75,12 +76,24 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.cmap is not None:
         check_cmap(args.cmap)
+    if args.evaluate:
+        from multiviz.cli.evaluate import check_evaluation_args
+
+        check_evaluation_args(args)
     loaded = model_from_args(args, "a report of its layers")
-    batch = images_from_args(args, loaded)
+    batch, originals = images_from_sources(args, loaded, [args.image])
     notes = list(loaded.notes)
     if len(batch) > 1:
-        notes.append(f"{len(batch)} images given; this report shows the first, {batch.names[0]}.")
+        shown = f"{len(batch)} images given; this report shows the first, {batch.names[0]}"
+        notes.append(shown + (", and evaluates the maps on all." if args.evaluate else "."))
         print_note(args, notes[-1])
+    evaluation = None
+    if args.evaluate:
+        from multiviz.cli.evaluate import evaluation_kwargs
+
+        kwargs = evaluation_kwargs(args, loaded, batch, originals)
+        print_note(args, f"evaluating {', '.join(kwargs['methods'])} on {len(batch)} image(s)")
+        evaluation = mv.evaluate(loaded.model, batch.inputs, **kwargs)
     html = html_report(
         loaded.model,
         batch.inputs[:1],
@@ -93,6 +106,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         max_maps=args.max_maps,
         cmap=args.cmap,
         cam=not args.no_cam,
+        evaluation=evaluation,
         notes=notes,
         progress=lambda items: progress_bar(args, items, "report"),
     )

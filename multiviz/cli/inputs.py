@@ -16,7 +16,13 @@ from typing import Any
 from multiviz.cli.output import print_note
 from multiviz.errors import UsageError
 
-__all__ = ["framework_logs_hidden", "images_from_args", "model_from_args", "require_capture"]
+__all__ = [
+    "framework_logs_hidden",
+    "images_from_args",
+    "images_from_sources",
+    "model_from_args",
+    "require_capture",
+]
 
 
 def model_from_args(
@@ -56,6 +62,32 @@ def images_from_args(args: argparse.Namespace, loaded: Any) -> Any:
     batch = load_images(args.image, prep)
     _check_fit(loaded, batch)
     return batch
+
+
+def images_from_sources(
+    args: argparse.Namespace, loaded: Any, sources: list[str]
+) -> tuple[Any, list[Any]]:
+    """Several IMAGE arguments (files, folders, .npy) as one batch, and the images as read.
+
+    The second item holds each image before resizing (float32 ``(H, W, 3)``),
+    for moving boxes or masks given in its pixels onto the model's input.
+    """
+    from multiviz.sources.images import preprocess_images, read_images
+
+    if args.std is not None and any(s <= 0 for s in args.std):
+        raise UsageError(f"--std must be positive. Received: {','.join(map(str, args.std))}")
+    prep = loaded.preprocess.override(
+        size=args.size, mean=args.mean, std=args.std, normalize=not args.no_normalize
+    )
+    images: list[Any] = []
+    names: list[str] = []
+    for source in sources:
+        more, more_names = read_images(source)
+        images += more
+        names += [n if n not in names else f"{source}/{n}" for n in more_names]
+    batch = preprocess_images(images, prep, names)
+    _check_fit(loaded, batch)
+    return batch, images
 
 
 def _check_fit(loaded: Any, batch: Any) -> None:

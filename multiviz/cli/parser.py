@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from multiviz import __version__
 from multiviz.cli.commands import cmd_compare, cmd_demo, cmd_layers, cmd_report, cmd_stats
 from multiviz.cli.drawing import AGGREGATIONS, METHODS, NORMALIZE, REDUCE, cmd_cam, cmd_maps
+from multiviz.cli.evaluate import add_evaluate_parser, add_evaluation_options
 from multiviz.errors import UsageError
 
 __all__ = ["EPILOG", "IMAGE_GROUP", "MODEL_GROUP", "SUBCOMMAND_EPILOG", "build_parser"]
@@ -320,8 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
         "signed layers)",
     )
     p.add_argument("--no-cam", action="store_true", help="leave out the Grad-CAM overlay")
+    p.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="add a section saying which attribution map to trust, over every image given "
+        "(the evaluation options below; see `multiviz evaluate`)",
+    )
+    add_evaluation_options(p)
     _add_output(p, "report.html")
     p.set_defaults(run=cmd_report)
+
+    add_evaluate_parser(add, model_args)
 
     p = add(
         "compare",

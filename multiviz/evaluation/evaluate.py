@@ -132,14 +132,18 @@ def evaluate(
 
     * ``deletion`` / ``insertion`` (Petsiuk et al. 2018, RISE): the area under
       the target's score as pixels are removed from the image / inserted into
-      the substrate in the map's order, ties broken by pixel index. Cost:
+      the substrate in the map's order, ties broken by pixel index; the value
+      is the area under the curve over the fraction of pixels. Cost:
       ``steps - 1`` model inputs per image and method, plus one per image
       shared by all methods (the substrate); the clean image's score comes
       from the one pass that also finds ``target``.
     * ``road`` (Rong et al. 2022): pixels imputed by noisy linear imputation
       instead of a constant, so the removed region's outline does not tell
       the class; the value is ``mean(LeRF) - mean(MoRF)`` over
-      ``percentages``. Cost: ``2 * len(percentages)`` inputs per image and method.
+      ``percentages`` (the symmetric relevance gain of Blücher et al. 2024,
+      "Decoupling Pixel Flipping and Occlusion Strategy for Consistent XAI
+      Benchmarks"), higher is better, about 0 for a random map. Cost:
+      ``2 * len(percentages)`` inputs per image and method.
     * ``pointing_game`` (Zhang et al. 2016, ``tolerance`` pixels),
       ``energy_pointing_game`` (Wang et al. 2020), ``iou`` (map at
       ``iou_threshold`` of its maximum): against ``boxes`` or ``masks``. No
@@ -151,12 +155,17 @@ def evaluate(
       parameters; running statistics kept) are redrawn from a NumPy
       generator seeded with ``seed`` and written into a *copy* of the model
       through the weights plugin: the same in PyTorch and Keras, and the
-      user's model is untouched. Cost: one attribution pass per method and
-      randomized layer (twice with ``independent``).
-    * ``data_randomization`` (Adebayo et al. 2018): the rank correlation of
-      each map with ``randomized_model``'s map, a model of the same
-      architecture trained on permuted labels (lower is better: a map that
-      stays the same does not depend on what the model learned).
+      user's model is untouched. The value is the mean rank correlation
+      after *every* layer is randomized, a similarity: lower is better, and
+      above 0.5 the method fails the check (:meth:`~multiviz.evaluation.report.EvaluationReport.best`
+      never names it). Cost: one attribution pass per method and randomized
+      layer (twice with ``independent``).
+    * ``data_randomization`` (Adebayo et al. 2018): the Spearman rank
+      correlation of each map with ``randomized_model``'s map, a model of the
+      same architecture trained on permuted labels. It is a *similarity*, so
+      **lower is better**, as for ``randomization``: a map that stays the
+      same when the labels carried no information does not show what the
+      model learned. Cost: one attribution pass per method on ``randomized_model``.
 
     Args:
         model: a ``torch.nn.Module`` or a Keras 3 model.
@@ -165,9 +174,10 @@ def evaluate(
         layer: the CAM methods' layer; ``None`` picks the last spatial layer.
         metrics: names from :data:`~multiviz.evaluation.report.METRICS`;
             ``None`` runs every one the arguments allow.
-        target: what is explained (see :mod:`multiviz.attribution.api`). A
+        target: what is explained (see :mod:`multiviz.attribution`). A
             callable target's value is the score the perturbation metrics
-            use (write the softmax into it if you want a probability).
+            use (it receives the logits: write the softmax into it to score a
+            probability, e.g. ``lambda out: torch.softmax(out, 1)[:, 3]``).
         boxes: ``(N, 4)`` boxes ``(x0, y0, x1, y1)`` in pixels (end exclusive),
             or a list of ``(k, 4)`` arrays; for the localization metrics.
         masks: ``(N, H, W)`` booleans, instead of ``boxes``.

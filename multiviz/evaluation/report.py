@@ -219,7 +219,13 @@ class EvaluationReport:
             Path(path).write_text(text + "\n", encoding="utf-8")
         return text
 
-    def _cells(self) -> tuple[list[str], list[list[str]], list[str]]:
+    def table_cells(self) -> tuple[list[str], list[list[str]], list[str]]:
+        """The table as text cells: the header, one row per method, the ``best`` row.
+
+        Each value cell reads ``"mean [low, high]"`` (``"-"`` where there is
+        none); a method failing the randomization check ends in ``" !"``. The
+        text table, the notebook's HTML and the HTML report all show these cells.
+        """
         metrics = self.metrics
         head = ["method"] + [f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics]
         failing = set(self.failing_randomization())
@@ -238,7 +244,7 @@ class EvaluationReport:
 
     def table(self) -> str:
         """The report as an aligned text table of at most 20 lines."""
-        head, rows, best = self._cells()
+        head, rows, best = self.table_cells()
         n = max(
             (iv.n + iv.nonfinite for by in self.scores.values() for iv in by.values()), default=0
         )
@@ -276,7 +282,7 @@ class EvaluationReport:
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
-        head, rows, best = self._cells()
+        head, rows, best = self.table_cells()
         esc = html.escape
 
         def tr(cells: list[str], tag: str = "td") -> str:

@@ -48,36 +48,64 @@ _MAX_ITER = 1000
 _COARSEST = 8  # side below which the multigrid hierarchy stops
 
 
-def _neighbour_sum(u: np.ndarray) -> np.ndarray:
-    """``sum_q w_q u[p + q]`` over the 8 neighbours, zero outside the image.
+def _stencil_sum(u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``S(u)``: the separable ``[1, 2, 1]`` x ``[1, 2, 1]`` sum over each pixel's 3x3 block.
 
-    The stencil ``[[1, 2, 1], [2, 0, 2], [1, 2, 1]] / 12`` is the separable
-    ``[1, 2, 1]`` x ``[1, 2, 1]`` minus 4 at the centre, so it costs four
-    shifted additions instead of eight.
+    Zero outside the image. The neighbour weights of the imputation are
+    ``(S(u) - 4 u) / 12`` (``[[1, 2, 1], [2, 0, 2], [1, 2, 1]] / 12``): four
+    shifted additions instead of eight. ``out`` (same shape and dtype as
+    ``u``, not ``u`` itself) receives the result; one temporary is made.
     """
-    v = 2.0 * u
+    v = np.multiply(u, 2.0)
     v[..., 1:, :] += u[..., :-1, :]
     v[..., :-1, :] += u[..., 1:, :]
-    out = 2.0 * v
+    out = np.multiply(v, 2.0, out=out)
     out[..., :, 1:] += v[..., :, :-1]
     out[..., :, :-1] += v[..., :, 1:]
-    out -= 4.0 * u
-    out *= 1.0 / 12.0
     return out
 
 
-class _Level:
-    """One grid of the multigrid hierarchy: which pixels are unknown, and the diagonal."""
+def _neighbour_sum(u: np.ndarray) -> np.ndarray:
+    """``sum_q w_q u[p + q]`` over the 8 neighbours (weights 1/6 and 1/12), zero outside the image."""
+    return (_stencil_sum(u) - 4.0 * u) / 12.0
 
-    def __init__(self, unknown: np.ndarray, dtype: type) -> None:
+
+class _Level:
+    """One grid of the multigrid hierarchy and its operator ``A u = (s u - N(u)) m``.
+
+    ``s`` is the sum of the neighbour weights inside the image (1 inside, less
+    on the border), ``N`` the weighted neighbour sum, ``m`` the unknown pixels.
+    With ``N(u) = (S(u) - 4 u) / 12`` the operator is ``((s + 1/3) u - S(u) /
+    12) m``: one stencil sum and three passes. Arrays the smoother multiplies
+    by every sweep are precomputed: ``w = omega m / s`` (damped Jacobi's step).
+    """
+
+    def __init__(self, unknown: np.ndarray, dtype: type, omega: float = 0.8) -> None:
         self.unknown = unknown  # (B, h, w) bool
         self.m = unknown[:, None].astype(dtype)  # (B, 1, h, w)
         self.shape = unknown.shape[-2:]
-        self.diag = _neighbour_sum(np.ones((1, 1, *self.shape), dtype))
-        self.inv_diag = (1.0 / self.diag).astype(dtype)
+        diag = _neighbour_sum(np.ones((1, 1, *self.shape), np.float64))
+        self.centre = (diag + 1.0 / 3.0).astype(dtype)
+        self.w = (omega / diag * self.m).astype(dtype)
+
+    def unmasked(self, u: np.ndarray) -> np.ndarray:
+        """``(s + 1/3) u - S(u) / 12`` everywhere (``A u`` before the mask), a new array."""
+        out = _stencil_sum(u)
+        out *= -1.0 / 12.0
+        out += self.centre * u
+        return out
 
     def apply(self, u: np.ndarray) -> np.ndarray:
-        return (self.diag * u - _neighbour_sum(u)) * self.m
+        out = self.unmasked(u)
+        out *= self.m
+        return out
+
+    def smooth(self, e: np.ndarray, r: np.ndarray) -> None:
+        """One damped Jacobi sweep on ``A e = r``, in place: ``e += w (r - A e)``."""
+        t = self.unmasked(e)
+        np.subtract(r, t, out=t)
+        t *= self.w  # w holds the mask: what the unmasked product adds outside is zeroed
+        e += t
 
     def coarser(self, dtype: type) -> _Level:
         """A coarse pixel is unknown when all four of its fine pixels are."""
@@ -90,7 +118,8 @@ class _Level:
 
 def _restrict(r: np.ndarray) -> np.ndarray:
     h, w = r.shape[-2:]
-    r = np.pad(r, [(0, 0), (0, 0), (0, h % 2), (0, w % 2)])
+    if h % 2 or w % 2:
+        r = np.pad(r, [(0, 0), (0, 0), (0, h % 2), (0, w % 2)])
     b, c, hh, ww = r.shape
     return r.reshape(b, c, hh // 2, 2, ww // 2, 2).sum(axis=(3, 5))
 
@@ -99,7 +128,7 @@ def _prolong(e: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return e.repeat(2, axis=2).repeat(2, axis=3)[..., : shape[0], : shape[1]]
 
 
-def _v_cycle(levels: list[_Level], k: int, r: np.ndarray, omega: float = 0.8) -> np.ndarray:
+def _v_cycle(levels: list[_Level], k: int, r: np.ndarray) -> np.ndarray:
     """One symmetric V-cycle (damped Jacobi smoothing, 2 sweeps each way) for ``A e = r``.
 
     Restriction sums 2x2 blocks and prolongation copies back (its transpose),
@@ -107,21 +136,36 @@ def _v_cycle(levels: list[_Level], k: int, r: np.ndarray, omega: float = 0.8) ->
     times the fine one for smooth errors: the sum restriction supplies that 4.
     """
     lv = levels[k]
-    e = omega * r * lv.inv_diag * lv.m
+    e = lv.w * r  # the first sweep, from e = 0
     if k == len(levels) - 1:
         for _ in range(20):
-            e += omega * (r - lv.apply(e)) * lv.inv_diag * lv.m
+            lv.smooth(e, r)
         return e
-    e += omega * (r - lv.apply(e)) * lv.inv_diag * lv.m
+    lv.smooth(e, r)
     coarse = levels[k + 1]
-    e += _prolong(_v_cycle(levels, k + 1, _restrict(r - lv.apply(e)) * coarse.m), lv.shape) * lv.m
+    residual = lv.unmasked(e)
+    np.subtract(r, residual, out=residual)
+    residual *= lv.m
+    fix = _prolong(_v_cycle(levels, k + 1, _restrict(residual) * coarse.m), lv.shape)
+    fix *= lv.m
+    e += fix
     for _ in range(2):
-        e += omega * (r - lv.apply(e)) * lv.inv_diag * lv.m
+        lv.smooth(e, r)
     return e
 
 
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``sum_hw a b`` per image and channel, ``(B, C, 1, 1)``, without the product array."""
+    return np.einsum("bchw,bchw->bc", a, b)[:, :, None, None]
+
+
 def _linear_imputation(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """The noiseless imputation: removed pixels solved for, kept ones as they are. float64."""
+    """The noiseless imputation: removed pixels solved for, kept ones as they are. float64.
+
+    Conjugate gradients in float64, preconditioned by one float32 V-cycle per
+    iteration, for every image and channel of the batch at once; each stops
+    (its step set to 0) when its residual is below ``_TOL`` of its right-hand side.
+    """
     x = np.asarray(images, np.float64)
     fine = _Level(masks, np.float64)
     levels = [_Level(masks, np.float32)]
@@ -132,20 +176,21 @@ def _linear_imputation(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
     r = b.copy()
     z = _v_cycle(levels, 0, r.astype(np.float32)).astype(np.float64)
     p = z.copy()
-    rz = (r * z).sum(axis=(-2, -1), keepdims=True)
-    limit = _TOL**2 * np.maximum((b * b).sum(axis=(-2, -1), keepdims=True), 1e-300)
+    rz = _dot(r, z)
+    limit = _TOL**2 * np.maximum(_dot(b, b), 1e-300)
     for _ in range(_MAX_ITER):
-        if np.all((r * r).sum(axis=(-2, -1), keepdims=True) <= limit):
+        if np.all(_dot(r, r) <= limit):
             break
         ap = fine.apply(p)
-        pap = (p * ap).sum(axis=(-2, -1), keepdims=True)
+        pap = _dot(p, ap)
         alpha = np.divide(rz, pap, out=np.zeros_like(rz), where=pap > 0)
         u += alpha * p
         r -= alpha * ap
         z = _v_cycle(levels, 0, r.astype(np.float32)).astype(np.float64)
-        rz_next = (r * z).sum(axis=(-2, -1), keepdims=True)
+        rz_next = _dot(r, z)
         beta = np.divide(rz_next, rz, out=np.zeros_like(rz), where=rz > 0)
-        p = z + beta * p
+        p *= beta
+        p += z
         rz = rz_next
     else:  # pragma: no cover - the system is SPD; this would be a bug
         raise RuntimeError("ROAD's imputation did not converge; please report this.")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 __all__ = ["plot_evaluation"]
 
@@ -84,6 +85,8 @@ def plot_evaluation(report: Any, *, max_steps: int = 8, size: float = 3.2) -> Fi
     grid = fig.add_gridspec(n_rows, max(len(curve_panels), 1), height_ratios=heights)
     row = 0
     colors = {m: f"C{k % 10}" for k, m in enumerate(report.methods)}
+    # one legend, on the first panel: a method's colour is the same in every panel
+    handles = [Line2D([], [], color=colors[m], label=m) for m in report.methods]
     if curve_panels:
         for col, (key, title, xlabel) in enumerate(curve_panels):
             ax = fig.add_subplot(grid[row, col])
@@ -92,12 +95,12 @@ def plot_evaluation(report: Any, *, max_steps: int = 8, size: float = 3.2) -> Fi
                     pct = np.asarray(report.settings.get("percentages", []), float)
                     for part, style in (("road_morf", "-"), ("road_lerf", "--")):
                         if part in by and len(pct) == by[part].shape[1]:
-                            ax.plot(pct, np.nanmean(by[part], axis=0), style, color=colors[method],
-                                    label=f"{method} {part[5:].upper()}")  # fmt: skip
+                            mean = np.nanmean(by[part], axis=0)
+                            ax.plot(pct, mean, style, color=colors[method])
                 elif key in by:
                     c = by[key]
                     frac = np.linspace(0, 1, c.shape[1])
-                    ax.plot(frac, np.nanmean(c, axis=0), color=colors[method], label=method)
+                    ax.plot(frac, np.nanmean(c, axis=0), color=colors[method])
             better = "lower" if key == "deletion" else "higher"
             if key == "road":
                 ax.set_title("ROAD: MoRF (solid) vs LeRF (dashed)")
@@ -107,7 +110,8 @@ def plot_evaluation(report: Any, *, max_steps: int = 8, size: float = 3.2) -> Fi
             ax.set_xlabel(xlabel)
             ax.set_ylabel(str(report.settings.get("score", "score")))
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=7)
+            if col == 0:
+                ax.legend(handles=handles, fontsize=7)
         row += 1
     if cascades:
         ax = fig.add_subplot(grid[row, :])
@@ -115,18 +119,22 @@ def plot_evaluation(report: Any, *, max_steps: int = 8, size: float = 3.2) -> Fi
         for method, c in cascades.items():
             steps = np.arange(len(c.layers) + 1)
             rho = np.concatenate([[1.0], np.nanmean(c.cascading_spearman, axis=1)])
-            ax.plot(steps, rho, "-o", ms=3, color=colors.get(method), label=f"{method} Spearman")
+            ax.plot(steps, rho, "-o", ms=3, color=colors.get(method))
             if np.isfinite(c.cascading_ssim).any():
                 s = np.concatenate([[1.0], np.nanmean(c.cascading_ssim, axis=1)])
-                ax.plot(steps, s, ":", color=colors.get(method), label=f"{method} SSIM")
+                ax.plot(steps, s, ":", color=colors.get(method))
             labels = ["trained", *c.layers]
         ax.axhline(0.5, color="0.4", ls="--", lw=1)
         ax.set_xticks(np.arange(len(labels)))
         ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
         ax.set_ylabel("similarity to the trained map")
-        ax.set_title("Cascading randomization, top layer first (above the dashed line: fails)")
+        ax.set_title(
+            "Cascading randomization, top layer first: Spearman (solid), SSIM (dotted); "
+            "a method ending above the dashed line fails"
+        )
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
+        if not curve_panels:
+            ax.legend(handles=handles, fontsize=7)
         row += 1
     if tile_rows:
         ax = fig.add_subplot(grid[row, :])

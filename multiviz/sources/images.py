@@ -35,8 +35,10 @@ __all__ = [
     "IMAGENET_STD",
     "ImageBatch",
     "Preprocess",
+    "boxes_to_input",
     "image_files",
     "load_images",
+    "mask_to_input",
     "preprocess_images",
     "read_image",
     "read_images",
@@ -488,25 +490,82 @@ def load_images(source: str | Path, prep: Preprocess) -> ImageBatch:
 # --------------------------------------------------------------------------- helpers
 
 
-def _resize_and_crop(img: np.ndarray, prep: Preprocess) -> np.ndarray:
+def _geometry(h: int, w: int, prep: Preprocess) -> tuple[int, int, int, int] | None:
+    """Where an ``h x w`` image goes: resized to ``(new_h, new_w)``, cropped at ``(top, left)``.
+
+    ``None`` when ``prep`` keeps the image's own size.
+    """
     if prep.size is None:
-        return img
+        return None
     out_h, out_w = prep.size
-    h, w = img.shape[:2]
-    if prep.resize_shorter is not None:
-        # torchvision.transforms.Resize(int): shorter side -> n, longer side truncated
-        n = prep.resize_shorter
-        new_h, new_w = (n, int(n * w / h)) if h <= w else (int(n * h / w), n)
-        img = _resize(img, (new_h, new_w))
-        top = round((new_h - out_h) / 2.0)
-        left = round((new_w - out_w) / 2.0)
-        if top < 0 or left < 0:
-            raise InputShapeError(
-                f"Cannot crop {out_h}x{out_w} from an image resized to {new_h}x{new_w}. "
-                "Pass a smaller --size."
-            )
-        return img[top : top + out_h, left : left + out_w]
-    return _resize(img, (out_h, out_w))
+    if prep.resize_shorter is None:
+        return out_h, out_w, 0, 0
+    # torchvision.transforms.Resize(int): shorter side -> n, longer side truncated
+    n = prep.resize_shorter
+    new_h, new_w = (n, int(n * w / h)) if h <= w else (int(n * h / w), n)
+    top = round((new_h - out_h) / 2.0)
+    left = round((new_w - out_w) / 2.0)
+    if top < 0 or left < 0:
+        raise InputShapeError(
+            f"Cannot crop {out_h}x{out_w} from an image resized to {new_h}x{new_w}. "
+            "Pass a smaller --size."
+        )
+    return new_h, new_w, top, left
+
+
+def _resize_and_crop(img: np.ndarray, prep: Preprocess) -> np.ndarray:
+    where = _geometry(img.shape[0], img.shape[1], prep)
+    if where is None or prep.size is None:
+        return img
+    new_h, new_w, top, left = where
+    img = _resize(img, (new_h, new_w))
+    return img[top : top + prep.size[0], left : left + prep.size[1]]
+
+
+def boxes_to_input(boxes: np.ndarray, shape: tuple[int, int], prep: Preprocess) -> np.ndarray:
+    """Boxes on an original image, moved to the model input :func:`preprocess_images` makes of it.
+
+    Args:
+        boxes: ``(k, 4)`` boxes ``(x0, y0, x1, y1)`` in the original image's
+            pixels (``x`` the column; ends exclusive).
+        shape: the original image's ``(H, W)``.
+        prep: the recipe the image goes through.
+
+    Returns:
+        float64 ``(k, 4)`` in the input's pixels: scaled as the image is
+        resized, shifted by the crop, clipped to the input (a box the crop cuts
+        away entirely becomes empty).
+
+    Example:
+        >>> prep = Preprocess(size=(4, 4), resize_shorter=4)
+        >>> boxes_to_input(np.array([[0, 0, 4, 2]]), (4, 8), prep).tolist()   # 4x8 -> 4x8, crop 2
+        [[0.0, 0.0, 2.0, 2.0]]
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4).copy()
+    where = _geometry(int(shape[0]), int(shape[1]), prep)
+    if where is None or prep.size is None:
+        return b
+    new_h, new_w, top, left = where
+    b[:, [0, 2]] = b[:, [0, 2]] * (new_w / shape[1]) - left
+    b[:, [1, 3]] = b[:, [1, 3]] * (new_h / shape[0]) - top
+    b[:, [0, 2]] = np.clip(b[:, [0, 2]], 0, prep.size[1])
+    b[:, [1, 3]] = np.clip(b[:, [1, 3]], 0, prep.size[0])
+    return b
+
+
+def mask_to_input(mask: np.ndarray, prep: Preprocess) -> np.ndarray:
+    """A region mask of an original image, resized and cropped as the image is; bool ``(h, w)``.
+
+    The mask (any numbers; nonzero is inside) is resized bilinearly as a
+    fraction of inside, then thresholded at one half.
+
+    Example:
+        >>> m = np.zeros((4, 8)); m[:, :2] = 1
+        >>> mask_to_input(m, Preprocess(size=(2, 4))).astype(int).tolist()
+        [[1, 0, 0, 0], [1, 0, 0, 0]]
+    """
+    inside = (np.asarray(mask) != 0).astype(np.float32)[..., None]
+    return _resize_and_crop(inside, prep)[..., 0] >= 0.5
 
 
 def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -121,10 +121,17 @@ def test_cam_on_linear_head_is_w_dot_a_and_its_mean_is_the_logit():
     b = rng.normal(size=7)
     logits = A.mean(axis=(2, 3)) @ W.T + b
     cls = np.array([3, 6])
-    M = cam_math.cam_map(A, W[cls])
+    M = cam_math.cam_map(A, W[cls], relu=False)  # the paper's map: signed
     np.testing.assert_allclose(M[1], np.tensordot(W[6], A[1], axes=1))
     # the defining property of CAM: the class score is the map's mean plus the bias
     np.testing.assert_allclose(M.mean(axis=(1, 2)) + b[cls], logits[[0, 1], cls])
+    # multiviz's default adds the ReLU every other CAM method has
+    assert (M < 0).any()
+    np.testing.assert_allclose(cam_math.cam_map(A, W[cls]), np.maximum(M, 0.0))
+    # the per-channel terms sum to the signed map, and are W[c, k] A_k
+    terms = cam_math.cam_map(A, W[cls], relu=False, reduce=False)
+    np.testing.assert_allclose(terms[0, 2], W[3, 2] * A[0, 2])
+    np.testing.assert_allclose(terms.sum(axis=1), M)
 
 
 def test_score_cam_channel_choice_masks_and_softmax():
@@ -389,8 +396,12 @@ def test_cam_gradient_route_equals_dense_weights(fake):
     out = net.run(x)
     cls = np.array([0, 3, 1])
     want_low = np.einsum("nk,nkhw->nhw", net.w2[cls], out["relu"])
-    raw = mv.cam(net, x, "relu", target=cls, normalize=False)
-    np.testing.assert_allclose(raw, resize_bilinear(want_low, (6, 10)), rtol=1e-4, atol=1e-5)
+    assert (want_low < 0).any()
+    signed = mv.cam(net, x, "relu", target=cls, normalize=False, relu=False)
+    np.testing.assert_allclose(signed, resize_bilinear(want_low, (6, 10)), rtol=1e-4, atol=1e-5)
+    raw = mv.cam(net, x, "relu", target=cls, normalize=False)  # ReLU at the layer, then upsampled
+    want = resize_bilinear(np.maximum(want_low, 0.0), (6, 10))
+    np.testing.assert_allclose(raw, want, rtol=1e-4, atol=1e-5)
     given = mv.cam(net, x, "relu", target=cls, fc_weights=net.w2, normalize=False)
     np.testing.assert_allclose(given, raw, rtol=1e-4, atol=1e-5)
     assert mv.cam(net, x, target=cls).shape == (3, 6, 10)  # layer=None: the last spatial layer
@@ -561,7 +572,8 @@ def test_guided_backprop_and_guided_grad_cam(fake):
     g = fake.gradients(net, x, [], cls, wrt_input=True, guided=True).input_gradient
     np.testing.assert_allclose(mv.guided_backprop(net, x, normalize=False), g, atol=1e-6)
     np.testing.assert_allclose(mv.guided_backprop(net, x), normalize_maps(g), atol=1e-6)
-    heat = mv.grad_cam(net, x, "relu")
+    heat = mv.grad_cam(net, x, "relu", normalize=False)
+    heat = heat / heat.max(axis=(1, 2), keepdims=True)  # the factor's peak is 1, 0 stays 0
     np.testing.assert_allclose(
         mv.guided_grad_cam(net, x, "relu", normalize=False), g * heat[:, None], atol=1e-6
     )

@@ -167,6 +167,38 @@ def test_a_callable_target(framework, builtin, shapes):
     assert mv.score_cam(builtin, x, "relu3", lambda out: out[:, 1] - out[:, 0]).shape == (3, 32, 40)
 
 
+def test_a_callable_target_can_score_the_probability(framework, builtin, shapes):
+    """The documented recipe: a callable gets the logits (also behind a final softmax).
+
+    The chain rule gives the probability's gradient from the logits'
+    gradients: ``d p_k = p_k (d z_k - sum_j p_j d z_j)``, with ``p`` computed
+    here from the model's output in NumPy.
+    """
+    kit = framework
+    if kit.name == "torch":
+        prob = lambda out: kit.torch.softmax(out, dim=1)[:, 2]  # noqa: E731
+    else:
+        prob = lambda out: kit.keras.ops.softmax(out, axis=1)[:, 2]  # noqa: E731
+    x = kit.native(shapes.images)
+    raw = {"aggregation": None, "normalize": False}
+    got = mv.saliency(builtin, x, prob, **raw)
+    logits = kit.run(builtin, shapes.images).astype(np.float64)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g = np.stack([mv.saliency(builtin, x, k, **raw) for k in range(4)], axis=1)  # (N, 4, C, H, W)
+    mean = np.einsum("nk,nkchw->nchw", p, g)
+    want = p[:, 2, None, None, None] * (g[:, 2] - mean)
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+    # a model ending in a softmax hands the callable the same logits: no double softmax
+    soft = kit.with_softmax(builtin)
+    np.testing.assert_allclose(
+        mv.grad_cam(soft, x, kit.softmax_prefix + "relu3", prob, normalize=False),
+        mv.grad_cam(builtin, x, "relu3", prob, normalize=False),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+
+
 def test_a_model_ending_in_softmax_is_explained_on_its_logits(framework, builtin, shapes):
     kit = framework
     soft = kit.with_softmax(builtin)

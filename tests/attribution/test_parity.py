@@ -48,6 +48,19 @@ METHODS = {
     "layer_cam": lambda m, x, t: mv.layer_cam(m, x, "relu2", t),
     "score_cam": lambda m, x, t: mv.score_cam(m, x, "relu3", t, batch_size=64),
     "guided_grad_cam": lambda m, x, t: mv.guided_grad_cam(m, x, "relu3", t),
+    # the CAM options (relu, reduce, upsample)
+    "grad_cam_signed": lambda m, x, t: mv.grad_cam(m, x, "conv3", t, relu=False),
+    "grad_cam_terms": lambda m, x, t: mv.grad_cam(m, x, "relu3", t, reduce=False),
+    "grad_cam_nearest": lambda m, x, t: mv.grad_cam(m, x, "relu3", t, upsample="nearest"),
+    "grad_cam_at_the_layer": lambda m, x, t: mv.grad_cam(m, x, "relu2", t, upsample=False),
+    "layer_cam_terms": lambda m, x, t: mv.layer_cam(m, x, "relu2", t, reduce=False),
+    "cam_signed": lambda m, x, t: mv.cam(m, x, "relu3", t, relu=False, upsample="nearest"),
+    "score_cam_signed_terms": lambda m, x, t: mv.score_cam(
+        m, x, "conv3", t, relu=False, reduce=False, batch_size=64
+    ),
+    "guided_grad_cam_signed": lambda m, x, t: mv.guided_grad_cam(
+        m, x, "conv3", t, relu=False, upsample="nearest"
+    ),
 }
 #: methods taking gradients at points other than the images: compared in float64
 MANY_POINTS = {"smoothgrad", "integrated_gradients"}
@@ -100,7 +113,8 @@ def test_torch_and_keras_give_the_same_maps(models, models64, data, method):
     for target in (None, labels):
         a = METHODS[method](torch_model, x, target)
         b = METHODS[method](keras_model, to_channels_last(x), target)
-        assert a.shape == b.shape and a.shape[-2:] == SIZE
+        assert a.shape == b.shape and a.shape[0] == len(x)
+        assert a.shape[-2:] == ((SIZE[0] // 2, SIZE[1] // 2) if "at_the_layer" in method else SIZE)
         np.testing.assert_allclose(a, b, atol=ATOL, err_msg=f"{method}, target={target}")
         assert a.max() > 0.5  # not trivially equal
 
