@@ -295,7 +295,7 @@ class TorchKit:
 
 
 class KerasKit:
-    """Keras 3 on TensorFlow: Functional models, inputs channels-last."""
+    """Keras 3 on the process's backend: Functional models, inputs channels-last."""
 
     name = "keras"
     layout = "channels_last"
@@ -307,14 +307,18 @@ class KerasKit:
 
     def __init__(self) -> None:
         import keras
-        import tensorflow as tf
 
         from multiviz.backends import backend_by_name
 
         self.keras = keras
-        self.tf = tf
         self.backend = backend_by_name("keras")
-        self.model_error = tf.errors.InvalidArgumentError
+        self.model_error: type[BaseException] = Exception  # JAX: a runtime error of XLA
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self.model_error = tf.errors.InvalidArgumentError
+        elif keras.backend.backend() == "torch":
+            self.model_error = RuntimeError
         self.shape_error_cause = Exception  # ValueError or InvalidArgumentError, by the verb
 
     # -- arrays
@@ -326,7 +330,7 @@ class KerasKit:
         return np.moveaxis(x, -1, 1) if np.ndim(x) == 4 else np.asarray(x)
 
     def tensor(self, x: np.ndarray) -> Any:
-        return self.tf.constant(x)
+        return self.keras.ops.convert_to_tensor(x)
 
     def sum(self, t: Any, axis: Any = None) -> Any:
         return self.keras.ops.sum(t, axis=axis)
@@ -530,16 +534,47 @@ _KERAS_LAYERS: dict[str, type] = {}
 
 def _keras_tripwire(kit: KerasKit) -> type:
     if "tripwire" not in _KERAS_LAYERS:
-        tf = kit.tf
+        check = _keras_finite_check(kit.keras.backend.backend())
 
         class Tripwire(kit.keras.layers.Layer):
             """Identity that fails at run time (eager or traced) when the input holds NaN."""
 
             def call(self, x: Any) -> Any:
-                return tf.debugging.assert_all_finite(x, "tripwire: non-finite activation")
+                return check(x)
 
         _KERAS_LAYERS["tripwire"] = Tripwire
     return _KERAS_LAYERS["tripwire"]
+
+
+def _keras_finite_check(backend: str) -> Any:
+    """``x``, or an error at run time (eager or compiled) when ``x`` holds NaN/Inf."""
+    message = "tripwire: non-finite activation"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return lambda x: tf.debugging.assert_all_finite(x, message)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def fail_if(bad: Any) -> None:
+            if bad:
+                raise FloatingPointError(message)
+
+        def check(x: Any) -> Any:  # raises from the compiled program too
+            jax.debug.callback(fail_if, ~jnp.isfinite(x).all())
+            return x
+
+        return check
+
+    def check_torch(x: Any) -> Any:
+        import torch
+
+        if not bool(torch.isfinite(x).all()):
+            raise RuntimeError(message)
+        return x
+
+    return check_torch
 
 
 def _keras_split(kit: KerasKit) -> type:
