@@ -15,6 +15,7 @@ imports none.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections import OrderedDict
@@ -115,6 +116,10 @@ class TorchKit:
 
     def sum(self, t: Any, axis: Any = None) -> Any:
         return t.sum() if axis is None else t.sum(dim=axis)
+
+    def float64(self) -> Any:
+        """Context manager for float64 work (nothing to switch on in PyTorch)."""
+        return contextlib.nullcontext()
 
     def run(self, model: Any, x: np.ndarray) -> np.ndarray:
         """The model's own forward pass in eval mode, as NumPy."""
@@ -336,7 +341,15 @@ class KerasKit:
         return self.keras.ops.sum(t, axis=axis)
 
     def run(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(self.native(x), training=False))
+        return self.keras.ops.convert_to_numpy(model(self.native(x), training=False))
+
+    def float64(self) -> Any:
+        """Context manager: float64 computes in float64 (JAX: x64 switched on for the block)."""
+        if self.keras.backend.backend() == "jax":
+            import jax
+
+            return jax.enable_x64(True)
+        return contextlib.nullcontext()
 
     # -- models
 

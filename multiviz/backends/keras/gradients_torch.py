@@ -102,7 +102,7 @@ def compute_gradients(
         total = scores.sum()
     keys = list(rec)
     sources = [rec[k] for k in keys] + ([x_t] if wrt_input else [])
-    grads = torch.autograd.grad(total, sources, allow_unused=True)
+    grads = torch.autograd.grad(total, sources, allow_unused=True) if sources else []
     grads = [torch.zeros_like(s) if g is None else g for s, g in zip(sources, grads, strict=True)]
     by_key = dict(zip(keys, grads[: len(keys)], strict=True))
     detached = {k: v.detach() for k, v in rec.items()}
