@@ -75,6 +75,29 @@ def cam_weights(seed: int = 1) -> dict[str, np.ndarray]:
     }
 
 
+def _conv_f64(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1) -> np.ndarray:
+    """NCHW x OIHW, zero padding k // 2, float64 NumPy."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k = w.shape[-1]
+    p = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+    win = sliding_window_view(p, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwij,ocij->nohw", win, w) + b[None, :, None, None]
+
+
+def tanh_logits(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The tanh net's logits in float64 NumPy: an independent reference for any framework."""
+    ic = _conv_f64(_conv_f64(x, w["c0"], w["c0_b"]), w["ic"], w["ic_b"])
+    return np.tanh(ic).mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"]
+
+
+def cam_logits(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The CAM net's logits in float64 NumPy (the strided conv pads 1: TensorFlow's "same" here)."""
+    h = np.maximum(_conv_f64(x, w["conv1"], w["conv1_b"]), 0)
+    h = np.maximum(_conv_f64(h, w["feat"], w["feat_b"], stride=2), 0)
+    return h.mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"]
+
+
 #: guided backprop by hand: x -> W1 x -> relu -> W2 (no biases)
 GUIDED_W1 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)  # (3, 2)
 GUIDED_W2 = np.array([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]], np.float32)  # (2, 3)
@@ -423,7 +446,7 @@ class KerasKit:
 
     def features(self, model: Any, x: np.ndarray, layer: str) -> np.ndarray:
         sub = self.keras.Model(model.inputs[0], model.get_layer(layer).output)
-        return self.canonical(np.asarray(sub(self.native(x))))
+        return self.canonical(self.keras.ops.convert_to_numpy(sub(self.native(x))))
 
     def dense_weights(self, model: Any, name: str) -> np.ndarray:
         return model.get_layer(name).get_weights()[0].T
