@@ -98,10 +98,12 @@ def torch(session: nox.Session) -> None:
     with pruned(session):
         # quantus: its metrics are the reference the evaluation tests agree with; its
         # OpenCV dependency is swapped for the headless wheel (no GUI libraries needed)
+        # timm: the vision-transformer zoo of tests/attribution/test_transformers_torch.py
         session.install(
             "-e",
             ".[dev,torch,ray]",
             *("opencv-python-headless", "cachetools", "pandas", "scikit-image", "scikit-learn"),
+            "timm",
         )
         session.install("--no-deps", "quantus")
         session.run(

@@ -34,7 +34,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 DOCS = Path(__file__).resolve().parent
 OUT = DOCS / "gallery"
-CLI_COMMANDS = ("layers", "maps", "cam", "report", "compare", "demo")
+CLI_COMMANDS = ("layers", "maps", "cam", "stats", "report", "compare", "scan", "demo")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class Recipe:
 
 
 PRELUDE = """\
+import numpy as np
 import torch                        # PyTorch before TensorFlow, always
 import multiviz as mv
 
@@ -124,6 +125,28 @@ fig.savefig("explain.png", dpi=120)
 """,
     ),
     Recipe(
+        "scan_exemplars",
+        """\
+data = mv.shapes_dataset(512, seed=3)                  # 512 images, 128 per shape
+scan = mv.scan(model, data.images, ["relu2", "relu3"], topk=12, progress=False)
+print(scan)
+fig = scan.plot_exemplars("relu3", data=data.images)   # the 8 most active channels
+fig.savefig("scan_exemplars.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "scan_dissection",
+        """\
+data = mv.shapes_dataset(512, seed=3)
+scan = mv.scan(model, data.images, ["relu2", "relu3"], topk=12, progress=False)
+concepts = np.where(data.masks, data.labels[:, None, None], -1)   # (N, H, W): shape index
+dissection = scan.dissect(data.images, concepts, concepts=data.class_names, progress=False)
+print(dissection)
+fig = dissection.plot()
+fig.savefig("scan_dissection.png", dpi=120)
+""",
+    ),
+    Recipe(
         "comparison",
         """\
 import keras                                           # after torch
@@ -133,6 +156,46 @@ report = mv.compare(model, keras_model, x)             # x is NCHW; transposed f
 print(report)
 fig = mv.plot_comparison(report, "conv2")
 fig.savefig("comparison.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "vit_grad_cam",
+        """\
+import matplotlib.pyplot as plt
+
+vit = mv.builtin_model("torch", arch="vit")            # the built-in ViT, 8x8 patches
+batch = mv.shapes_dataset(4, seed=7).images            # (4, 3, 64, 64)
+cams = mv.grad_cam(vit, batch)                         # no layer, no callback
+pictures = mv.to_channels_last(batch)
+fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+for ax, picture, cam in zip(axes, pictures, cams):
+    ax.imshow(picture)
+    ax.imshow(cam, cmap="jet", alpha=0.45)
+    ax.axis("off")
+fig.suptitle("Grad-CAM on the built-in ViT (blocks.3.norm1, chosen automatically)")
+fig.savefig("vit_grad_cam.png", dpi=120)
+""",
+    ),
+    Recipe(
+        "vit_rollout",
+        """\
+import matplotlib.pyplot as plt
+
+vit = mv.builtin_model("torch", arch="vit")
+batch = mv.shapes_dataset(4, seed=7).images
+rows = {
+    "rollout": mv.attention_rollout(vit, batch),
+    "gradient-weighted": mv.attention_rollout(vit, batch, "grad"),
+}
+pictures = mv.to_channels_last(batch)
+fig, axes = plt.subplots(2, 4, figsize=(10, 5.4))
+for row, (title, maps) in zip(axes, rows.items()):
+    for ax, picture, m in zip(row, pictures, maps):
+        ax.imshow(picture)
+        ax.imshow(m, cmap="jet", alpha=0.45)
+        ax.axis("off")
+    row[0].set_title(title, loc="left")
+fig.savefig("vit_rollout.png", dpi=120)
 """,
     ),
 ]
@@ -248,6 +311,28 @@ def run_port_example() -> None:
     print(f"  port_resnet18/ ({len(list(out.glob('*.png')))} figures)")
 
 
+def write_vit_rates() -> None:
+    """The built-in ViT's measured localization rates, as a table the Transformers page includes."""
+    from multiviz.sources.builtin import builtin_metadata
+
+    meta = builtin_metadata(arch="vit")
+    rows = [
+        ("Grad-CAM (blocks.3.norm1)", meta["grad_cam_peak_in_box"]),
+        ("attention rollout", meta["rollout_peak_in_box"]),
+        ("gradient-weighted attention", meta["grad_rollout_peak_in_box"]),
+        ("a random map (box area / image area)", meta["random_map_peak_in_box"]),
+    ]
+    lines = ["| map | peak inside the box |", "|---|---:|"]
+    lines += [f"| {name} | {rate:.0%} |" for name, rate in rows]
+    lines.append("")
+    lines.append(
+        f"Held-out accuracy {meta['heldout_accuracy']:.1%} on {meta['heldout_images']} images "
+        f"(seed {meta['heldout_seed']}); rates on {meta['localization_images']} of them."
+    )
+    (OUT / "vit_localization.md").write_text("\n".join(lines) + "\n")
+    print("  vit_localization.md")
+
+
 def main() -> int:
     import torch  # noqa: F401  (before TensorFlow, always)
 
@@ -255,6 +340,7 @@ def main() -> int:
     print(f"writing {OUT.relative_to(DOCS.parent)}/")
     check_api_reference()
     run_recipes()
+    write_vit_rates()
     write_report()
     write_cli_help()
     run_port_example()

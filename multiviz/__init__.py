@@ -72,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "score_cam": "attribution.cam",
     "layer_cam": "attribution.cam",
     "guided_grad_cam": "attribution.cam",
+    "attention_rollout": "attribution.rollout",
     "explain": "attribution.explain",
     # which map to trust
     "evaluate": "evaluation.evaluate",

@@ -7,6 +7,7 @@ model (input in the model's layout, normally NHWC).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 from multiviz.backends import get_backend
 from multiviz.core.names import layers_of, owner, requests, resolve, select
 from multiviz.core.records import Activations, LayerInfo, LayerTable
+from multiviz.core.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
+from multiviz.errors import MultivizWarning
 
 __all__ = ["capture", "forward", "layers"]
 
@@ -61,6 +64,8 @@ def capture(
     names: str | Sequence[str] | None = None,
     *,
     kind: str | Sequence[str] | None = None,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> Activations:
     """Run ``x`` through ``model`` once and return the chosen layers' outputs.
 
@@ -74,15 +79,28 @@ def capture(
             comes back once per call (``"relu"``, ``"relu#1"``…); a layer with
             several outputs as ``"name[0]"``, ``"name[1]"``….
         kind: keep only layers of this kind, e.g. ``kind="conv"``.
+        token_grid: ``(h, w)``, the patch grid of a vision transformer whose
+            grid multiviz cannot read from the model (it reads timm's,
+            torchvision's and its own built-in ViT's).
+        prefix_tokens: with ``token_grid``: tokens before the patch tokens
+            (class, distillation, register tokens; default 1).
 
     Returns:
         :class:`~multiviz.Activations`: name -> float32 NumPy copy in the
-        canonical layout ``(N, C, H, W)`` / ``(N, C, L)`` / ``(N, F)``.
+        canonical layout ``(N, C, H, W)`` / ``(N, C, L)`` / ``(N, F)``. A
+        vision transformer's token layer ``(N, prefix + h*w, C)`` comes back as
+        its ``(N, C, h, w)`` patch map, its prefix tokens in
+        ``acts.prefix[name]`` ``(N, P, C)``; channels-last maps (Swin stages)
+        come back channels first. Patch tokens whose norm exceeds 4x their
+        image's median are listed in ``acts.artifacts[name]`` and named in
+        one :class:`~multiviz.MultivizWarning` (Darcet et al. 2024).
 
     Raises:
         LayerNotFoundError: a name matched no layer (closest names listed), or a
             layer named explicitly did not run / ran fewer times than ``#k`` says.
         InputShapeError: ``x`` does not fit the model (expected shape named).
+        TokenGridError: ``token_grid`` / ``prefix_tokens`` are malformed or do
+            not fit the token layers' count.
         UnsupportedModelError: ``model`` is neither PyTorch nor Keras.
 
     Example:
@@ -93,10 +111,14 @@ def capture(
         (1, 16, 64, 64)
     """
     backend = get_backend(model)
+    given = token_grid_arg(token_grid, prefix_tokens)
     infos = backend.layers(model)
     asked = requests(names, infos, kind=kind)
     arrays = select(backend.capture(model, x, layers_of(asked)), asked)
-    return Activations(arrays, backend.name, bounds=_bounds(arrays, infos))
+    keep, prefix, artifacts = fold_token_layers(backend, model, x, arrays, given)
+    return Activations(
+        keep, backend.name, bounds=_bounds(keep, infos), prefix=prefix, artifacts=artifacts
+    )
 
 
 def _bounds(arrays: Mapping[str, Any], infos: Sequence[LayerInfo]) -> dict:
@@ -108,6 +130,49 @@ def _bounds(arrays: Mapping[str, Any], infos: Sequence[LayerInfo]) -> dict:
         if found is not None:
             out[key] = by_base[found[0]]
     return out
+
+
+def fold_token_layers(
+    backend: Any, model: Any, x: Any, arrays: dict[str, np.ndarray], given: TokenGrid | None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Token layers among ``arrays`` folded to maps, their prefix tokens, their high-norm tokens.
+
+    One :class:`~multiviz.MultivizWarning` names the high-norm tokens, if any.
+    """
+    if not hasattr(backend, "layouts") or not any(np.ndim(a) == 3 for a in arrays.values()):
+        return arrays, {}, {}
+    size = _input_size(backend, model, x)
+    grid = given or (backend.token_grid(model, size) if size else None)
+    if grid is None:
+        return arrays, {}, {}
+    folded, prefix = fold_arrays(arrays, backend.layouts(model, x, grid), grid)
+    artifacts = {
+        k: found
+        for k, a in folded.items()
+        if k in prefix or (a is not arrays[k] and a.ndim == 4)
+        if len(found := high_norm_tokens(a))
+    }
+    if artifacts:
+        shown = "; ".join(
+            f"{k}: "
+            + ", ".join(f"sample {n} patch ({r}, {c})" for n, r, c in v[:4].tolist())
+            + (f" and {len(v) - 4} more" if len(v) > 4 else "")
+            for k, v in list(artifacts.items())[:4]
+        )
+        warnings.warn(
+            f"High-norm artifact tokens (norm > 4x the image's median patch-token norm; "
+            f"Darcet et al. 2024) in {shown}. They are listed in acts.artifacts.",
+            MultivizWarning,
+            stacklevel=3,
+        )
+    return folded, prefix, artifacts
+
+
+def _input_size(backend: Any, model: Any, x: Any) -> tuple[int, int] | None:
+    shape = tuple(int(d) for d in getattr(x, "shape", ()))
+    if len(shape) != 4:
+        return None
+    return shape[2:4] if backend.input_layout(model) == "channels_first" else shape[1:3]
 
 
 def forward(model: Any, x: Any) -> np.ndarray:

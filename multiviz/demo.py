@@ -9,6 +9,7 @@ writes into ``OUT/<framework>/``:
 * the max map laid over the input image,
 * the layer-statistics figure (dead and saturated fractions per layer),
 * Grad-CAM over the input and a side-by-side figure of attribution methods,
+* the built-in ViT on the same image: a token-map grid, Grad-CAM and attention rollout,
 
 and, when both frameworks ran, ``OUT/parity.txt``: the parity report of the
 two frameworks' activations, layer by layer (the same weights must give the
@@ -22,6 +23,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,8 +55,14 @@ def run_demo(
     *,
     seed: int = 3,
     log: Callable[[str], None] = print,
+    progress: bool | None = None,
 ) -> dict[str, list[Path]]:
     """Run the demo and return the files written, per framework.
+
+    What it prints comes in the order it happens: per framework, what the
+    model predicts, then one ``wrote PATH`` line per file as it is written
+    (under a progress bar on a terminal), then the parity verdict, and
+    ``Done`` last.
 
     Args:
         out_dir: folder to write into (created if missing).
@@ -62,6 +70,8 @@ def run_demo(
             installed framework.
         seed: which generated image to use.
         log: where progress lines go (``print`` by default).
+        progress: show a tqdm progress bar on stderr per framework; ``None``
+            (default) shows it when stderr is a terminal, ``False`` never.
 
     Raises:
         BackendUnavailableError: a requested framework is not installed, or
@@ -70,7 +80,7 @@ def run_demo(
     Example:
         >>> files = run_demo("/tmp/mv-demo", ["torch"], log=lambda s: None)  # doctest: +SKIP
         >>> sorted(p.name for p in files["torch"])[:2]                       # doctest: +SKIP
-        ['aggregate_conv3.png', 'explain.png']
+        ['aggregate_conv3_max.png', 'aggregate_conv3_mean.png']
     """
     from multiviz.errors import BackendUnavailableError
 
@@ -94,16 +104,24 @@ def run_demo(
     written: dict[str, list[Path]] = {}
     captured: dict[str, dict[str, np.ndarray]] = {}
     for fw in frameworks:
-        written[fw], captured[fw] = _one_framework(fw, image, item, out / fw, log)
+        written[fw], captured[fw] = _one_framework(fw, image, item, out / fw, log, progress)
     if len(captured) == 2:
         written["parity"] = [_write_parity(captured, out / "parity.txt", log)]
-    log(f"Done. Open the PNG files under {out.resolve()}")
+    n = sum(len(v) for v in written.values())
+    log(f"Done: {n} files under {out.resolve()}")
     return written
 
 
 def _one_framework(
-    fw: str, image: np.ndarray, item, out: Path, log: Callable[[str], None]
+    fw: str,
+    image: np.ndarray,
+    item: Any,
+    out: Path,
+    log: Callable[[str], None],
+    progress: bool | None,
 ) -> tuple[list[Path], dict[str, np.ndarray]]:
+    from tqdm import tqdm
+
     import multiviz as mv
     from multiviz.sources.builtin import BUILTIN_CLASSES
 
@@ -114,62 +132,142 @@ def _one_framework(
     convs = [info.name for info in mv.layers(model, kind="conv")]
     acts = mv.capture(model, x)
     logits = mv.forward(model, x)[0]
-    label = BUILTIN_CLASSES[int(np.argmax(logits))]
+    top = int(np.argmax(logits))
+    label = BUILTIN_CLASSES[top]
     truth = BUILTIN_CLASSES[int(item.labels[0])]
     log(f"[{fw}] built-in CNN says {label!r} (truth: {truth!r}); {len(acts)} layers captured")
-
-    files: list[Path] = []
-
-    def save(fig, name: str) -> None:
-        path = out / name
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        files.append(path)
-
-    for name in convs:
-        maps = acts[name][0]
-        save(
-            mv.plot_feature_maps(
-                maps,
-                cmap="gray" if name == convs[0] else "viridis",
-                normalize="layer",
-                title=f"{fw} · {name} · {maps.shape[0]} feature maps (one scale for the layer)",
-            ),
-            f"maps_{name}.png",
-        )
     last = convs[-1]
-    for how in ("mean", "max"):
-        save(
-            mv.plot_aggregate(
-                acts[last][0],
-                reduce=how,
-                cmap="plasma",
-                title=f"{fw} · {last} · {how} over channels",
-            ),
-            f"aggregate_{last}_{how}.png",
+
+    # each step draws one figure; they are saved, and announced, one by one
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        (
+            f"maps_{name}.png",
+            lambda name=name: mv.plot_feature_maps(acts[name][0], name=f"{fw} · {name}"),
         )
-    save(
-        mv.plot_overlay(
-            picture,
-            mv.aggregate(acts[last][0], "max"),
-            title=f"{fw} · {last} max map over the input",
+        for name in convs
+    ]
+    steps += [
+        (
+            f"aggregate_{last}_{how}.png",
+            lambda how=how: mv.plot_aggregate(acts[last][0], how, name=f"{fw} · {last}"),
+        )
+        for how in ("mean", "max")
+    ]
+    steps += [
+        (
+            f"overlay_{last}.png",
+            lambda: mv.plot_overlay(
+                picture,
+                mv.aggregate(acts[last][0], "max"),
+                colorbar=True,
+                title=f"{fw} · {last}: max over channels, over the input",
+            ),
         ),
-        f"overlay_{last}.png",
+        (
+            "layer_stats.png",
+            lambda: mv.plot_layer_stats(
+                mv.layer_stats(acts),
+                title=f"{fw} · activation statistics per layer, input at the top (1 image)",
+            ),
+        ),
+        (
+            "grad_cam.png",
+            lambda: mv.plot_overlay(
+                picture,
+                mv.grad_cam(model, x, layer=last)[0],
+                colorbar=True,
+                title=f"{fw} · Grad-CAM at {last}: evidence for class {top} ({label})",
+            ),
+        ),
+        (
+            "explain.png",
+            lambda: mv.explain(
+                model,
+                x,
+                methods=["grad_cam", "grad_cam_plus_plus", "score_cam", "layer_cam", "saliency"],
+                layer=last,
+                image=picture[None],
+                class_names=BUILTIN_CLASSES,
+            ).plot(),
+        ),
+    ]
+    files: list[Path] = []
+    bar = tqdm(
+        total=len(steps) + len(_VIT_FIGURES),
+        desc=f"[{fw}] figures",
+        unit="fig",
+        leave=False,
+        disable=_off(progress),
     )
-    save(mv.plot_layer_stats(acts), "layer_stats.png")
-    cam = mv.grad_cam(model, x, layer=last)
-    save(
-        mv.plot_overlay(picture, cam[0], title=f"{fw} · Grad-CAM at {last} for {label!r}"),
-        "grad_cam.png",
-    )
-    maps = mv.explain(
-        model,
-        x,
-        methods=["grad_cam", "grad_cam_plus_plus", "score_cam", "layer_cam", "saliency"],
-        layer=last,
-    )
-    save(mv.plot_explanations(picture, maps), "explain.png")
-    log(f"[{fw}] {len(files)} figures in {out}")
+
+    def say(line: str) -> None:  # a line between bar redraws, so both stay readable
+        bar.clear()
+        log(line)
+        bar.refresh()
+
+    def save_all(todo: Sequence[tuple[str, Callable[[], Any]]]) -> None:
+        for name, draw in todo:
+            path = out / name
+            draw().savefig(path, dpi=100, bbox_inches="tight")
+            files.append(path)
+            bar.update()
+            say(f"wrote {path}")
+
+    save_all(steps)
+    save_all(_vit_figures(fw, x, picture, say))
+    bar.close()
     return files, dict(acts)
+
+
+def _off(progress: bool | None) -> bool | None:
+    """tqdm's ``disable``: None shows the bar only on a terminal."""
+    return None if progress is None else not progress
+
+
+#: the files of the built-in ViT's figures, in the order they are written
+_VIT_FIGURES = ("vit_maps_blocks.3.norm1.png", "vit_grad_cam.png", "vit_rollout.png")
+
+
+def _vit_figures(
+    fw: str, x: np.ndarray, picture: np.ndarray, say: Callable[[str], None]
+) -> list[tuple[str, Callable[[], Any]]]:
+    """The built-in ViT on the same image: a token map grid, Grad-CAM, rollout."""
+    import multiviz as mv
+    from multiviz.sources.builtin import BUILTIN_CLASSES
+
+    vit = mv.builtin_model(fw, arch="vit")
+    top = int(np.argmax(mv.forward(vit, x)[0]))
+    label = BUILTIN_CLASSES[top]
+    say(f"[{fw}] built-in ViT says {label!r}")
+    acts = mv.capture(vit, x, ["blocks.3.norm1"])
+    maps, grid, roll = _VIT_FIGURES
+    return [
+        (
+            maps,
+            lambda: mv.plot_feature_maps(
+                acts["blocks.3.norm1"][0],
+                name=f"{fw} · built-in ViT · blocks.3.norm1 (token maps on the 8x8 patch grid)",
+            ),
+        ),
+        (
+            grid,
+            lambda: mv.plot_overlay(
+                picture,
+                mv.grad_cam(vit, x)[0],  # no layer: the last block's first norm
+                colorbar=True,
+                title=f"{fw} · ViT Grad-CAM: evidence for class {top} ({label})",
+            ),
+        ),
+        (
+            roll,
+            lambda: mv.plot_overlay(
+                picture,
+                mv.attention_rollout(vit, x)[0],
+                colorbar=True,
+                title=f"{fw} · ViT attention rollout",
+            ),
+        ),
+    ]
 
 
 def _write_parity(
@@ -180,6 +278,7 @@ def _write_parity(
     report = compare_activations(captured["torch"], captured["keras"], labels=("torch", "keras"))
     path.write_text(str(report) + "\n")
     verdict = "agree" if report.first_divergence is None else "DISAGREE"
+    log(f"wrote {path}")
     log(f"PyTorch and Keras {verdict} on every layer of the built-in CNN (table: {path})")
     return path
 

@@ -18,6 +18,8 @@ received, what is valid, and how to fix it.
     ├── TargetError (ValueError)              `target` does not fit the batch or the output
     ├── NotSpatialLayerError (ValueError)     a CAM layer does not output (N, C, H, W)
     ├── CamHeadError (ValueError)             CAM needs pooling and a dense head
+    ├── TokenGridError (ValueError)           a ViT's patch grid is unknown or does not fit
+    ├── UnsupportedAttentionError (ValueError) attention rollout cannot read an attention layer
     ├── TransferError (ValueError)            weights cannot be converted or copied
     ├── ImageError (ValueError)               an image file or array cannot be read
     ├── WeightsFileError (ValueError)         the built-in model's weights file
@@ -51,8 +53,10 @@ __all__ = [
     "NotSpatialLayerError",
     "ScanFileError",
     "TargetError",
+    "TokenGridError",
     "TransferError",
     "UnsafeFileError",
+    "UnsupportedAttentionError",
     "UnsupportedModelError",
     "UsageError",
     "WeightsFileError",
@@ -61,10 +65,6 @@ __all__ = [
 
 class MultivizError(Exception):
     """Base class of every error multiviz raises on purpose."""
-
-
-class MultivizWarning(UserWarning):
-    """Something the caller should know about a result, that does not stop it (NaN maps…)."""
 
 
 # --------------------------------------------------------------------------- models, frameworks
@@ -112,6 +112,14 @@ class CamHeadError(MultivizError, ValueError):
 
 
 # --------------------------------------------------------------------------- weights, files, sources
+
+
+class TokenGridError(MultivizError, ValueError):
+    """A token layer's patch grid is unknown, or does not fit its token count."""
+
+
+class UnsupportedAttentionError(MultivizError, ValueError):
+    """An attention layer whose probabilities multiviz cannot recompute (or no attention at all)."""
 
 
 class TransferError(MultivizError, ValueError):
@@ -182,3 +190,7 @@ def layer_hint(name: str, names: Collection[str]) -> str:
     if near:
         return f" Closest layer names: {near}. See mv.layers(model) for all {len(names)}."
     return f" See mv.layers(model) for the {len(names)} layer names."
+
+
+class MultivizWarning(UserWarning):
+    """Something the caller should know about a result, that does not stop it (NaN maps…)."""

@@ -32,6 +32,8 @@ import numpy as np
 
 import multiviz as mv
 from multiviz.core.names import owner, resolve
+from multiviz.core.normalize import resolve_mode
+from multiviz.core.views import plural
 
 __all__ = ["ReportLayer", "html_report", "png_data_uri", "write_atomic"]
 
@@ -57,6 +59,7 @@ class ReportLayer:
     grid_uri: str = ""
     grid_caption: str = ""
     aggregate_uri: str = ""
+    aggregate_caption: str = ""
     stats: dict[str, str] = field(default_factory=dict)
     top_channels: list[tuple[int, str]] = field(default_factory=list)
     note: str = ""
@@ -74,7 +77,7 @@ def html_report(
     class_names: Sequence[str] | None = None,
     preprocessing: str = "",
     max_maps: int = 64,
-    cmap: str = "viridis",
+    cmap: str | None = None,
     cam: bool = True,
     notes: Sequence[str] = (),
     progress: Callable[[Iterable[Any]], Iterable[Any]] | None = None,
@@ -93,8 +96,10 @@ def html_report(
         image: where the image came from (shown in the summary).
         class_names: names of the output classes, for the prediction table.
         preprocessing: one line on how the image was prepared.
-        max_maps: feature maps per grid (the first channels).
-        cmap: colormap of grids and channel-mean maps.
+        max_maps: feature maps per grid: past it, the most active channels
+            (highest mean), each numbered on its tile.
+        cmap: colormap of grids and channel-mean maps; default ``"viridis"``,
+            ``"RdBu_r"`` centred on 0 for signed layers.
         cam: add a Grad-CAM overlay at the last convolution layer.
         notes: extra lines for the summary.
         progress: wraps the per-layer loop (e.g. ``tqdm``).
@@ -154,6 +159,7 @@ def html_report(
         stats_uri=stats_uri,
         layers=sections,
         cmap=cmap,
+        preprocessing=preprocessing,
     )
 
 
@@ -172,7 +178,7 @@ def _layer_section(
     info: Any,
     record: Any,
     max_maps: int,
-    cmap: str,
+    cmap: str | None,
 ) -> ReportLayer:
     section = ReportLayer(
         name=name,
@@ -188,22 +194,51 @@ def _layer_section(
         section.note = f"Output shape {tuple(one.shape)} is not a stack of 2-D maps: no grid."
         return section
     channels, h, w = one.shape
+    mode = resolve_mode(one)  # signed layers: one scale, 0 at the centre of a diverging map
+    colors = cmap or ("RdBu_r" if mode == "symmetric" else "viridis")
     shown = min(channels, max_maps)
+    # past max_maps, the most active channels (by mean), in channel order: every channel
+    # the text names as "most active" is in the grid, numbered on its tile
+    chosen = np.sort(mv.select_channels(one, top=shown)) if shown < channels else None
     per_row = int(np.ceil(np.sqrt(shown)))
     # shrink big maps by block averaging (the activations, not the colours) so
     # the grid stays near _MAX_GRID_PX and its PNG keeps the colormap's palette
     factor = max(1, int(np.ceil(per_row * (max(h, w) + 1) / _MAX_GRID_PX)))
-    maps = _block_mean(one[:shown], factor)
+    maps = _block_mean(one, factor)
     tile = max(maps.shape[1:]) * per_row
     upscale = max(1, _MIN_GRID_PX // max(tile, 1))
-    grid = mv.feature_map_image(maps, cmap=cmap, upscale=upscale)
+    grid = mv.feature_map_image(
+        maps, channels=chosen, cmap=colors, normalize=mode, upscale=upscale, labels=True
+    )
     section.grid_uri = png_data_uri(grid)
-    which = f"{shown} of {channels} channels" if shown < channels else f"all {channels} channels"
+    which = (
+        f"the {shown} most active of {channels} channels (highest mean), in channel order"
+        if chosen is not None
+        else f"all {plural(channels, 'channel')}"
+    )
     reduced = f", shown at 1/{factor} resolution" if factor > 1 else ""
-    section.grid_caption = f"{which}, each {h}x{w}{reduced}, each scaled to its own range"
-    mean_map = mv.aggregate(one, "mean")  # (H, W), drawn as one min-max scaled tile
-    mean_rgb = mv.feature_map_image(mean_map[None], cmap=cmap, pad=0)
+    scale = (
+        "one scale for the layer, 0 at the white centre (blue below, red above)"
+        if mode == "symmetric"
+        else "each scaled to its own range"
+    )
+    section.grid_caption = (
+        f"{which}, each {h}x{w}{reduced}; {scale}; colormap {colors}; "
+        "the channel number is in each tile's top-left corner"
+    )
+    mean_map = mv.aggregate(one, "mean")  # (H, W), drawn as one tile
+    mean_mode = resolve_mode(mean_map)
+    mean_rgb = mv.feature_map_image(
+        mean_map[None],
+        cmap=cmap or ("RdBu_r" if mean_mode == "symmetric" else "viridis"),
+        normalize=mean_mode,
+        pad=0,
+    )
     section.aggregate_uri = png_data_uri(_enlarge(mean_rgb, _MIN_MAP_PX))
+    lo, hi = float(np.nanmin(mean_map)), float(np.nanmax(mean_map))
+    section.aggregate_caption = f"Mean over channels, from {_fmt(lo)} to {_fmt(hi)}" + (
+        "; 0 at the white centre (blue below, red above)." if mean_mode == "symmetric" else "."
+    )
     per_channel = one.reshape(channels, -1).mean(axis=1)
     order = np.argsort(-per_channel, kind="stable")[:5]
     section.top_channels = [(int(c), _fmt(per_channel[c])) for c in order]
@@ -244,7 +279,7 @@ def _cam_view(
     except Exception as err:  # the report is still useful without the CAM
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         return _cam_note(f"Grad-CAM skipped at {layer!r}: {first[:300]}")
-    overlay = mv.overlay_image(display, heat[0], alpha=0.5, cmap="jet")
+    overlay = mv.overlay_image(display, heat[0])  # opacity follows the map: the image stays
     return {"uri": png_data_uri(overlay), "layer": layer, "anchor": "", "note": ""}
 
 

@@ -20,6 +20,9 @@ EXPECTED = {
     "layer_stats.png",
     "grad_cam.png",
     "explain.png",
+    "vit_maps_blocks.3.norm1.png",  # the built-in ViT on the same image
+    "vit_grad_cam.png",
+    "vit_rollout.png",
 }
 
 
@@ -32,11 +35,19 @@ def _check_pictures(files: list[Path]) -> None:
 
 
 @pytest.mark.torch
-def test_demo_torch(tmp_path: Path) -> None:
+def test_demo_torch(tmp_path: Path, capsys) -> None:
     lines: list[str] = []
-    files = run_demo(tmp_path, ["torch"], log=lines.append)
+    files = run_demo(tmp_path, ["torch"], log=lines.append, progress=True)
     _check_pictures(files["torch"])
+    # in the order it happens: the prediction, each file as it is written, then Done
     assert "says 'triangle' (truth: 'triangle')" in lines[0]
+    vit = next(k for k, line in enumerate(lines) if "built-in ViT says" in line)
+    assert lines[1:vit] + lines[vit + 1 : -1] == [f"wrote {p}" for p in files["torch"]]
+    assert lines[vit + 1] == f"wrote {tmp_path / 'torch' / 'vit_maps_blocks.3.norm1.png'}"
+    assert all(p.exists() for p in files["torch"])
+    assert lines[-1] == f"Done: 12 files under {tmp_path.resolve()}"
+    bar = capsys.readouterr().err  # tqdm's bar on stderr
+    assert "[torch] figures" in bar and "12/12" in bar
 
 
 @pytest.mark.keras

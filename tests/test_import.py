@@ -35,6 +35,7 @@ def _modules_after(code: str) -> set[str]:
         "import multiviz",
         "import multiviz as mv; mv.normalize; mv.montage; mv.aggregate; mv.plot_feature_maps",
         "import multiviz as mv; mv.capture; mv.layers; mv.grad_cam; mv.compare",
+        "import multiviz as mv; mv.scan; mv.load_scan; mv.Scan; mv.channel_stats",
     ],
 )
 def test_import_loads_no_framework(code: str) -> None:
@@ -42,6 +43,8 @@ def test_import_loads_no_framework(code: str) -> None:
     assert not {m for m in loaded if m.split(".")[0] in FRAMEWORKS}
     if "plot_" not in code and "montage" not in code:
         assert not {m for m in loaded if m.startswith("matplotlib")}
+    assert "datasketches" not in loaded  # imported on the first sketch, not before
+    assert not {m for m in loaded if m.split(".")[0] == "ray"}  # only engine="ray" imports it
 
 
 def test_public_names_resolve() -> None:

@@ -8,6 +8,7 @@ arrays, and the statistics in the tables with values computed here with NumPy.
 from __future__ import annotations
 
 import base64
+import html
 import html.parser
 import io
 import os
@@ -200,14 +201,26 @@ def test_report_images_match_the_api(torch_report):
     by_alt = {img["alt"]: _decode(img["src"]) for img in page.images}
     np.testing.assert_array_equal(by_alt["The input image, as the model sees it"], display)
     heat = mv.grad_cam(model, x, "conv3")
-    want = mv.overlay_image(display, heat[0], alpha=0.5, cmap="jet")
+    want = mv.overlay_image(display, heat[0])  # opacity follows the map, turbo
     np.testing.assert_array_equal(by_alt["Grad-CAM overlay at layer conv3"], want)
-    acts = mv.capture(model, x, ["conv2"])["conv2"][0]  # (32, 24, 28)
+    acts = mv.capture(model, x, ["conv2"])["conv2"][0]  # (32, 24, 28), signed
     grid = by_alt["Feature maps of conv2"]
-    small = mv.feature_map_image(acts[:12], cmap="viridis")
-    factor = grid.shape[1] // small.shape[1]
-    assert factor >= 1 and grid.shape == (small.shape[0] * factor, small.shape[1] * factor, 3)
-    np.testing.assert_array_equal(grid[::factor, ::factor], small)
+    # the 12 most active channels (highest mean) in channel order, one symmetric scale,
+    # diverging colormap; each tile numbered
+    top = np.sort(np.argsort(-acts.mean(axis=(1, 2)), kind="stable")[:12])
+    plain = mv.feature_map_image(acts, channels=top, cmap="RdBu_r", normalize="symmetric")
+    factor = grid.shape[1] // plain.shape[1]
+    assert factor >= 1 and grid.shape == (plain.shape[0] * factor, plain.shape[1] * factor, 3)
+    labelled = mv.feature_map_image(
+        acts, channels=top, cmap="RdBu_r", normalize="symmetric", upscale=factor, labels=True
+    )
+    np.testing.assert_array_equal(grid, labelled)
+    differ = np.any(grid[::factor, ::factor] != plain, axis=-1)
+    assert 0 < differ.mean() < 0.1  # only the number boxes in the tiles' corners
+    # every channel the text calls "most active" is a numbered tile of the grid
+    cells = [row for row in page.rows if row and row[0] == "most active channels"]
+    named = [int(c) for c in __import__("re").findall(r"#(\d+)", cells[1][1])]  # conv2's
+    assert len(named) == 5 and set(named) <= set(top.tolist())
 
 
 @pytest.mark.torch
@@ -260,3 +273,56 @@ def test_keras_report():
     assert any(img["alt"] == "Grad-CAM overlay at layer conv3" for img in page.images)
     display = _decode(next(i["src"] for i in page.images if i["alt"].startswith("The input")))
     assert display.shape == (40, 48, 3)
+
+
+def test_stamped_numbers_are_read_back():
+    """The 3x5 digits land where they should, white on a black box, and only if they fit."""
+    from multiviz.render.rgb import _DIGITS, stamp_number
+
+    img = np.full((60, 60, 3), 128, np.uint8)
+    assert stamp_number(img, 35, (10, 5), (60, 60))
+    s = 2  # 60 px tall tile: digits enlarged twice
+    box = img[10 : 10 + 7 * s, 5 : 5 + 9 * s, 0]
+    for k, digit in enumerate("35"):
+        glyph = np.array([int(b) for b in _DIGITS[digit]]).reshape(5, 3).astype(bool)
+        cell = box[s : s + 5 * s : s, s + 4 * k * s : s + 4 * k * s + 3 * s : s]
+        np.testing.assert_array_equal(cell == 255, glyph)
+        np.testing.assert_array_equal(cell[~glyph], 0)
+    assert (img[:10] == 128).all() and (img[:, 5 + 9 * s :] == 128).all()  # nothing else
+    assert not stamp_number(np.zeros((8, 8, 3), np.uint8), 123, (0, 0), (8, 8))  # too small
+
+
+@pytest.mark.torch
+def test_report_says_exactly_how_each_model_source_was_preprocessed(tmp_path):
+    """Built-in and saved models are stretched and not normalised: the report says so,
+    and why; torchvision models get torchvision's recipe, named as such."""
+    import torch
+
+    import multiviz as mv
+    from multiviz.cli import main
+
+    image = tmp_path / "wide.png"
+    Image.fromarray(np.zeros((40, 80, 3), np.uint8)).save(image)
+    pt2 = tmp_path / "m.pt2"
+    model = mv.builtin_model("torch")
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 64, 64),)), str(pt2))
+    expect = {
+        "builtin": ("resized to 64x64 (stretched", "not normalised", "built-in model's training"),
+        str(pt2): ("resized to 64x64 (stretched", "not normalised", "does not record how"),
+        "torchvision:resnet18": ("shorter side resized to 256 and centre-cropped to 224x224",
+                                 "(x - mean) / std", "torchvision's recipe"),
+    }  # fmt: skip
+    for spec, needles in expect.items():
+        out = tmp_path / "r.html"
+        argv = ["-q", "report", spec, str(image), "-o", str(out), "--layers", "*conv1", "--no-cam"]
+        assert main([*argv, "--weights", "none"] if ":" in spec else argv) == 0
+        text = html.unescape(out.read_text())
+        caption = text[text.index("The input as the model sees it") :][:600]
+        for needle in needles:
+            assert needle in caption, (spec, needle)
+        assert "resized and cropped" not in text
+    out = tmp_path / "r.html"
+    assert main(["-q", "report", "builtin", str(image), "-o", str(out), "--no-normalize",
+                 "--size", "32", "--layers", "conv1", "--no-cam"]) == 0  # fmt: skip
+    assert "resized to 32x32 (stretched" in out.read_text()
+    assert "as asked by --size, --no-normalize" in out.read_text()

@@ -8,6 +8,7 @@ layers, scaling, memory) are in :mod:`multiviz.attribution`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ def grad_cam(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
     """Grad-CAM (Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks").
 
@@ -55,11 +58,20 @@ def grad_cam(
         target: what is explained (see the module docstring).
         normalize: scale each sample to ``[0, 1]``; False returns raw values.
         batch_size: the most inputs sent to the backend at once.
+        token_grid: ``(h, w)`` patch grid of a vision transformer multiviz
+            cannot read it from (token layers are folded to maps on it; the
+            grids of timm, torchvision and built-in ViTs are read from the model).
+        prefix_tokens: with ``token_grid``: tokens before the patch tokens.
+
+    With no ``layer``, the last layer whose map varies over space and whose
+    gradient reaches the target is used: on a ViT that reads its class token,
+    the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
         float32 ``(N, H, W)`` at the input's size.
 
     Raises:
+        TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
         LayerNotFoundError: no such layer (closest names listed).
 
@@ -71,8 +83,9 @@ def grad_cam(
         (2, 64, 64)
     """
     return _gradient_cam(
-        cam_math.grad_cam_map, "Grad-CAM", model, x, layer, target, normalize, batch_size
-    )
+        cam_math.grad_cam_map, "Grad-CAM", model, x, layer, target, normalize, batch_size,
+        token_grid, prefix_tokens,
+    )  # fmt: skip
 
 
 def grad_cam_plus_plus(
@@ -83,6 +96,8 @@ def grad_cam_plus_plus(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
     """Grad-CAM++ (Chattopadhyay et al. 2018, "Grad-CAM++: Improved Visual Explanations").
 
@@ -107,6 +122,8 @@ def grad_cam_plus_plus(
         target,
         normalize,
         batch_size,
+        token_grid,
+        prefix_tokens,
     )
 
 
@@ -118,6 +135,8 @@ def layer_cam(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
     """LayerCAM (Jiang et al. 2021, "LayerCAM: Exploring Hierarchical Class Activation Maps").
 
@@ -132,8 +151,9 @@ def layer_cam(
         (1, 64, 64)
     """
     return _gradient_cam(
-        cam_math.layer_cam_map, "LayerCAM", model, x, layer, target, normalize, batch_size
-    )
+        cam_math.layer_cam_map, "LayerCAM", model, x, layer, target, normalize, batch_size,
+        token_grid, prefix_tokens,
+    )  # fmt: skip
 
 
 def _gradient_cam(
@@ -145,8 +165,10 @@ def _gradient_cam(
     target: Any,
     normalize: bool,
     batch_size: int,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, method)
     result = call.gradients([name], call.check_target(target))
     acts = call.spatial(result.activations, name, method)
@@ -163,6 +185,8 @@ def cam(
     pool_layer: str | None = None,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
     """CAM (Zhou et al. 2016, "Learning Deep Features for Discriminative Localization").
 
@@ -192,11 +216,20 @@ def cam(
             Its output is checked to be the spatial mean of ``layer``'s.
         normalize: scale each sample to ``[0, 1]``; False returns raw values.
         batch_size: the most inputs sent to the backend at once.
+        token_grid: ``(h, w)`` patch grid of a vision transformer multiviz
+            cannot read it from (token layers are folded to maps on it; the
+            grids of timm, torchvision and built-in ViTs are read from the model).
+        prefix_tokens: with ``token_grid``: tokens before the patch tokens.
+
+    With no ``layer``, the last layer whose map varies over space and whose
+    gradient reaches the target is used: on a ViT that reads its class token,
+    the last block's first norm (see :func:`~multiviz.attribution.model_call.choose_layer`).
 
     Returns:
         float32 ``(N, H, W)`` at the input's size.
 
     Raises:
+        TokenGridError: ``layer`` outputs tokens and the patch grid is unknown.
         NotSpatialLayerError: ``layer`` does not output a spatial map.
         CamHeadError: no pooling layer, or its output is not the spatial mean
             of ``layer``'s, or ``fc_weights`` does not fit.
@@ -207,7 +240,7 @@ def cam(
         >>> mv.cam(model, mv.sample_image()[None], "relu3").shape  # doctest: +SKIP
         (1, 64, 64)
     """
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, "CAM")
     target = call.check_target(target)
     if fc_weights is not None:
@@ -290,6 +323,8 @@ def score_cam(
     *,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
     """Score-CAM (Wang et al. 2020, "Score-CAM: Score-Weighted Visual Explanations").
 
@@ -312,7 +347,7 @@ def score_cam(
         >>> mv.score_cam(model, mv.sample_image()[None], "relu3", batch_size=64).shape  # doctest: +SKIP
         (1, 64, 64)
     """
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, "Score-CAM")
     target = call.fixed_target(call.check_target(target))
     acts = call.spatial({name: call.capture(name)}, name, "Score-CAM")
@@ -348,6 +383,8 @@ def guided_grad_cam(
     aggregation: str | None = None,
     normalize: bool = True,
     batch_size: int = BATCH_SIZE,
+    token_grid: Sequence[int] | None = None,
+    prefix_tokens: int | None = None,
 ) -> np.ndarray:
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM.
 
@@ -374,7 +411,7 @@ def guided_grad_cam(
         (1, 3, 64, 64)
     """
     check_aggregation(aggregation)
-    call = ModelCall.make(model, x, batch_size)
+    call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens)
     name = call.resolve_layer(layer, "Guided Grad-CAM")
     target = call.check_target(target)
     result = call.gradients([name], target)

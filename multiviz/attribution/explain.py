@@ -18,9 +18,10 @@ from multiviz.attribution import cam, cam_math, gradient
 from multiviz.attribution.maps import aggregate_channels, normalize_maps
 from multiviz.attribution.model_call import ModelCall
 from multiviz.core.layout import to_channels_last
+from multiviz.core.views import MAX_LINES, array_summary, clip_rows, plural, text_table
 from multiviz.errors import closest
 
-__all__ = ["METHODS", "TITLES", "Explanations", "explain"]
+__all__ = ["LAYER_METHODS", "METHODS", "TITLES", "Explanations", "explain"]
 
 #: Method name -> the title a figure gives it.
 TITLES: dict[str, str] = {
@@ -39,6 +40,15 @@ TITLES: dict[str, str] = {
 }
 #: The method names :func:`explain` accepts.
 METHODS: tuple[str, ...] = tuple(TITLES)
+#: The methods that read a layer's activations (the others explain the input pixels).
+LAYER_METHODS: tuple[str, ...] = (
+    "cam",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "layer_cam",
+    "score_cam",
+    "guided_grad_cam",
+)
 
 # methods computed from one shared gradient pass at `layer` (and the input)
 _FROM_LAYER = {
@@ -59,6 +69,7 @@ class Explanations(dict):
         targets: the class explained per sample, ``(N,)``, or ``None`` for a
             callable target.
         layer: the layer the CAM methods used, or ``None``.
+        class_names: the name of each class, where known (for titles).
     """
 
     def __init__(
@@ -67,21 +78,55 @@ class Explanations(dict):
         image: np.ndarray,
         targets: np.ndarray | None,
         layer: str | None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(maps)
         self.image = image
         self.targets = targets
         self.layer = layer
+        self.class_names = class_names
 
     def plot(self, sample: int = 0, **kwargs: Any) -> Any:
-        """:func:`multiviz.plot_explanations` of this result's image and maps (a Figure)."""
+        """:func:`multiviz.plot_explanations` of this result's image and maps (a Figure).
+
+        The figure names the methods, the layer and the class explained for
+        ``sample``; keyword arguments go to :func:`multiviz.plot_explanations`.
+        """
         from multiviz.render.figures import plot_explanations
 
+        kwargs.setdefault("layer", self.layer)
+        if self.targets is not None and len(self.targets):
+            kwargs.setdefault("target", int(np.asarray(self.targets)[sample]))
+        kwargs.setdefault("class_names", self.class_names)
         return plot_explanations(self.image, self, sample=sample, **kwargs)
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}: {tuple(v.shape)}" for k, v in self.items())
-        return f"Explanations(layer={self.layer!r}, {shapes})"
+        n = len(self.image) if np.ndim(self.image) == 4 else 1
+        first = next(iter(self.values()), None)
+        size = "x".join(str(d) for d in np.shape(first)[-2:]) if first is not None else "?"
+        head = (
+            f"Explanations({plural(len(self), 'method')}, {plural(n, 'image')} of {size}"
+            + (f", layer {self.layer!r}" if self.layer else "")
+            + ")"
+        )
+        lines = [head]
+        if self.targets is not None:
+            shown, more = clip_rows([int(t) for t in np.ravel(self.targets)], 8, "samples")
+            names = self.class_names
+            tgt = [f"{t} ({names[t]})" if names and 0 <= t < len(names) else str(t) for t in shown]
+            lines.append("  classes explained: " + ", ".join(tgt) + (f" {more}" if more else ""))
+        rows, more = clip_rows(list(self.items()), MAX_LINES - 3, "methods")
+        table = text_table([[k, TITLES.get(k, k), array_summary(v)] for k, v in rows])
+        lines += ["  " + line for line in table.splitlines()]
+        if more:
+            lines.append("  " + more)
+        return "\n".join(lines)
+
+    def _repr_png_(self) -> bytes:
+        """The figure of sample 0, for notebooks."""
+        from multiviz.render.figures import figure_png
+
+        return figure_png(self.plot())
 
 
 def explain(
@@ -96,6 +141,7 @@ def explain(
     samples: int = 25,
     steps: int = 50,
     seed: int | None = 0,
+    class_names: Sequence[str] | None = None,
 ) -> Explanations:
     """Run several attribution methods on one batch, all explaining the same class.
 
@@ -120,6 +166,7 @@ def explain(
         samples: SmoothGrad's noisy copies per image.
         steps: Integrated Gradients' path points.
         seed: SmoothGrad's noise seed.
+        class_names: the name of each class, for the figure's title.
 
     Returns:
         :class:`Explanations`: a dict name -> float32 ``(N, H, W)`` maps, in
@@ -185,7 +232,7 @@ def explain(
             maps[m] = cam.score_cam(model, call.x, name, **common)
     shown = _display_images(call) if image is None else np.asarray(image)
     targets = target if isinstance(target, np.ndarray) else None
-    return Explanations({m: maps[m] for m in methods}, shown, targets, name)
+    return Explanations({m: maps[m] for m in methods}, shown, targets, name, class_names)
 
 
 def _check_methods(methods: Sequence[str] | str) -> list[str]:

@@ -14,6 +14,7 @@ __all__ = [
     "AGGREGATIONS",
     "aggregate_channels",
     "check_aggregation",
+    "clip_outliers",
     "finish_maps",
     "normalize_maps",
     "upsample_maps",
@@ -101,6 +102,28 @@ def normalize_maps(maps: np.ndarray) -> np.ndarray:
     shifted = maps - lo.reshape(span.shape)
     out = np.divide(shifted, span, out=np.zeros_like(shifted), where=span > 0)
     return out.astype(np.float32)
+
+
+def clip_outliers(heat: np.ndarray, percentile: float = 99.0) -> np.ndarray:
+    """Clip one map's magnitudes at their ``percentile``-th percentile, keeping signs.
+
+    Pixel attributions (saliency, SmoothGrad, Integrated Gradients) are
+    sparse: a few pixels hold the largest values, and scaled by its maximum
+    the rest of the map all but vanishes. Clipping the top 1% of magnitudes
+    for display, as Captum's ``visualize_image_attr`` does
+    (``outlier_perc``), keeps the picture readable. Zeros stay zero; a map
+    whose percentile is 0 is returned unchanged.
+
+    Example:
+        >>> clip_outliers(np.array([[0.0, 1.0], [-2.0, 100.0]]), 50).tolist()
+        [[0.0, 1.0], [-1.5, 1.5]]
+    """
+    m = np.asarray(heat, dtype=np.float32)
+    mag = np.abs(m[np.isfinite(m)])
+    if not mag.size:
+        return m
+    top = float(np.percentile(mag, percentile))
+    return np.clip(m, -top, top) if top > 0 else m
 
 
 def upsample_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -14,6 +14,7 @@ read by :mod:`multiviz.core.names`, targets checked by the contract
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,12 +28,19 @@ from multiviz.backends.contract import check_target
 from multiviz.core.layout import to_channels_first, to_channels_last
 from multiviz.core.names import Request, requests, select
 from multiviz.core.records import LayerInfo
-from multiviz.errors import InputShapeError, LayerNotFoundError, NotSpatialLayerError
+from multiviz.core.tokens import ATTENTION, TokenGrid, fold_arrays, token_grid_arg
+from multiviz.errors import (
+    InputShapeError,
+    LayerNotFoundError,
+    NotSpatialLayerError,
+    TokenGridError,
+)
 
 __all__ = [
     "BATCH_SIZE",
     "ModelCall",
     "as_numpy",
+    "choose_layer",
     "chunks",
     "merge_results",
     "rows_of",
@@ -127,10 +135,23 @@ class ModelCall:
     batch_size: int
     _infos: list[LayerInfo] | None = field(default=None, repr=False)
     _requests: dict[str, Request] = field(default_factory=dict, repr=False)
+    given_grid: TokenGrid | None = None
 
     @classmethod
-    def make(cls, model: Any, x: Any, batch_size: int) -> ModelCall:
-        """Pick the backend and check that ``x`` is a batch of images."""
+    def make(
+        cls,
+        model: Any,
+        x: Any,
+        batch_size: int,
+        token_grid: Sequence[int] | None = None,
+        prefix_tokens: int | None = None,
+    ) -> ModelCall:
+        """Pick the backend and check that ``x`` is a batch of images.
+
+        ``token_grid`` / ``prefix_tokens``: a vision transformer's patch grid,
+        for a model the backend cannot read it from (see :func:`multiviz.capture`).
+        """
+        given = token_grid_arg(token_grid, prefix_tokens)
         backend = get_backend(model)
         layout = backend.input_layout(model)
         if isinstance(x, (list, tuple)):
@@ -144,7 +165,7 @@ class ModelCall:
             )
         if int(batch_size) < 1:
             raise ValueError(f"`batch_size` must be a positive int. Received: {batch_size!r}")
-        return cls(model, x, backend, layout, int(batch_size))
+        return cls(model, x, backend, layout, int(batch_size), given_grid=given)
 
     # -- the input -----------------------------------------------------------------------------
 
@@ -241,7 +262,30 @@ class ModelCall:
                     self.model, data[s], layers, t, wrt_input=wrt_input, guided=guided
                 )
             )
-        return merge_results(parts)
+        result = merge_results(parts)
+        if names:
+            result.activations = self.fold(result.activations)
+            result.gradients = self.fold(result.gradients)
+        return result
+
+    # -- token layers --------------------------------------------------------------------------
+
+    @property
+    def grid(self) -> TokenGrid | None:
+        """The patch grid: the caller's, else the one the backend reads from the model."""
+        if self.given_grid is not None:
+            return self.given_grid
+        reader = getattr(self.backend, "token_grid", None)
+        return reader(self.model, self.size) if reader is not None else None
+
+    def fold(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Token layers ``(N, T, C)`` among ``arrays`` as ``(N, C, h, w)`` patch maps."""
+        if not any(np.ndim(a) == 3 for a in arrays.values()):
+            return arrays
+        grid = self.grid
+        if grid is None:
+            return arrays
+        return fold_arrays(arrays, self.backend.layouts(self.model, self.x, grid), grid)[0]
 
     def scored_forward(self, inputs: Any, target: Targets) -> GradientResult:
         """The pre-softmax output and the target's score per row of ``inputs``; no gradient.
@@ -282,7 +326,7 @@ class ModelCall:
         """One layer's output for the batch, canonical layout."""
         layer = self.request(name).layer
         parts = [
-            self.pick(self.backend.capture(self.model, self.x[s], [layer]), name)
+            self.pick(self.fold(self.backend.capture(self.model, self.x[s], [layer])), name)
             for s in chunks(self.n, self.batch_size)
         ]
         return np.concatenate(parts)
@@ -348,7 +392,7 @@ class ModelCall:
             ValueError: ``layer`` matches several layers.
         """
         if layer is None:
-            return default_layer(self.layer_infos(with_shapes=True), method)
+            return choose_layer(self, None, method)
         if not isinstance(layer, str):
             raise TypeError(
                 f"`layer` must be one layer name (a str). Received: {layer!r}. "
@@ -367,6 +411,13 @@ class ModelCall:
         if arr.ndim == 4 and arr.shape[2] * arr.shape[3] > 1:
             return arr
         shape = tuple(arr.shape)
+        if arr.ndim == 3 and self.grid is None and self._has_attention():
+            raise TokenGridError(
+                f"{method}: layer {name!r} outputs tokens {shape} and this "
+                f"{type(self.model).__name__}'s patch grid cannot be read. Received: "
+                "token_grid=None.\nhint: pass token_grid=(h, w) and prefix_tokens=P (tokens "
+                "before the patch tokens) to fold them into a map."
+            )
         what = "a 1x1 map" if arr.ndim == 4 else f"a rank-{arr.ndim} array, not (N, C, H, W)"
         try:
             candidates = spatial_layers(self.layer_infos(with_shapes=True))[-5:]
@@ -379,10 +430,17 @@ class ModelCall:
             f"usually the last one.{hint}"
         )
 
+    def _has_attention(self) -> bool:
+        return any(_is_attention_type(i.type) for i in self.layer_infos())
+
+
+def _is_attention_type(type_name: str) -> bool:
+    return type_name.endswith("Attention") or type_name in ("MultiheadAttention",)
+
 
 def _is_spatial(info: LayerInfo) -> bool:
     shape = info.shape
-    if shape is None or len(shape) != 4:
+    if info.layout == ATTENTION or shape is None or len(shape) != 4:
         return False
     h, w = shape[2], shape[3]
     return h is None or w is None or h * w > 1
@@ -391,6 +449,82 @@ def _is_spatial(info: LayerInfo) -> bool:
 def spatial_layers(infos: Sequence[LayerInfo]) -> list[str]:
     """Names of the layers known to output maps larger than 1x1, in model order."""
     return [i.name for i in infos if _is_spatial(i)]
+
+
+# model -> {(input shape, grid): chosen layer}
+_CHOSEN: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+_PROBE = 8  # candidate layers checked per gradient pass
+
+
+def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
+    """The layer a CAM method uses when none is given: the last map that reaches the target.
+
+    Candidates are the layers with a spatial output (maps, and token layers
+    folded on the model's patch grid; never attention internals nor layers
+    inside an attention module), last first, a block before its own layers
+    (see :func:`default_layer`). One gradient pass on the first few samples
+    checks up to 8 of them at a time; the first whose map varies over space
+    and whose gradient is not all zero is chosen. That skips, in a ViT that
+    reads its class token, the last block's output and the final norm (after
+    the last attention, nothing carries a patch token to the class token: an
+    all-zero gradient), stopping at the last block's first norm; and in a CNN
+    a pooled map upsampled again (torchvision's AlexNet at 64 px: ``avgpool``
+    repeats a 1x1 map six times each way). The choice is cached per model
+    and input shape.
+
+    Raises:
+        NotSpatialLayerError: no layer outputs a spatial map; or none reaches the target.
+    """
+    key = (tuple(int(d) for d in call.x.shape[1:]), call.given_grid)
+    per_model = _CHOSEN.get(call.model)
+    if per_model is not None and key in per_model:
+        return per_model[key]
+    infos = call.layer_infos(with_shapes=True)
+    candidates = _candidates(infos, method)
+    probe = call.x[: min(call.n, 2)]
+    chosen = None
+    for start in range(0, len(candidates), _PROBE):
+        names = candidates[start : start + _PROBE]
+        result = call.gradients(names, rows_of(target, np.arange(len(probe))), inputs=probe)
+        for name in names:
+            act, grad = call.pick(result.activations, name), call.pick(result.gradients, name)
+            if act.ndim == 4 and _varies(act) and bool(np.any(grad != 0)):
+                chosen = name
+                break
+        if chosen is not None:
+            break
+    if chosen is None:
+        raise NotSpatialLayerError(
+            f"{method}: no spatial layer of this model has a map that varies over space and "
+            f"reaches the target (tried {candidates[:5]}…). Pass layer= explicitly."
+        )
+    try:
+        _CHOSEN.setdefault(call.model, {})[key] = chosen
+    except TypeError:  # a model that cannot be weakly referenced: no cache
+        pass
+    return chosen
+
+
+def _varies(act: np.ndarray) -> bool:
+    """Some channel of some sample is not constant over its map."""
+    flat = act.reshape(act.shape[0], act.shape[1], -1).astype(np.float64)
+    spread = flat.max(axis=2) - flat.min(axis=2)
+    scale = np.abs(flat).max(initial=0.0)
+    return bool(np.any(spread > 1e-6 * max(scale, 1e-30)))
+
+
+def _candidates(infos: Sequence[LayerInfo], method: str) -> list[str]:
+    attention = [i.name for i in infos if _is_attention_type(i.type)]
+
+    def inside(name: str) -> bool:
+        return any(name.startswith(a + sep) for a in attention for sep in "./")
+
+    spatial = [i for i in infos if _is_spatial(i) and not inside(i.name)]
+    if not spatial:
+        default_layer(infos, method)  # raises the "no spatial layer" error
+    first = default_layer(spatial, method)
+    rest = [i.name for i in reversed(spatial) if i.name != first]
+    return [first, *rest]
 
 
 def default_layer(infos: Sequence[LayerInfo], method: str) -> str:

@@ -52,6 +52,9 @@ PARTS = (
     "weights",
     "load",
     "builtin",
+    "builtin_vit",
+    "tokens",
+    "attention",
 )
 
 # framework -> (adapter class, top-level modules that mark a model as that framework's)
@@ -64,6 +67,7 @@ _PURPOSE = {
     "load": "Loading a {framework} model",
     "weights": "Reading the weights of a {framework} model",
     "builtin": "builtin_model({framework!r})",
+    "builtin_vit": "builtin_model({framework!r}, arch='vit')",
 }
 _INSTANCES: dict[str, Backend] = {}
 _BY_TYPE: dict[type, str] = {}

@@ -6,7 +6,6 @@ The drawing subcommands, ``maps`` and ``cam``, are in :mod:`multiviz.cli.drawing
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,19 @@ from multiviz.cli.inputs import (
 from multiviz.cli.output import check_cmap, print_note, print_written, progress_bar
 from multiviz.errors import ModelsDifferError, MultivizError, UsageError
 
-__all__ = ["batch_preprocessing", "cmd_compare", "cmd_demo", "cmd_layers", "cmd_report"]
+__all__ = [
+    "batch_preprocessing",
+    "cmd_compare",
+    "cmd_demo",
+    "cmd_layers",
+    "cmd_report",
+    "cmd_stats",
+]
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    """``multiviz layers MODEL [--kind KIND]``: print the layer table."""
-    loaded = model_from_args(args)
+    """``multiviz layers MODEL [--kind KIND]``: print the layer table (no weights needed)."""
+    loaded = model_from_args(args, needs_weights=False)
     infos = None
     size = loaded.preprocess.size
     if loaded.framework == "torch" and size is not None and loaded.capturable:
@@ -67,7 +73,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``multiviz report MODEL IMAGE -o report.html``: the self-contained HTML report."""
     from multiviz.report import html_report, write_atomic
 
-    check_cmap(args.cmap)
+    if args.cmap is not None:
+        check_cmap(args.cmap)
     loaded = model_from_args(args, "a report of its layers")
     batch = images_from_args(args, loaded)
     notes = list(loaded.notes)
@@ -94,11 +101,64 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``multiviz stats MODEL IMAGE -o stats.png``: the layer-statistics figure and table."""
+    from multiviz.cli.output import check_image_output, encode_figure, write_all
+    from multiviz.core.names import resolve
+
+    check_image_output(args.output)
+    loaded = model_from_args(args, "statistics of its layers")
+    names = None
+    if args.layers is not None or args.kind is not None:
+        names = resolve(args.layers, mv.layers(loaded.model), kind=args.kind)
+    batch = images_from_args(args, loaded)
+    acts = mv.capture(loaded.model, batch.inputs, names)
+    report = mv.layer_stats(acts)
+    title = (
+        f"{loaded.spec.text}: activation statistics per layer, input at the top "
+        f"({len(batch)} image{'s' if len(batch) != 1 else ''})"
+    )
+    fig = mv.plot_layer_stats(report, title=title)
+    if not args.quiet:
+        print(report.table())
+    write_all(args, [(Path(args.output), encode_figure(fig, args.output))])
+    return EXIT_OK
+
+
 def batch_preprocessing(loaded: Any, args: argparse.Namespace) -> str:
-    """The preprocessing line of the report, with the command-line overrides applied."""
-    return loaded.preprocess.override(
+    """What was done to the image, exactly, and why: the report's preprocessing line."""
+    prep = loaded.preprocess.override(
         size=args.size, mean=args.mean, std=args.std, normalize=not args.no_normalize
-    ).describe()
+    )
+    changed = [
+        opt
+        for opt, given in (
+            ("--size", args.size is not None),
+            ("--mean", args.mean is not None),
+            ("--std", args.std is not None),
+            ("--no-normalize", args.no_normalize),
+        )
+        if given
+    ]
+    why = f"as asked by {', '.join(changed)}" if changed else _RECIPE_NOTES.get(loaded.spec.kind)
+    return prep.describe() + (f" ({why})" if why else "")
+
+
+# why each kind of model source gets the preprocessing it gets (said in reports)
+_SAVED = (
+    "a saved model does not record how its training images were prepared: multiviz resizes to "
+    "the model's input size and feeds values in [0, 1]; pass --mean/--std (or --size) if it "
+    "expects otherwise"
+)
+_RECIPE_NOTES = {
+    "builtin": "the built-in model's training recipe",
+    "torchvision": "torchvision's recipe for these weights (weights.transforms())",
+    "keras_app": "the preprocess_input of this keras.applications family",
+    "keras_file": _SAVED,
+    "torch_export": _SAVED,
+    "torchscript": _SAVED,
+    "torch_pickle": _SAVED,
+}
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -108,13 +168,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     specs = list(args.specs)
     _import_torch_first()
-    if specs[0] == "builtin" and len(specs) <= 2:
-        first = load_model("builtin", framework="torch")  # torch before TensorFlow, always
+    weights = args.weights or "default"
+    if specs[0] in ("builtin", "builtin-vit") and len(specs) <= 2:
+        if args.framework is not None:
+            raise UsageError(
+                "compare builtin runs the built-in model in both frameworks: drop --framework "
+                "(or name two models: compare builtin keras:NAME IMAGE --framework torch)."
+            )
+        # torch before TensorFlow, always
+        first = load_model(specs[0], framework="torch", weights=weights)
         with framework_logs_hidden(not args.debug):
-            models = [first, load_model("builtin", framework="keras")]
+            models = [first, load_model(specs[0], framework="keras", weights=weights)]
         image = specs[1] if len(specs) == 2 else None
     elif len(specs) == 3:
-        parsed = [parse_spec(s) for s in specs[:2]]
+        parsed = [parse_spec(s, args.framework if s == "builtin" else None) for s in specs[:2]]
+        if specs[0] == specs[1] == "builtin" and args.framework is None:
+            parsed[1] = parse_spec("builtin", "keras")  # the two frameworks, as `compare builtin`
+            parsed[0] = parse_spec("builtin", "torch")
         # PyTorch must be imported before TensorFlow in one process: load torch models first
         order = sorted(range(2), key=lambda k: parsed[k].framework != "torch")
         loaded: dict[int, Any] = {}
@@ -122,6 +192,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             with framework_logs_hidden(parsed[k].framework == "keras" and not args.debug):
                 loaded[k] = load_model(
                     parsed[k],
+                    weights=weights if parsed[k].kind in _WEIGHTED else "default",
                     arch=args.arch if parsed[k].kind == "torch_pickle" else None,
                     unsafe=args.unsafe_load,
                 )
@@ -164,6 +235,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# the model kinds --weights applies to (the others hold their own weights)
+_WEIGHTED = ("builtin", "torchvision", "keras_app")
+
+
 def _import_torch_first() -> None:
     """Import torch and torchvision before TensorFlow: the other order can crash the process."""
     import importlib.util
@@ -196,9 +271,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """``multiviz demo [--out DIR]``: run :func:`multiviz.demo.run_demo`."""
     from multiviz.demo import run_demo
 
-    log: Callable[[str], None] = (
-        (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
-    )
+    # in the order it happens: what the model says, each file as it is written, "Done" last
+    log: Callable[[str], None] = (lambda s: None) if args.quiet else print
     from multiviz.demo import available_frameworks
 
     frameworks = args.framework or available_frameworks()
@@ -206,7 +280,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         import torch  # noqa: F401  (before TensorFlow, always)
     if "keras" in frameworks and "keras" in available_frameworks():
         with framework_logs_hidden(not args.debug):
-            import keras  # noqa: F401  (TensorFlow's start-up lines go to fd 2)
-    files = run_demo(args.out, args.framework, log=log)
-    print_written(args, [p for paths in files.values() for p in paths])
+            import keras  # (TensorFlow's start-up lines go to fd 2)
+
+            # the runtime starts (and probes for GPUs, logging to fd 2) at the first operation
+            keras.ops.convert_to_numpy(keras.ops.zeros((1,)))
+    run_demo(args.out, args.framework, log=log, progress=False if args.quiet else None)
     return EXIT_OK

@@ -1,7 +1,11 @@
 """The subcommands that draw pictures: ``multiviz maps`` and ``multiviz cam``.
 
 Each checks its output options first, loads the model and images, computes
-every picture, then writes them all.
+every picture, then writes them all. By default a picture is a titled
+figure that says what it shows (layer, image, class, channel numbers, a
+colorbar where the colours have one scale); ``--bare`` writes the picture
+alone, pixel for pixel what :func:`multiviz.feature_map_image` /
+:func:`multiviz.overlay_image` return.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ from multiviz.cli.output import (
 )
 from multiviz.errors import UsageError
 
-__all__ = ["METHODS", "cmd_cam", "cmd_maps"]
+__all__ = ["AGGREGATIONS", "METHODS", "NORMALIZE", "REDUCE", "cmd_cam", "cmd_maps"]
 
-# `cam --method` choices -> the multiviz function that computes them
+# `cam --method` choices -> the method's name in multiviz.explain
 METHODS = {
     "grad-cam": "grad_cam",
     "grad-cam++": "grad_cam_plus_plus",
@@ -37,23 +41,44 @@ METHODS = {
     "score-cam": "score_cam",
     "cam": "cam",
     "saliency": "saliency",
-    "smoothgrad": "saliency",
+    "grad-x-input": "grad_x_input",
+    "smoothgrad": "smoothgrad",
     "integrated-gradients": "integrated_gradients",
     "guided-backprop": "guided_backprop",
+    "guided-grad-cam": "guided_grad_cam",
     "deconvnet": "deconvnet",
+    "rollout": "attention_rollout",
+    "grad-rollout": "attention_rollout",
 }
-_LAYERLESS = ("saliency", "smoothgrad", "integrated-gradients", "guided-backprop", "deconvnet")
-# images are enlarged by whole pixels to about this size, so small inputs stay visible
+# the methods that read a layer (the others explain the input pixels)
+_LAYER_METHODS = ("grad-cam", "grad-cam++", "layer-cam", "score-cam", "cam", "guided-grad-cam")
+#: `--normalize` choices of `maps` (multiviz.normalize's modes)
+NORMALIZE = ("auto", "map", "layer", "percentile", "symmetric", "none")
+#: `--reduce` choices of `maps` (multiviz.aggregate's reductions)
+REDUCE = ("mean", "max", "std", "l2", "sum")
+#: `--aggregation` choices of `cam` (multiviz.attribution.maps.AGGREGATIONS)
+AGGREGATIONS = ("max_abs", "abs_sum", "abs_mean", "sum", "mean", "l2", None)
+# bare images are enlarged by whole pixels to about this size, so small inputs stay visible
 _GRID_PX = 1024
 _MIN_IMAGE_PX = 256
 
 
+# --------------------------------------------------------------------------- maps
+
+
 def cmd_maps(args: argparse.Namespace) -> int:
-    """``multiviz maps MODEL IMAGE --layer NAME``: feature-map grids as images."""
+    """``multiviz maps MODEL IMAGE --layer NAME``: feature-map grids (or one reduced map)."""
     from multiviz.core.names import resolve
 
     fmt = check_image_output(args.output)
-    check_cmap(args.cmap)
+    if args.cmap is not None:
+        check_cmap(args.cmap)
+    if args.overlay and args.reduce is None:
+        raise UsageError(
+            "--overlay lays a reduced map over the image: add --reduce mean (or max, ...)."
+        )
+    if args.channels is not None and args.top is not None:
+        raise UsageError("--channels and --top both choose channels: pass one of them.")
     loaded = model_from_args(args, "drawing feature maps")
     names = resolve(args.layer, mv.layers(loaded.model))
     batch = images_from_args(args, loaded)
@@ -63,41 +88,101 @@ def cmd_maps(args: argparse.Namespace) -> int:
     outputs = []
     jobs = [(i, j) for i in range(len(batch)) for j in range(len(keys))]
     for i, j in progress_bar(args, jobs, "maps"):
-        arr = acts[keys[j]][i]
-        if args.figure:
-            fig = mv.plot_feature_maps(
-                arr,
-                max_maps=args.max_maps,
-                cmap=args.cmap,
-                normalize=args.normalize,
-                title=f"{keys[j]} — {batch.names[i]}",
-            )
-            outputs.append((paths[i][j], encode_figure(fig, str(paths[i][j]))))
+        arr, key = acts[keys[j]][i], keys[j]
+        what = f"{key} on {batch.names[i]}"
+        if args.reduce is not None:
+            data = _reduced(args, arr, key, batch.display[i], what, fmt)
         else:
-            rgb = mv.feature_map_image(
-                arr,
-                max_maps=args.max_maps,
-                cmap=args.cmap,
-                normalize=args.normalize,
-                upscale=_grid_upscale(arr, args.max_maps),
-            )
-            outputs.append((paths[i][j], encode_image(rgb, fmt)))
+            channels = _channels(args, arr)
+            if args.bare:
+                rgb = mv.feature_map_image(
+                    arr,
+                    channels=channels,
+                    max_maps=args.max_maps,
+                    cmap=args.cmap,
+                    normalize=args.normalize,
+                    percentile=args.percentile,
+                    ncols=args.ncols,
+                    upscale=_grid_upscale(arr, args.max_maps),
+                )
+                data = encode_image(rgb, fmt)
+            else:
+                fig = mv.plot_feature_maps(
+                    arr,
+                    channels=channels,
+                    max_maps=args.max_maps,
+                    cmap=args.cmap,
+                    normalize=args.normalize,
+                    percentile=args.percentile,
+                    ncols=args.ncols,
+                    name=what,
+                )
+                data = encode_figure(fig, str(paths[i][j]))
+        outputs.append((paths[i][j], data))
     write_all(args, outputs)
     return EXIT_OK
 
 
+def _channels(args: argparse.Namespace, arr: np.ndarray) -> Any:
+    if args.top is not None:
+        return mv.select_channels(arr, top=args.top, by=args.by)
+    return args.channels
+
+
+def _reduced(
+    args: argparse.Namespace, arr: np.ndarray, key: str, display: np.ndarray, what: str, fmt: str
+) -> bytes:
+    """One map per layer: the channels reduced (``--reduce``), alone or over the image."""
+    channels = _channels(args, arr)
+    agg = mv.aggregate(arr, args.reduce, channels)
+    normalize = None if args.normalize == "auto" else args.normalize
+    if args.overlay:
+        if agg.ndim != 2:
+            raise UsageError(
+                f"--overlay needs 2-D maps; {key!r} gives {tuple(arr.shape)}. Drop --overlay."
+            )
+        if args.bare:
+            rgb = mv.overlay_image(display, agg, cmap=args.cmap, normalize=normalize)
+            return encode_image(_enlarge(rgb, _MIN_IMAGE_PX), fmt)
+        fig = mv.plot_overlay(
+            display,
+            agg,
+            cmap=args.cmap,
+            normalize=normalize,
+            colorbar=True,
+            title=f"{what}: {args.reduce} over channels",
+        )
+        return encode_figure(fig, args.output)
+    if args.bare:
+        rgb = mv.feature_map_image(
+            np.asarray(agg)[None], cmap=args.cmap, normalize=args.normalize, pad=0
+        )
+        return encode_image(_enlarge(rgb, _MIN_IMAGE_PX), fmt)
+    fig = mv.plot_aggregate(
+        arr, args.reduce, channels=channels, cmap=args.cmap, normalize=args.normalize, name=what
+    )
+    return encode_figure(fig, args.output)
+
+
+# --------------------------------------------------------------------------- cam
+
+
 def cmd_cam(args: argparse.Namespace) -> int:
-    """``multiviz cam MODEL IMAGE --method grad-cam``: attribution overlays."""
+    """``multiviz cam MODEL IMAGE --method grad-cam``: attribution maps over the images."""
     from multiviz.core.names import resolve
 
     fmt = check_image_output(args.output)
-    check_cmap(args.cmap)
-    loaded = model_from_args(args, args.method)
+    if args.cmap is not None:
+        check_cmap(args.cmap)
+    methods = list(dict.fromkeys(args.method or ["grad-cam"]))
+    loaded = model_from_args(args, ", ".join(methods))
     infos = mv.layers(loaded.model)
     layer = None
-    if args.method not in _LAYERLESS:
+    if any(m in _LAYER_METHODS for m in methods):
         if args.layer is not None:
             layer = resolve(args.layer, infos)[0]
+        elif any(i.type.endswith("Attention") or i.type == "MultiheadAttention" for i in infos):
+            print_note(args, "no --layer: a transformer; the layer is chosen automatically")
         else:
             convs = [i.name for i in infos if i.kind == "conv"]
             if not convs:
@@ -105,42 +190,145 @@ def cmd_cam(args: argparse.Namespace) -> int:
             layer = convs[-1]
             print_note(
                 args,
-                f"{args.method} at the last convolution layer, {layer!r} (choose with --layer)",
+                f"{methods[0]} at the last convolution layer, {layer!r} (choose with --layer)",
             )
     elif args.layer is not None:
         print_note(
-            args, f"--layer is ignored by {args.method}: it explains the input pixels directly"
+            args, f"--layer is ignored by {', '.join(methods)}: it explains the input pixels"
         )
     batch = images_from_args(args, loaded)
     target = _target(args.target, loaded.class_names)
-    fn = getattr(mv, METHODS[args.method])
-    kwargs: dict[str, Any] = {"target": target}
-    if args.method == "smoothgrad":
-        kwargs["method"] = "smoothgrad"
-    if args.method in ("guided-backprop", "deconvnet"):
-        kwargs["aggregation"] = "max_abs"  # one heat map per image, to lay over it
-    heat = (
-        fn(loaded.model, batch.inputs, layer, **kwargs)
-        if layer is not None
-        else fn(loaded.model, batch.inputs, **kwargs)
-    )
     output = np.asarray(mv.forward(loaded.model, batch.inputs))
-    paths = output_paths(args.output, batch.names, [layer or args.method])
+    if target is None and output.ndim == 2:  # every method explains the same class
+        target = output.argmax(axis=1)
+    maps = {
+        m: _for_display(_attribution(args, m, loaded.model, batch.inputs, layer, target))
+        for m in methods
+    }
+    paths = output_paths(args.output, batch.names, [layer or methods[0]])
     outputs = []
-    for i in progress_bar(args, range(len(batch)), args.method):
-        rgb = mv.overlay_image(batch.display[i], heat[i], alpha=args.alpha, cmap=args.cmap)
-        rgb = _enlarge(rgb, _MIN_IMAGE_PX)
-        outputs.append((paths[i][0], encode_image(rgb, fmt)))
-        if not args.quiet and output.ndim == 2:
-            k = int(output[i].argmax()) if target is None else int(np.atleast_1d(target)[0])
-            name = (
-                f" ({loaded.class_names[k]})"
-                if loaded.class_names and k < len(loaded.class_names)
-                else ""
+    for i in progress_bar(args, range(len(batch)), ", ".join(methods)):
+        k = _class_of(target, i)
+        about = _class_words(k, loaded.class_names)
+        if args.bare:
+            panels = [
+                _bare_panel(args, batch.display[i], _pixel_clip(m, maps[m][i])) for m in methods
+            ]
+            data = encode_image(_side_by_side(panels), fmt)
+        else:
+            fig = mv.plot_explanations(
+                batch.display[i],
+                {_figure_key(m): maps[m][i : i + 1] for m in methods},
+                layer=layer,
+                alpha=args.alpha,
+                cmap=args.cmap,
+                blend=args.blend,
+                size=3.2,
+                title=f"{loaded.spec.text} on {batch.names[i]}: evidence for "
+                f"{about or 'the output'}",
             )
-            print(f"{batch.names[i]}: explained class {k}{name}")
+            data = encode_figure(fig, str(paths[i][0]))
+        outputs.append((paths[i][0], data))
+        if not args.quiet and about:
+            print(f"{batch.names[i]}: explained {about}")
     write_all(args, outputs)
     return EXIT_OK
+
+
+def _attribution(
+    args: argparse.Namespace, method: str, model: Any, x: Any, layer: str | None, target: Any
+) -> np.ndarray:
+    """One method's raw maps, ``(N, H, W)`` (``(N, C, H, W)`` for unaggregated guided ones).
+
+    Raw (``normalize=False``): the picture scales them, signed maps centred on zero.
+    """
+    common: dict[str, Any] = {"target": target, "batch_size": args.batch_size, "normalize": False}
+    how = {} if args.aggregation is None else {"aggregation": args.aggregation}
+    name = METHODS[method]
+    if name in ("saliency", "grad_x_input", "smoothgrad"):
+        kind = {"saliency": "gradient"}.get(name, name)
+        return mv.saliency(
+            model, x, method=kind, samples=args.samples, noise=args.noise, seed=args.seed,
+            **how, **common,
+        )  # fmt: skip
+    if name == "integrated_gradients":
+        return mv.integrated_gradients(model, x, steps=args.steps, **how, **common)
+    if name in ("guided_backprop", "deconvnet"):  # colour images unless aggregated
+        return getattr(mv, name)(model, x, **how, **common)
+    if name == "attention_rollout":  # a vision transformer's attention, no layer
+        return mv.attention_rollout(
+            model, x, "grad" if method == "grad-rollout" else "rollout", **common
+        )
+    fn = getattr(mv, name)
+    if name == "guided_grad_cam":
+        return fn(model, x, layer, **how, **common)
+    return fn(model, x, layer, **common)
+
+
+def _figure_key(method: str) -> str:
+    """The name a figure titles ``method`` by: explain's name where it has one."""
+    from multiviz.attribution.explain import TITLES
+
+    return METHODS[method] if METHODS[method] in TITLES else method
+
+
+def _for_display(maps: np.ndarray) -> np.ndarray:
+    """Raw maps as the pictures show them: a signed sample stays raw (drawn centred
+    on zero), a non-negative one is scaled to [0, 1] by its min and max (a
+    constant map becomes 0: nothing to show)."""
+    from multiviz.attribution.maps import normalize_maps
+
+    if maps.ndim != 3:  # (N, C, H, W): colour attributions, scaled when drawn
+        return maps
+    out = maps.astype(np.float32, copy=True)
+    for i in range(len(out)):
+        if not np.any(out[i] < 0):
+            out[i] = normalize_maps(out[i][None])[0]
+    return out
+
+
+def _pixel_clip(method: str, heat: np.ndarray) -> np.ndarray:
+    """Pixel-level maps with their top 1% of magnitudes clipped, as the figures draw them."""
+    from multiviz.attribution.maps import clip_outliers
+
+    return heat if method in _LAYER_METHODS or heat.ndim != 2 else clip_outliers(heat)
+
+
+def _bare_panel(args: argparse.Namespace, display: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    if heat.ndim == 3:  # a colour attribution (guided backprop): shown as an image
+        lo, hi = float(np.nanmin(heat)), float(np.nanmax(heat))
+        scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+        rgb = np.rint(np.moveaxis(np.nan_to_num(scaled), 0, -1) * 255).astype(np.uint8)
+    else:
+        rgb = mv.overlay_image(display, heat, alpha=args.alpha, cmap=args.cmap, blend=args.blend)
+    return _enlarge(rgb, _MIN_IMAGE_PX)
+
+
+def _side_by_side(panels: Sequence[np.ndarray], gap: int = 4) -> np.ndarray:
+    """Panels of one height in a row, ``gap`` white pixels apart."""
+    if len(panels) == 1:
+        return panels[0]
+    h = max(p.shape[0] for p in panels)
+    parts = []
+    for k, p in enumerate(panels):
+        if k:
+            parts.append(np.full((h, gap, 3), 255, np.uint8))
+        parts.append(np.pad(p, ((0, h - p.shape[0]), (0, 0), (0, 0)), constant_values=255))
+    return np.concatenate(parts, axis=1)
+
+
+def _class_of(target: Any, i: int) -> int | None:
+    if target is None or callable(target):
+        return None
+    t = np.atleast_1d(np.asarray(target))
+    return int(t[i] if t.size > 1 else t[0])
+
+
+def _class_words(k: int | None, class_names: Sequence[str] | None) -> str:
+    if k is None:
+        return ""
+    name = f" ({class_names[k]})" if class_names and 0 <= k < len(class_names) else ""
+    return f"class {k}{name}"
 
 
 def _grid_upscale(arr: np.ndarray, max_maps: int) -> int:

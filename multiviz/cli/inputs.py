@@ -19,13 +19,24 @@ from multiviz.errors import UsageError
 __all__ = ["framework_logs_hidden", "images_from_args", "model_from_args", "require_capture"]
 
 
-def model_from_args(args: argparse.Namespace, purpose: str | None = None) -> Any:
-    """Load ``args.model``; ``purpose`` names what needs its inner layers, if anything."""
+def model_from_args(
+    args: argparse.Namespace, purpose: str | None = None, *, needs_weights: bool = True
+) -> Any:
+    """Load ``args.model``; ``purpose`` names what needs its inner layers, if anything.
+
+    Without ``--weights``, a model gets its pretrained weights, unless the
+    command does not need them (``needs_weights=False``: listing layers), in
+    which case nothing is downloaded.
+    """
     from multiviz.sources.models import load_model, parse_spec
 
     spec = parse_spec(args.model, args.framework)
+    weights = args.weights
+    if weights is None:
+        downloads = spec.kind in ("torchvision", "keras_app")
+        weights = "none" if downloads and not needs_weights else "default"
     with framework_logs_hidden(spec.framework == "keras" and not args.debug):
-        loaded = load_model(spec, weights=args.weights, arch=args.arch, unsafe=args.unsafe_load)
+        loaded = load_model(spec, weights=weights, arch=args.arch, unsafe=args.unsafe_load)
     if purpose is not None:
         require_capture(loaded, purpose)
     for note in loaded.notes:

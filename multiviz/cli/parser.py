@@ -1,5 +1,17 @@
 """The argument parser: one subcommand per verb, and the option-value checks.
 
+What every subcommand shares is said once: the models, images and exit codes
+in the top-level help (``multiviz --help``); the options in named groups that
+each subcommand takes from the same parent parsers — ``model options`` for
+every subcommand that loads a model (``MODEL_GROUP``), ``image options`` for
+every one that reads images (``IMAGE_GROUP``). A subcommand's own help shows
+only its own description and options, under ``options``.
+
+A new subcommand is one call of ``add(name, help, parents)`` inside
+:func:`build_parser` (or a function given ``add`` and the parents, as
+:func:`multiviz.cli.scan.add_scan_parser` is), with ``parents`` picked from
+``model_args`` / ``image_args``.
+
 A bad option is a :class:`~multiviz.errors.UsageError` (one line, exit 2),
 never argparse's own usage text and ``SystemExit``.
 
@@ -13,25 +25,41 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 from typing import Any, NoReturn
 
 from multiviz import __version__
-from multiviz.cli.commands import cmd_compare, cmd_demo, cmd_layers, cmd_report
-from multiviz.cli.drawing import METHODS, cmd_cam, cmd_maps
+from multiviz.cli.commands import cmd_compare, cmd_demo, cmd_layers, cmd_report, cmd_stats
+from multiviz.cli.drawing import AGGREGATIONS, METHODS, NORMALIZE, REDUCE, cmd_cam, cmd_maps
 from multiviz.errors import UsageError
 
-__all__ = ["EPILOG", "build_parser"]
+__all__ = ["EPILOG", "IMAGE_GROUP", "MODEL_GROUP", "SUBCOMMAND_EPILOG", "build_parser"]
+
+MODEL_GROUP = "model options"
+IMAGE_GROUP = "image options"
 
 EPILOG = """\
-models:
-  builtin                 the multiviz built-in CNN (--framework torch|keras)
-  torchvision:NAME        torchvision.models.NAME (--weights none|default|PATH)
-  keras:NAME              keras.applications.NAME (--weights none|default|PATH)
+models (the MODEL argument):
+  builtin                 the multiviz built-in CNN, trained weights shipped (--framework torch|keras)
+  builtin-vit             the multiviz built-in ViT, trained weights shipped (--framework torch|keras)
+  torchvision:NAME        torchvision.models.NAME
+  keras:NAME              keras.applications.NAME
   FILE.keras, FILE.h5     a saved Keras model
   FILE.pt2                a torch.export program
   FILE.pt, FILE.pth       a TorchScript archive, or a state dict with --arch
 
-images: a file of any format Pillow reads, a folder of them, or a .npy array.
+  --weights (torchvision, keras and builtin models): `default` loads the pretrained
+  weights (torchvision and keras download them once, which needs a network; `layers`
+  needs no weights and never downloads), `none` random weights (runs offline: the
+  pictures then show an untrained network), PATH a locally saved weights file.
+  --unsafe-load is needed for files whose loading runs code stored in them (a whole
+  model pickled with torch.save(model), a Keras Lambda layer). DANGEROUS: a malicious
+  file can then run any command as you. Use it only for files you made or fully trust.
+
+images (the IMAGE argument): a file of any format Pillow reads, a folder of them, or a
+  .npy array. They are resized to the model family's size (--size) and normalised
+  with its mean and std (--mean/--std; --no-normalize for plain [0, 1] values).
+  With several images or layers, one output file each, named PATH-<image>-<layer>.
 
 exit codes:
   0  success
@@ -40,8 +68,11 @@ exit codes:
      an image that does not fit the model
   3  compare: the two models disagree beyond the tolerance
 
-Add --debug to see the traceback of an error.
+Run `multiviz COMMAND --help` for a command's options; add --debug to see the
+traceback of an error.
 """
+
+SUBCOMMAND_EPILOG = "MODEL, IMAGE, --weights and exit codes: see `multiviz --help`."
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,17 +86,22 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one subcommand per verb (exposed for docs and tests)."""
     parser = _Parser(
         prog="multiviz",
-        description="See what a convolutional network sees: feature maps, attribution maps, "
-        "HTML reports and cross-framework comparisons, for PyTorch and Keras.",
+        description=textwrap.fill(
+            "See what a convolutional network sees: feature maps, attribution maps, layer "
+            "statistics, HTML reports and cross-framework comparisons, for PyTorch and Keras.",
+            79,
+        ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"multiviz {__version__}")
     _add_common(parser, False)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands", required=True)
 
     model_args = _Parser(add_help=False)
     _add_model_args(model_args)
+    model_options = _Parser(add_help=False)  # the options without the MODEL argument
+    _add_model_args(model_options, positional=False)
     image_args = _Parser(add_help=False)
     _add_image_args(image_args)
     common = _Parser(add_help=False)
@@ -77,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(
             name,
             help=help_,
-            description=help_,
+            description=textwrap.fill(help_, 79),
             parents=[*parents, common],
-            epilog=EPILOG,
+            epilog=SUBCOMMAND_EPILOG if parents else None,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
 
@@ -93,17 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "maps",
-        "Draw the feature maps of a layer as one grid image per image and layer.",
+        "Draw the feature maps of a layer: one titled grid per image and layer, channel "
+        "numbers on the tiles, a colorbar when the tiles share one scale.",
         [model_args, image_args],
     )
+    _add_layer(p)
     p.add_argument(
-        "--layer",
-        action="append",
-        required=True,
-        metavar="NAME",
-        help="layer name or glob pattern, as `multiviz layers` lists them (repeatable)",
+        "--cmap",
+        help="matplotlib colormap (default: gray, or RdBu_r centred on 0 when the scaling "
+        "is symmetric; with --reduce: plasma, or RdBu_r for a signed map)",
     )
-    p.add_argument("--cmap", default="viridis", help="matplotlib colormap (default: viridis)")
     p.add_argument(
         "--max-maps",
         type=_positive_int,
@@ -112,29 +147,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="show at most N channels (default: 64)",
     )
     p.add_argument(
-        "--normalize",
-        choices=("map", "layer", "percentile", "symmetric"),
-        default="map",
-        help="how maps are scaled to colours (default: each map on its own)",
+        "--channels",
+        type=_ints,
+        metavar="I,J,...",
+        help="these channels, in this order (default: all, up to --max-maps)",
     )
     p.add_argument(
-        "--figure",
-        action="store_true",
-        help="draw a matplotlib figure with a title and a colorbar instead of the bare grid",
+        "--top",
+        type=_positive_int,
+        metavar="K",
+        help="the K most active channels (by --by), strongest first",
     )
+    p.add_argument(
+        "--by",
+        choices=("mean", "max", "std", "l2"),
+        default="mean",
+        help="the channel score --top ranks by (default: mean)",
+    )
+    p.add_argument(
+        "--normalize",
+        choices=NORMALIZE,
+        default="auto",
+        help="how maps are scaled to colours: map (each on its own), layer (one scale), "
+        "percentile (one scale, clipped), symmetric (0 at the centre colour), none (as is); "
+        "default auto: symmetric for signed maps, map otherwise",
+    )
+    p.add_argument(
+        "--percentile",
+        type=_percentiles,
+        default=(1.0, 99.0),
+        metavar="LO,HI",
+        help="percentiles for --normalize percentile (default: 1,99)",
+    )
+    p.add_argument("--ncols", type=_positive_int, metavar="N", help="tiles per row")
+    p.add_argument(
+        "--reduce",
+        choices=REDUCE,
+        help="draw one map per layer instead of a grid: the channels reduced (mean, max, ...)",
+    )
+    p.add_argument(
+        "--overlay",
+        action="store_true",
+        help="with --reduce: lay the reduced map over the image",
+    )
+    _add_picture_style(p)
     _add_output(p, "maps.png")
     p.set_defaults(run=cmd_maps)
 
     p = add(
         "cam",
-        "Draw an attribution map (Grad-CAM and friends) over the image.",
+        "Draw attribution maps (Grad-CAM, saliency, guided backprop, ...) over the image; "
+        "several --method give one side-by-side figure.",
         [model_args, image_args],
     )
-    p.add_argument("--method", choices=tuple(METHODS), default="grad-cam", help="default: grad-cam")
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=tuple(METHODS),
+        metavar="METHOD",
+        help=f"one of {', '.join(METHODS)} (repeatable; default: grad-cam)",
+    )
     p.add_argument(
         "--layer",
         metavar="NAME",
-        help="layer for CAM methods (default: the last convolution layer)",
+        help="layer of the CAM methods (default: the last convolution layer)",
     )
     p.add_argument(
         "--target",
@@ -142,11 +218,83 @@ def build_parser() -> argparse.ArgumentParser:
         help="class index or name to explain (default: the top-scoring class)",
     )
     p.add_argument(
-        "--alpha", type=_unit_float, default=0.5, help="heatmap opacity in [0, 1] (default: 0.5)"
+        "--aggregation",
+        choices=[a for a in AGGREGATIONS if a is not None],
+        help="how gradient methods reduce colour channels (default: the method's own: "
+        "max_abs, sum for integrated-gradients)",
     )
-    p.add_argument("--cmap", default="jet", help="colormap of the heatmap (default: jet)")
+    p.add_argument(
+        "--samples",
+        type=_positive_int,
+        default=25,
+        metavar="N",
+        help="smoothgrad: noisy copies per image (default: 25)",
+    )
+    p.add_argument(
+        "--noise",
+        type=_nonnegative_float,
+        default=0.15,
+        metavar="SIGMA",
+        help="smoothgrad: noise level, a fraction of the input's range (default: 0.15)",
+    )
+    p.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="integrated-gradients: points on the path (default: 50)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="smoothgrad: seed of the noise (default: 0)")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="most inputs sent to the model at once (default: 32)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=_unit_float,
+        default=0.6,
+        help="heatmap opacity in [0, 1]: at the map's highest values with --blend value, "
+        "everywhere with --blend uniform (default: 0.6)",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("value", "uniform"),
+        default="value",
+        help="value: the heatmap's opacity follows its value, so low-evidence regions show "
+        "the image (default); uniform: the same opacity everywhere, jet by default (the "
+        "classic look)",
+    )
+    p.add_argument(
+        "--cmap",
+        help="colormap of the heatmap (default: turbo with --blend value, jet with "
+        "--blend uniform)",
+    )
+    _add_picture_style(p)
     _add_output(p, "cam.png")
     p.set_defaults(run=cmd_cam)
+
+    p = add(
+        "stats",
+        "Plot per-layer activation statistics (ranges, dead channels, zeros) and print "
+        "them as a table.",
+        [model_args, image_args],
+    )
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        metavar="NAME",
+        help="layer names or glob patterns (default: every layer)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=_kinds(),
+        help="only layers of this kind (e.g. conv, activation)",
+    )
+    _add_output(p, "stats.png")
+    p.set_defaults(run=cmd_stats)
 
     p = add(
         "report",
@@ -167,25 +315,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="feature maps per layer grid (default: 64)",
     )
     p.add_argument(
-        "--cmap", default="viridis", help="colormap of the feature maps (default: viridis)"
+        "--cmap",
+        help="colormap of the feature maps (default: viridis, RdBu_r centred on 0 for "
+        "signed layers)",
     )
     p.add_argument("--no-cam", action="store_true", help="leave out the Grad-CAM overlay")
     _add_output(p, "report.html")
     p.set_defaults(run=cmd_report)
 
-    p = add("compare", "Compare the same network in PyTorch and Keras, layer by layer.", [])
+    p = add(
+        "compare",
+        "Compare the same network in PyTorch and Keras, layer by layer.",
+        [model_options],
+    )
     p.add_argument(
         "specs",
         nargs="+",
         metavar="MODEL_A MODEL_B IMAGE",
-        help="two models and an image, or `builtin [IMAGE]` for the built-in model in both frameworks",
+        help="two models and an image, or `builtin [IMAGE]` for the built-in model in both "
+        "frameworks; the model options apply to each model they fit",
     )
-    p.add_argument(
-        "--arch",
-        metavar="ARCH",
-        help="architecture of a state-dict file (torchvision:NAME or builtin)",
-    )
-    p.add_argument("--unsafe-load", action="store_true", help=_UNSAFE_HELP)
     p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default: 1e-4)")
     p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default: 1e-4)")
     _add_preprocessing_args(p)
@@ -213,67 +362,104 @@ def build_parser() -> argparse.ArgumentParser:
     from multiviz.cli.scan import add_scan_parser
 
     add_scan_parser(add, model_args)
+    _short_usages(sub)
     return parser
 
 
-_UNSAFE_HELP = (
-    "load files whose loading runs code stored in them: a whole model pickled with "
-    "torch.save(model), or a Keras Lambda layer. DANGEROUS: a malicious file can then run "
-    "any command as you. Use it only for files you made or fully trust."
-)
+def _short_usages(sub: Any) -> None:
+    """``multiviz cam MODEL IMAGE [options]``: the arguments, then the options in the help.
+
+    argparse would list every option in the order the parents added them,
+    the shared ones first; the help below the usage shows them all, grouped.
+    """
+    for name, p in sub.choices.items():
+        positionals = [a.metavar or a.dest for a in p._actions if not a.option_strings]
+        required = [
+            f"{a.option_strings[-1]} {a.metavar or a.dest.upper()}"
+            for a in p._actions
+            if a.option_strings and a.required
+        ]
+        p.usage = " ".join([f"multiviz {name}", *positionals, *required, "[options]"])
 
 
 def _add_common(parser: argparse.ArgumentParser, default: Any) -> None:
     # on the main parser and on every subcommand, so `multiviz -q maps ...` and
     # `multiviz maps ... -q` both work; SUPPRESS keeps the subcommand from
     # overwriting a value given before it
-    parser.add_argument(
+    group = parser.add_argument_group("general options") if default is not False else parser
+    group.add_argument(
         "-q", "--quiet", action="store_true", default=default, help="no progress bars or notes"
     )
-    parser.add_argument(
+    group.add_argument(
         "--debug", action="store_true", default=default, help="show the traceback of an error"
     )
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="builtin, torchvision:NAME, keras:NAME, or a saved model file")
-    p.add_argument(
+def _add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None:
+    if positional:
+        p.add_argument(
+            "model", metavar="MODEL", help="builtin, torchvision:NAME, keras:NAME or a file"
+        )
+    g = p.add_argument_group(MODEL_GROUP)
+    g.add_argument(
         "--framework",
         choices=("torch", "keras"),
         help="for builtin: which framework (default: torch when installed)",
     )
-    p.add_argument(
+    g.add_argument(
         "--weights",
-        default="default",
         metavar="none|default|PATH",
-        help="for builtin/torchvision/keras models: random (none), pretrained "
-        "(default; downloads once, needs a network), or a locally saved weights file",
+        help="random (none), pretrained (default) or a saved weights file",
     )
-    p.add_argument(
+    g.add_argument(
         "--arch",
         metavar="ARCH",
-        help="for a state-dict .pt/.pth: the network it belongs to (torchvision:NAME or builtin)",
+        help="for a state-dict .pt/.pth: its network (torchvision:NAME or builtin)",
     )
-    p.add_argument("--unsafe-load", action="store_true", help=_UNSAFE_HELP)
+    g.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="load files whose loading runs code stored in them (DANGEROUS)",
+    )
 
 
 def _add_image_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", help="an image file, a folder of images, or a .npy array")
+    p.add_argument("image", metavar="IMAGE", help="an image file, a folder of images, or a .npy")
     _add_preprocessing_args(p)
 
 
 def _add_preprocessing_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
+    g = p.add_argument_group(IMAGE_GROUP)
+    g.add_argument(
         "--size",
         type=_size,
         metavar="N|HxW",
         help="resize to this (default: the model family's size)",
     )
-    p.add_argument(
+    g.add_argument(
         "--mean", type=_floats, metavar="R,G,B", help="normalisation mean in [0, 1] units"
     )
-    p.add_argument("--std", type=_floats, metavar="R,G,B", help="normalisation std in [0, 1] units")
-    p.add_argument("--no-normalize", action="store_true", help="feed plain [0, 1] values")
+    g.add_argument("--std", type=_floats, metavar="R,G,B", help="normalisation std in [0, 1] units")
+    g.add_argument("--no-normalize", action="store_true", help="feed plain [0, 1] values")
+
+
+def _add_layer(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--layer",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="layer name or glob pattern, as `multiviz layers` lists them (repeatable)",
+    )
+
+
+def _add_picture_style(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bare",
+        action="store_true",
+        help="write the picture alone, pixel for pixel: no title, labels or colorbar",
+    )
+    p.add_argument("--figure", action="store_true", help=argparse.SUPPRESS)  # the default now
 
 
 def _add_output(p: argparse.ArgumentParser, default: str) -> None:
@@ -282,8 +468,7 @@ def _add_output(p: argparse.ArgumentParser, default: str) -> None:
         "--output",
         default=default,
         metavar="PATH",
-        help=f"file to write (default: {default}); with several images or layers, "
-        "one file each, named PATH-<image>-<layer>",
+        help=f"file to write (default: {default})",
     )
 
 
@@ -313,12 +498,44 @@ def _unit_float(text: str) -> float:
     return value
 
 
+def _nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
 def _size(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*(?:[xX,]\s*(\d+)\s*)?", text)
     if not m or int(m.group(1)) < 1 or (m.group(2) and int(m.group(2)) < 1):
         raise argparse.ArgumentTypeError(f"expected N or HxW (e.g. 224 or 224x160), got {text!r}")
     h = int(m.group(1))
     return (h, int(m.group(2)) if m.group(2) else h)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole numbers (e.g. 0,5,12), got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return values
+
+
+def _percentiles(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 1,99), got {text!r}") from None
+    if not 0.0 <= lo < hi <= 100.0:
+        raise argparse.ArgumentTypeError(f"expected 0 <= LO < HI <= 100, got {text!r}")
+    return lo, hi
 
 
 def _floats(text: str) -> tuple[float, float, float]:

@@ -1,6 +1,6 @@
 """Scaling feature maps into [0, 1] for display, robust to NaN, Inf and flat maps.
 
-Five modes:
+Five modes, and ``"auto"`` that picks one of them from the data:
 
 * ``"map"`` — each map min-max scaled on its own (shows every map's pattern,
   hides how strong it is);
@@ -9,7 +9,9 @@ Five modes:
   then scale (one outlier cannot wash the picture out);
 * ``"symmetric"`` — divide by the largest ``|v|`` so that 0 maps to 0.5 (for
   signed maps, drawn with a diverging colormap);
-* ``"none"`` — clip to [0, 1] as is.
+* ``"none"`` — clip to [0, 1] as is;
+* ``"auto"`` — ``"symmetric"`` when the array holds a negative value (signed
+  data: zero must stay visible), else ``"map"`` (:func:`resolve_mode`).
 
 Whatever the input, the result is float32 in [0, 1] with no NaN and no
 warning: NaN becomes 0, ±Inf take the value of the end of the range used, a
@@ -27,10 +29,10 @@ import numpy as np
 
 from multiviz.core.layout import infer_layout, map_ndim
 
-__all__ = ["MODES", "NormInfo", "normalize"]
+__all__ = ["MODES", "NormInfo", "normalize", "resolve_mode"]
 
-MODES = ("map", "layer", "percentile", "symmetric", "none")
-Mode = Literal["map", "layer", "percentile", "symmetric", "none"]
+MODES = ("map", "layer", "percentile", "symmetric", "none", "auto")
+Mode = Literal["map", "layer", "percentile", "symmetric", "none", "auto"]
 
 #: the value a map without spread (constant, or no finite value) is drawn as
 FLAT = 0.5
@@ -107,6 +109,25 @@ class NormInfo:
         )
 
 
+def resolve_mode(maps: np.ndarray, mode: str = "auto") -> str:
+    """The mode ``"auto"`` stands for on ``maps``: ``"symmetric"`` if any value
+    is negative (signed data, drawn centred on zero), else ``"map"``.
+    Any other mode is returned as it is.
+
+    Example:
+        >>> resolve_mode(np.array([[0.0, 2.0]])), resolve_mode(np.array([[-1.0, 2.0]]))
+        ('map', 'symmetric')
+    """
+    if mode != "auto":
+        return mode
+    arr = np.asarray(maps)
+    if arr.dtype.kind not in "if":
+        return "map"
+    with np.errstate(invalid="ignore"):
+        signed = bool(np.any(arr < 0))  # NaN compares False; -Inf counts as negative
+    return "symmetric" if signed else "map"
+
+
 @overload
 def normalize(
     maps: np.ndarray,
@@ -145,7 +166,8 @@ def normalize(
         mode: ``"map"`` (per-map min-max), ``"layer"`` (one min-max for the
             whole array), ``"percentile"`` (clip at the array's percentiles,
             then scale), ``"symmetric"`` (0 -> 0.5, ``±max|v|`` -> 0 / 1) or
-            ``"none"`` (clip to [0, 1]).
+            ``"none"`` (clip to [0, 1]); ``"auto"``: ``"symmetric"`` for signed
+            data, else ``"map"`` (:func:`resolve_mode`; ``NormInfo.mode`` says which).
         percentile: ``(low, high)`` percentiles for ``mode="percentile"``. When
             they coincide (a mostly-zero ReLU layer), the min and max are used.
         layout: the array's layout when its rank is ambiguous: ``"NCL"`` for a
@@ -174,6 +196,7 @@ def normalize(
         raise TypeError(f"normalize needs a real-valued array. Received dtype {arr.dtype}.")
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {list(MODES)}. Received: mode={mode!r}")
+    mode = resolve_mode(arr, mode)
     p_lo, p_hi = _check_percentile(percentile)
     lay = infer_layout(arr, layout)
     grid = arr.shape[: arr.ndim - map_ndim(lay)]

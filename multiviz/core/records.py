@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from multiviz.core.views import MAX_LINES, array_summary, clip_rows, html_table, plural, text_table
+
 __all__ = ["Activations", "LayerInfo", "LayerTable"]
 
 
@@ -52,6 +54,10 @@ class LayerInfo:
             bounded activation: ReLU6 ``(6.0,)``, sigmoid and hard-sigmoid
             ``(0.0, 1.0)``, tanh ``(-1.0, 1.0)``; ``None`` for an unbounded
             layer (see :mod:`multiviz.core.stats` for "saturated").
+        layout: what the output is where known (``"channels_first"``,
+            ``"channels_last"``, ``"tokens"``, ``"patches"``, ``"attention"``
+            for attention internals that are never an image, ``"other"``;
+            see :mod:`multiviz.core.tokens`), else ``""``.
 
     Example:
         >>> LayerInfo("conv1", "Conv2d", "conv", (None, 8, 32, 32), 224).kind
@@ -69,6 +75,7 @@ class LayerInfo:
     padding: tuple[tuple[int, int], ...] | str | None = field(default=None, repr=False)
     dilation: tuple[int, ...] | None = field(default=None, repr=False)
     bounds: tuple[float, ...] | None = field(default=None, repr=False)
+    layout: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.base:
@@ -102,7 +109,30 @@ class LayerTable(list[LayerInfo]):
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        return str(self)
+        """The table, cut to at most 20 lines (``print(table)`` shows every row)."""
+        lines = str(self).splitlines()
+        if len(lines) <= MAX_LINES:
+            return "\n".join(lines)
+        rows = len(lines) - 1
+        return "\n".join(
+            [
+                *lines[:13],
+                f"… {rows - 18:,} more rows of {rows:,} (print(...) shows all)",
+                *lines[-6:],
+            ]
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [
+            (i.name, i.type, i.kind, "?" if i.shape is None else str(i.shape), f"{i.params:,}")
+            for i in self
+        ]
+        params = sum(i.params for i in self)
+        return html_table(
+            rows,
+            ("name", "type", "kind", "output shape", "params"),
+            caption=f"{plural(len(self), 'layer')}, {plural(params, 'parameter')}",
+        )
 
     def __getitem__(self, index):  # a slice of a table is a table
         got = super().__getitem__(index)
@@ -116,6 +146,12 @@ class Activations(Mapping[str, np.ndarray]):
     Arrays are float32 NumPy copies in the canonical layout. Order follows the
     order in which the layers ran. ``framework`` says which backend produced
     them (``"torch"`` or ``"keras"``); nothing downstream depends on it.
+
+    A vision transformer's token layer comes back as a ``(N, C, h, w)`` map of
+    its patch tokens; ``prefix[name]`` holds its ``(N, P, C)`` prefix tokens
+    (class, distillation, register tokens), and ``artifacts[name]`` the
+    high-norm patch tokens found in it as ``(K, 3)`` ``(sample, row, column)``
+    (see :mod:`multiviz.core.tokens`).
 
     Example:
         >>> import numpy as np
@@ -131,6 +167,8 @@ class Activations(Mapping[str, np.ndarray]):
     #: layer name -> the values its bounded activation saturates at (bounded layers only;
     #: see :attr:`LayerInfo.bounds`); :func:`multiviz.layer_stats` reads it
     bounds: dict[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    prefix: dict[str, np.ndarray] = field(default_factory=dict)
+    artifacts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -138,10 +176,14 @@ class Activations(Mapping[str, np.ndarray]):
         except KeyError:
             from multiviz.errors import LayerNotFoundError, closest
 
-            hint = closest(name, self.arrays)
+            hint = closest(name, self.arrays, n=5)
+            captured = list(self.arrays)
+            listed = captured if len(captured) <= 5 else [*captured[:5], "…"]
             raise LayerNotFoundError(
-                f"{name!r} was not captured. Captured: {list(self.arrays)}"
-                + (f". Did you mean {hint[0]!r}?" if hint else "")
+                f"{name!r} was not captured; the capture holds {plural(len(captured), 'layer')}"
+                " (list(acts) names them)."
+                + (f" Did you mean {hint[0]!r}?" if hint else f" Captured: {listed}.")
+                + (f" Close: {hint[1:]}." if len(hint) > 1 else "")
             ) from None
 
     def __iter__(self) -> Iterator[str]:
@@ -150,9 +192,27 @@ class Activations(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self.arrays)
 
+    def _headline(self) -> str:
+        n = next(iter(self.arrays.values())).shape[0] if self.arrays else 0
+        return (
+            f"Activations({self.framework or '?'}, {plural(len(self), 'layer')}, "
+            f"{plural(n, 'sample')})"
+        )
+
     def __repr__(self) -> str:
-        width = max((len(k) for k in self.arrays), default=4)
-        lines = [f"Activations({self.framework or '?'}, {len(self)} layers)"]
-        for name, arr in self.arrays.items():
-            lines.append(f"  {name:<{width}}  {tuple(arr.shape)!s:<20} {arr.dtype}")
+        """A headline, then one line per layer (at most 20 lines in all)."""
+        rows, more = clip_rows(list(self.arrays.items()), MAX_LINES - 2, "layers")
+        table = text_table([(name, array_summary(arr)) for name, arr in rows])
+        lines = [self._headline(), *("  " + line for line in table.splitlines())]
+        if more:
+            lines.append(f"  {more} (list(acts) names them all)")
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows, more = clip_rows(list(self.arrays.items()), 200, "layers")
+        return html_table(
+            [(name, array_summary(arr)) for name, arr in rows],
+            ("layer", "array"),
+            caption=self._headline(),
+            note=more,
+        )

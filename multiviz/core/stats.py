@@ -52,6 +52,7 @@ from typing import Any, overload
 import numpy as np
 
 from multiviz.core.layout import infer_layout
+from multiviz.core.views import html_table, number, plural
 from multiviz.errors import InputShapeError, LayerNotFoundError, closest
 
 __all__ = [
@@ -748,9 +749,27 @@ class ChannelStats:
             lines.append(f"  nonfinite_fraction  {_brief(self.nonfinite_fraction)}")
         return "\n".join(lines)
 
+    def _repr_html_(self) -> str:
+        """One row per channel (the first 64), for notebooks."""
+        head = ["channel", "mean", "std", "min", "max", "positive", "dead"]
+        if self.bounded:
+            head.append("saturated")
+        rows = []
+        for c in range(min(len(self), 64)):
+            row = [str(c)] + [number(getattr(self, k)[c]) for k in ("mean", "std", "min", "max")]
+            row += [f"{self.positive_fraction[c]:.1%}", "dead" if self.dead[c] else ""]
+            if self.bounded:
+                row.append(f"{self.saturated_fraction[c]:.1%}")
+            rows.append(row)
+        more = f"… and {len(self) - 64:,} more channels" if len(self) > 64 else ""
+        caption = (
+            f"ChannelStats: {plural(len(self), 'channel')} over {plural(self.samples, 'input')}, "
+            f"{int(self.dead.sum())} dead"
+        )
+        return html_table(rows, head, caption=caption, note=more)
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
+
+_plural = plural
 
 
 def _brief(a: np.ndarray, k: int = 4) -> str:
@@ -827,6 +846,14 @@ class RunningStats:
 
     def _settings(self) -> tuple:
         return (self.eps, self.bounds, self.quantiles, self.topk, self.sketch_k, self.positions)
+
+    def __repr__(self) -> str:
+        shape = (
+            "nothing yet"
+            if self.sample_shape is None
+            else ("x".join(map(str, self.sample_shape)) + f" maps, {plural(self.samples, 'input')}")
+        )
+        return f"RunningStats({shape})"
 
     def _start(self, sample_shape: tuple[int, ...]) -> None:
         channels = sample_shape[0]
@@ -1166,6 +1193,22 @@ class LayerStats:
         d["shape"] = list(self.shape)
         return d
 
+    def __repr__(self) -> str:
+        sat = (
+            ""
+            if np.isnan(self.saturated_fraction)
+            else f", saturated {self.saturated_fraction:.1%}"
+        )
+        return (
+            f"LayerStats({self.name!r}, {'x'.join(map(str, self.shape))}, "
+            f"{plural(self.samples, 'input')}: mean {number(self.mean)}, "
+            f"range [{number(self.min)}, {number(self.max)}], dead {self.dead_fraction:.1%}, "
+            f"zero {self.zero_fraction:.1%}{sat})"
+        )
+
+    def _repr_html_(self) -> str:
+        return LayerStatsReport([self])._repr_html_()
+
 
 class LayerStatsReport(Sequence[LayerStats]):
     """Per-layer statistics in model order: index by position or by layer name.
@@ -1189,10 +1232,11 @@ class LayerStatsReport(Sequence[LayerStats]):
                 if rec.name == key:
                     return rec
             names = [r.name for r in self.layers]
-            hint = closest(key, names)
+            hint = closest(key, names, n=5)
             raise LayerNotFoundError(
-                f"No statistics for {key!r}. Layers: {names}"
-                + (f". Did you mean {hint[0]!r}?" if hint else "")
+                f"No statistics for {key!r} among {plural(len(names), 'layer')}."
+                + (f" Did you mean {hint[0]!r}?" if hint else f" Layers: {names[:5]}…")
+                + (f" Close: {hint[1:]}." if len(hint) > 1 else "")
             )
         return self.layers[key]
 
@@ -1212,14 +1256,14 @@ class LayerStatsReport(Sequence[LayerStats]):
 
         return plot_layer_stats(self, **kwargs)
 
-    def __repr__(self) -> str:
-        head = ["layer", "shape", "mean", "std", "min", "p01", "p50", "p99", "max"]
-        head += ["dead", "pos", "zero", "sat"]
+    _HEAD = ("layer", "shape", "mean", "std", "min", "p01", "p50", "p99", "max")
+    _HEAD_PCT = ("dead", "pos", "zero", "sat")
 
+    def _rows(self) -> list[list[str]]:
         def pct(v: float) -> str:
             return "-" if np.isnan(v) else f"{v:.0%}"
 
-        rows = [
+        return [
             [
                 r.name,
                 "x".join(str(s) for s in r.shape),
@@ -1236,12 +1280,24 @@ class LayerStatsReport(Sequence[LayerStats]):
             ]
             for r in self.layers
         ]
+
+    def _headline(self) -> str:
         samples = max((r.samples for r in self.layers), default=0)
+        return f"LayerStatsReport({_plural(len(self), 'layer')}, {_plural(samples, 'input')})"
+
+    def table(self, max_rows: int | None = None) -> str:
+        """Every layer as an aligned text table (``max_rows``: the first and last rows only).
+
+        ``repr`` is ``table(max_rows=18)``: at most 20 lines.
+        """
+        head = [*self._HEAD, *self._HEAD_PCT]
+        rows = self._rows()
         widths = [max(len(str(c)) for c in col) for col in zip(head, *rows, strict=False)]
-        lines = [f"LayerStatsReport({_plural(len(self), 'layer')}, {_plural(samples, 'input')})"]
         shown = [head, *rows]
-        if len(shown) > 19:  # at most 20 lines
-            shown = [*shown[:10], ["…"] + [""] * (len(head) - 1), *shown[-8:]]
+        if max_rows is not None and len(rows) > max_rows:
+            k = max_rows - 8
+            shown = [head, *rows[:k], ["…"] + [""] * (len(head) - 1), *rows[-7:]]
+        lines = [self._headline()]
         for row in shown:
             cells = [
                 c.ljust(w) if i < 2 else c.rjust(w)
@@ -1249,6 +1305,14 @@ class LayerStatsReport(Sequence[LayerStats]):
             ]
             lines.append("  " + "  ".join(cells).rstrip())
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return self.table(max_rows=18)
+
+    def _repr_html_(self) -> str:
+        """Every layer as an HTML table, for notebooks."""
+        head = [*self._HEAD, "dead channels", "positive", "zero", "saturated"]
+        return html_table(self._rows(), head, caption=self._headline())
 
 
 class RunningLayerStats:
@@ -1282,6 +1346,10 @@ class RunningLayerStats:
         self._kw = {"eps": eps, "sketch_k": sketch_k, "positions": positions}
         self.bounds = dict(bounds or {})
         self.layers: dict[str, RunningStats] = {}
+
+    def __repr__(self) -> str:
+        seen = max((s.samples for s in self.layers.values()), default=0)
+        return f"RunningLayerStats({plural(len(self.layers), 'layer')}, {plural(seen, 'input')})"
 
     def update(self, activations: Mapping[str, np.ndarray]) -> RunningLayerStats:
         """Add one batch of every layer (in place; returns ``self``)."""

@@ -16,6 +16,14 @@ dense after         columns in ``C, H, W``      rows in ``H, W, C`` order (the
 Flatten             order                       flatten of a channels-last map)
 batchnorm           weight, bias,               gamma, beta,
                     running_mean, running_var   moving_mean, moving_variance
+layernorm           weight, bias                gamma, beta
+mha (self-          in_proj_weight ``(3D, D)``  MultiHeadAttention ``query``/``key``/
+attention)          (rows q, k, v; heads in     ``value`` kernels ``(D, H, d)``,
+                    order), in_proj_bias,       biases ``(H, d)``,
+                    out_proj.weight ``(D, Hd)``  ``attention_output`` kernel
+                    (timm: qkv.*, proj.*)       ``(H, d, D)``
+tokens              cls_token, pos_embed,       the same names and shapes
+                    reg_token
 ==================  ==========================  ===================================
 
 A depthwise convolution is a grouped convolution with ``groups == C``; its
@@ -43,9 +51,16 @@ __all__ = [
 
 #: What can be converted, by framework: the layer types, for error messages.
 SUPPORTED = {
-    "torch": "Conv1d/2d/3d (incl. grouped and depthwise), Linear, BatchNorm1d/2d/3d",
-    "keras": "Conv1D/2D/3D (incl. groups), DepthwiseConv1D/2D, Dense, BatchNormalization",
+    "torch": "Conv1d/2d/3d (incl. grouped and depthwise), Linear, BatchNorm1d/2d/3d, "
+    "LayerNorm, MultiheadAttention, timm-style attention (qkv, proj), class/position tokens",
+    "keras": "Conv1D/2D/3D (incl. groups), DepthwiseConv1D/2D, Dense, BatchNormalization, "
+    "LayerNormalization, MultiHeadAttention, class/position tokens",
 }
+
+# self-attention: canonical (nn.MultiheadAttention) names, and timm's for the same arrays
+_MHA = ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias")
+_TIMM_MHA = dict(zip(("qkv.weight", "qkv.bias", "proj.weight", "proj.bias"), _MHA, strict=True))
+_KERAS_LN = {"gamma": "weight", "beta": "bias"}
 
 _KERAS_BN = {
     "gamma": "weight",
@@ -62,7 +77,8 @@ class LayerParams:
     Attributes:
         name: the layer's name (as :func:`multiviz.layers` lists it).
         type: the class name (``"Conv2d"``, ``"DepthwiseConv2D"``…).
-        op: ``"conv"``, ``"depthwise"``, ``"dense"``, ``"batchnorm"``; ``"none"``
+        op: ``"conv"``, ``"depthwise"``, ``"dense"``, ``"batchnorm"``,
+            ``"layernorm"``, ``"mha"``, ``"tokens"``; ``"none"``
             for a layer without parameters; ``"unsupported"`` for a layer that
             has parameters multiviz cannot convert.
         framework: ``"torch"`` or ``"keras"``.
@@ -163,8 +179,15 @@ def to_canonical(p: LayerParams) -> dict[str, np.ndarray]:
             f"{SUPPORTED[p.framework]}. Copy this layer's weights by hand, or leave it out of `pairs`."
         )
     if p.framework == "torch" or not p.arrays:
-        return {k: v for k, v in p.arrays.items() if k != "num_batches_tracked"}
+        out = {k: v for k, v in p.arrays.items() if k != "num_batches_tracked"}
+        return {_TIMM_MHA.get(k, k): v for k, v in out.items()} if p.op == "mha" else out
     a = p.arrays
+    if p.op == "tokens":
+        return {k: v.copy() for k, v in a.items()}
+    if p.op == "layernorm":
+        return {_KERAS_LN[k]: v.copy() for k, v in a.items()}
+    if p.op == "mha":
+        return _keras_mha_to_torch(a)
     out: dict[str, np.ndarray] = {}
     if p.op == "conv":
         out["weight"] = _keras_conv_to_torch(a["kernel"])
@@ -176,6 +199,38 @@ def to_canonical(p: LayerParams) -> dict[str, np.ndarray]:
         return {_KERAS_BN[k]: v.copy() for k, v in a.items()}
     if "bias" in a:
         out["bias"] = a["bias"].copy()
+    return out
+
+
+def _keras_mha_to_torch(a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Keras MultiHeadAttention kernels -> nn.MultiheadAttention's packed arrays."""
+    c, heads, d = a["query/kernel"].shape
+    rows = [a[f"{part}/kernel"].reshape(c, heads * d).T for part in ("query", "key", "value")]
+    out = {"in_proj_weight": np.ascontiguousarray(np.concatenate(rows))}
+    if "query/bias" in a:
+        out["in_proj_bias"] = np.concatenate(
+            [a[f"{part}/bias"].reshape(-1) for part in ("query", "key", "value")]
+        )
+    w_out = a["attention_output/kernel"]  # (heads, d, C_out)
+    out["out_proj.weight"] = np.ascontiguousarray(w_out.reshape(heads * d, -1).T)
+    if "attention_output/bias" in a:
+        out["out_proj.bias"] = a["attention_output/bias"].copy()
+    return out
+
+
+def _torch_mha_to_keras(src: dict[str, np.ndarray], target: LayerParams) -> dict[str, np.ndarray]:
+    c, heads, d = target.arrays["query/kernel"].shape
+    w_in = src["in_proj_weight"]  # (3 * heads * d, C)
+    out = {}
+    for k, part in enumerate(("query", "key", "value")):
+        rows = slice(k * heads * d, (k + 1) * heads * d)
+        out[f"{part}/kernel"] = np.ascontiguousarray(w_in[rows].T.reshape(c, heads, d))
+        if "in_proj_bias" in src:
+            out[f"{part}/bias"] = src["in_proj_bias"][rows].reshape(heads, d)
+    w_out = src["out_proj.weight"]  # (C_out, heads * d)
+    out["attention_output/kernel"] = np.ascontiguousarray(w_out.T.reshape(heads, d, -1))
+    if "out_proj.bias" in src:
+        out["attention_output/bias"] = src["out_proj.bias"]
     return out
 
 
@@ -221,7 +276,11 @@ def from_canonical(canonical: dict[str, np.ndarray], target: LayerParams) -> dic
         to_canonical(target)  # raises the message naming what is supported
     src = dict(canonical)
     current = to_canonical(target)
-    identity = {"bias": 0.0, "weight": 1.0} if target.op == "batchnorm" else {"bias": 0.0}
+    identity = (
+        {"bias": 0.0, "weight": 1.0}
+        if target.op in ("batchnorm", "layernorm")
+        else {"bias": 0.0, "in_proj_bias": 0.0, "out_proj.bias": 0.0}
+    )
     for key in set(current) - set(src):
         if key not in identity:
             raise TransferError(
@@ -249,6 +308,9 @@ def from_canonical(canonical: dict[str, np.ndarray], target: LayerParams) -> dic
             )
     if target.framework == "torch":
         native = src
+        if target.op == "mha" and "qkv.weight" in target.arrays:  # timm-style names
+            back = {v: k for k, v in _TIMM_MHA.items()}
+            native = {back.get(k, k): v for k, v in src.items()}
     else:
         native = _canonical_to_keras(src, target)
     return {
@@ -262,6 +324,13 @@ def _canonical_to_keras(src: dict[str, np.ndarray], target: LayerParams) -> dict
     if target.op == "batchnorm":
         back = {v: k for k, v in _KERAS_BN.items()}
         return {back[k]: v for k, v in src.items()}
+    if target.op == "layernorm":
+        back = {v: k for k, v in _KERAS_LN.items()}
+        return {back[k]: v for k, v in src.items()}
+    if target.op == "tokens":
+        return dict(src)
+    if target.op == "mha":
+        return _torch_mha_to_keras(src, target)
     out = {k: v for k, v in src.items() if k == "bias"}
     w = src["weight"]
     if target.op == "conv":

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from multiviz.core.views import MAX_LINES, clip_rows, html_table, plural, text_table
 from multiviz.errors import LayerNotFoundError, closest
 from multiviz.parity.pairing import Unpaired
 
@@ -179,7 +180,63 @@ class ParityReport:
     def __str__(self) -> str:
         return self.table()
 
-    __repr__ = __str__
+    def __repr__(self) -> str:
+        """The verdict and the pairs that matter, in at most 20 lines (``print`` shows all)."""
+        n_fail = len(self.failures)
+        a, b = self.labels
+        lines = [
+            f"ParityReport({a} vs {b}: {plural(len(self.rows), 'pair')}, "
+            f"{len(self.rows) - n_fail} PASS, {n_fail} FAIL; atol={self.atol:g}, rtol={self.rtol:g})"
+        ]
+        first = self.first_divergence
+        lines.append(
+            f"  first divergence: {first.label} (#{first.index}): {first.reason}"
+            if first
+            else "  first divergence: none"
+        )
+        worst = sorted(
+            (r for r in self.rows if not math.isnan(r.max_abs)), key=lambda r: -r.max_abs
+        )
+        shown, more = clip_rows(self.failures or worst, 12, "pairs")
+        rows = [
+            [str(r.index), r.label, fmt_sci(r.max_abs), fmt_sci(r.rel_err), r.status] for r in shown
+        ]
+        if rows:
+            lines.append("  " + ("failing pairs:" if self.failures else "largest differences:"))
+            table = text_table(rows, ["#", "layer", "max|diff|", "rel err", "status"], right=[0])
+            lines += ["    " + line for line in table.splitlines()]
+            if more:
+                lines.append(f"    {more}")
+        if self.unpaired:
+            lines.append(f"  not compared: {plural(len(self.unpaired), 'layer')} (report.unpaired)")
+        lines.append("  print(report) for the full table; report.plot() for the figure")
+        return "\n".join(lines[:MAX_LINES])
+
+    def _repr_html_(self) -> str:
+        """Every pair as an HTML table, failing ones marked, for notebooks."""
+        n_fail = len(self.failures)
+        a, b = self.labels
+        rows = [
+            [
+                str(r.index),
+                r.label,
+                fmt_shape(r.shape),
+                fmt_sci(r.max_abs),
+                fmt_sci(r.rel_err),
+                fmt_fixed(r.cosine),
+                fmt_fixed(r.cka),
+                r.status if r.passed else f"{r.status}: {r.reason}",
+            ]
+            for r in self.rows
+        ]
+        first = self.first_divergence
+        return html_table(
+            rows,
+            ["#", "layer", "shape", "max|diff|", "rel err", "cosine", "CKA", "status"],
+            caption=f"ParityReport: {a} (reference) vs {b}, {len(self.rows) - n_fail} PASS, "
+            f"{n_fail} FAIL (atol={self.atol:g}, rtol={self.rtol:g})",
+            note=f"First divergence: {first.label} (#{first.index})" if first else "",
+        )
 
     def table(self, max_name: int = 48) -> str:
         """The report as an aligned text table with a legend."""

@@ -40,7 +40,15 @@ from multiviz.parity.pairing import (
 
 __all__ = ["TransferReport", "read_params", "transfer_weights"]
 
-_FAMILY = {"conv": "conv", "depthwise": "conv", "dense": "dense", "batchnorm": "batchnorm"}
+_FAMILY = {
+    "conv": "conv",
+    "depthwise": "conv",
+    "dense": "dense",
+    "batchnorm": "batchnorm",
+    "layernorm": "layernorm",
+    "mha": "mha",
+    "tokens": "tokens",
+}
 
 
 def _weights_backend(model: Any) -> Any:
@@ -174,6 +182,20 @@ def _check_config(src: LayerParams, dst: LayerParams, notes: list[str]) -> list[
         m_src, m_dst = _momentum_as_torch(src), _momentum_as_torch(dst)
         if m_src is None or m_dst is None or not math.isclose(m_src, m_dst, rel_tol=1e-6):
             notes.append(f"{_MOMENTUM_NOTE}{where}: {_momentum_text(src)} vs {_momentum_text(dst)}")
+    if _FAMILY.get(src.op) == "layernorm":
+        e_src, e_dst = src.config["eps"], dst.config["eps"]
+        if not math.isclose(e_src, e_dst, rel_tol=1e-6):
+            problems.append(
+                f"{where}: LayerNorm epsilon differs ({src.framework} {e_src:g}, {dst.framework} "
+                f"{e_dst:g}; PyTorch defaults to 1e-5, Keras to 1e-3), so the outputs would "
+                "differ. Build both with the same epsilon, or pass check_config=False."
+            )
+    if _FAMILY.get(src.op) == "mha" and src.config.get("heads") != dst.config.get("heads"):
+        problems.append(
+            f"{where}: the attention layers have {src.config.get('heads')} and "
+            f"{dst.config.get('heads')} heads; the same weights split into other heads compute "
+            "another function. Build both with the same number of heads."
+        )
     if _FAMILY.get(src.op) == "conv":
         for key in ("stride", "dilation"):
             if tuple(src.config.get(key, ())) != tuple(dst.config.get(key, ())):

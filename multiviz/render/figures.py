@@ -10,6 +10,7 @@ per map.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -20,17 +21,20 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from multiviz.attribution.maps import clip_outliers
 from multiviz.attribution.maps import normalize_maps as scale_each_sample
 from multiviz.core.layout import infer_layout, take_sample, to_channels_last
-from multiviz.core.normalize import NormInfo
+from multiviz.core.normalize import NormInfo, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps
 from multiviz.core.reduce import aggregate
 from multiviz.core.stats import LayerStats, layer_stats
+from multiviz.core.views import plural
 from multiviz.render.colors import background_color, default_cmap, get_cmap
 from multiviz.render.montage import Tiling, montage, tiling, vector_grid_shape
-from multiviz.render.rgb import MapSelection, overlay, select_maps
+from multiviz.render.rgb import MapSelection, overlay, overlay_style, select_maps
 
 __all__ = [
+    "figure_png",
     "plot_aggregate",
     "plot_explanations",
     "plot_feature_maps",
@@ -52,6 +56,8 @@ _LABEL_STROKE = [patheffects.withStroke(linewidth=1.6, foreground="black")]
 #: (row start, column offset) instead of tile by tile: 500 labels cost seconds
 MAX_TILE_LABELS = 128
 MIN_LABEL_PX = 14  # tiles drawn smaller than this get no label of their own
+MIN_LABEL_PT = 4.0  # the smallest number drawn on a tile
+FLAG_COLOR = "#ffb000"  # special maps: constant, NaN, Inf
 TARGET_PX, MAX_PX, MIN_WIDTH_IN = 700, 1000, 4.5
 
 
@@ -149,15 +155,34 @@ def _colorbar(
 
 def _title(sel: MapSelection, what: str) -> str:
     shown = len(sel.channels)
-    head = f"{shown} of {sel.total} {what}" if shown < sel.total else f"{sel.total} {what}"
+    head = f"{shown} of {plural(sel.total, what)}" if shown < sel.total else plural(shown, what)
     if sel.sample is not None:
         head += f", sample {sel.sample}"
-    return f"{head}\n{_MODE_WORDS.get(sel.mode, sel.mode)}"
+    how = _MODE_WORDS.get(sel.mode, sel.mode)
+    info = sel.info
+    special = int(np.sum((info.constant | info.has_nan | info.has_inf)[sel.channels]))
+    if special:
+        how += f"; orange frame: {plural(special, 'special map')} (constant, NaN or Inf)"
+    return f"{head}\n{how}"
 
 
 def _label(sel: MapSelection, channel: int) -> str:
     flags = sel.info.flags(int(channel))
     return f"#{channel}" + (f" {flags}" if flags else "")
+
+
+def figure_png(fig: Figure, dpi: float = DPI) -> bytes:
+    """A figure as PNG bytes (what a record's ``_repr_png_`` returns).
+
+    Example:
+        >>> figure_png(Figure(figsize=(1, 1)))[:4]
+        b'\\x89PNG'
+    """
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- feature maps
@@ -170,13 +195,14 @@ def plot_feature_maps(
     max_maps: int | None = None,
     channels: Sequence[int] | np.ndarray | None = None,
     cmap: str | Colormap | None = None,
-    normalize: str = "map",
+    normalize: str = "auto",
     percentile: Sequence[float] = (1, 99),
     ncols: int | None = None,
     pad: int = 1,
     labels: bool = True,
-    colorbar: bool = False,
+    colorbar: bool | None = None,
     title: str | None = None,
+    name: str | None = None,
     ax: Axes | None = None,
     layout: str | None = None,
 ) -> Figure:
@@ -191,21 +217,25 @@ def plot_feature_maps(
         max_maps: draw at most this many maps (the title says how many of how many).
         channels: which channels, in which order (e.g. from
             :func:`multiviz.select_channels`); default all.
-        cmap: colormap; default ``"gray"``, ``"RdBu_r"`` with ``normalize="symmetric"``.
-        normalize: scaling mode (:func:`multiviz.normalize`).
+        cmap: colormap; default ``"gray"``, or ``"RdBu_r"`` (diverging, 0 at
+            its white centre) when the scaling is symmetric.
+        normalize: scaling mode (:func:`multiviz.normalize`); default
+            ``"auto"``: ``"symmetric"`` when the sample holds negative values
+            (signed maps, drawn centred on zero with one scale), else ``"map"``.
         percentile: for ``normalize="percentile"``.
         ncols: tiles per row (default near-square).
         pad: background pixels between tiles.
-        labels: show channel numbers: on each tile (``"#12"``), with a flag for
-            special maps (``"#12 const"``, ``"nan"``, ``"inf"``, in orange). A
-            grid of more than 128 consecutive channels is labelled on its axes
-            instead (row start + column offset; flagged tiles keep their own
-            label), which keeps it readable and fast. Tiles drawn too small to
-            hold a label get none.
-        colorbar: add a colorbar — in real activation units for the one-range
-            modes (``"layer"``, ``"percentile"``, ``"symmetric"``, ``"none"``),
-            in scaled units for ``"map"``.
+        labels: show channel numbers: on each tile (``"#12"``), sized to fit
+            it; a special map (constant, NaN, Inf) gets an orange frame and,
+            where the tile has room, the word (``"#12 const"``). A grid of more
+            than 128 consecutive channels is numbered on its axes instead (row
+            start + column offset), which keeps it readable and fast. Tiles
+            drawn too small to hold a number get none.
+        colorbar: add a colorbar in real activation units; default ``None``
+            adds one whenever the tiles share one scale (every mode but
+            ``"map"``). ``True`` with ``"map"`` shows scaled units.
         title: figure title; default says what is shown and how it is scaled.
+        name: what the maps are (a layer name): the default title starts with it.
         ax: draw into this axes instead of a new figure.
         layout: ``"NCL"`` / ``"NF"`` for batches of 1-D maps / vectors.
 
@@ -230,7 +260,9 @@ def plot_feature_maps(
         percentile=percentile,
         layout=layout,
     )
-    cm = get_cmap(cmap or default_cmap(normalize))
+    cm = get_cmap(cmap or default_cmap(sel.mode))
+    if colorbar is None:  # a colorbar whenever the tiles share one scale
+        colorbar = sel.info.common_range() is not None
     bg = np.array(background_color(cm)) / 255.0
     if sel.layout == "F":
         pad = 0  # one tile: a border adds nothing, and tick positions stay simple
@@ -272,8 +304,10 @@ def plot_feature_maps(
     if colorbar:
         _colorbar(fig, ax, cm, sel.info, cax=cax)
     if title is None:
-        what = {"CHW": "channels", "CL": "1-D channels"}.get(sel.layout, "features")
+        what = {"CHW": "channel", "CL": "1-D channel"}.get(sel.layout, "feature")
         title = _vector_title(sel) if sel.layout == "F" else _title(sel, what)
+        if name:
+            title = f"{name}: {title}"
     ax.set_title(title, fontsize=10)
     return fig
 
@@ -296,32 +330,70 @@ def _label_style(sel: MapSelection, t: Tiling, scale: float) -> str:
 
 
 def _tile_labels(ax: Axes, sel: MapSelection, t: Tiling, scale: float, how: str) -> None:
-    """Channel numbers: on each tile, or on the axes (+ on flagged tiles only)."""
+    """Channel numbers: on each tile, or on the axes; special maps framed in orange.
+
+    A number is sized to fit inside its tile (height and width); the flag
+    word ("const", "nan", "inf") is added only where it fits too, and the
+    orange frame marks a special map at any tile size.
+    """
     flagged = sel.info.constant | sel.info.has_nan | sel.info.has_inf
+    special = [i for i, ch in enumerate(sel.channels) if flagged[ch]]
     if how == "axes":
         _row_column_axes(ax, sel, t)
-        chosen = [i for i, ch in enumerate(sel.channels) if flagged[ch]][:MAX_TILE_LABELS]
-        if min(t.tile) * scale < MIN_LABEL_PX:
-            chosen = []
+        chosen = special[:MAX_TILE_LABELS]
     else:
         ax.set_axis_off()
         chosen = list(range(len(sel.channels))) if how == "tiles" else []
-    if not chosen:
-        return
-    size = float(np.clip(0.2 * min(t.tile) * scale * 72.0 / DPI, 4.0, 9.0))
+    if special:
+        _frames(ax, t, special)
+    (h, w), px = t.tile, 1.0 / scale
     for i in chosen:
         ch = int(sel.channels[i])
+        text = _fitting_label(sel, ch, h * scale, w * scale)
+        if text is None:
+            continue
         y, x = t.origin(i)
         ax.text(
-            x - 0.5 + 1.0 / scale,
-            y - 0.5 + 1.0 / scale,
-            _label(sel, ch),
-            fontsize=size,
-            color="#ffb000" if flagged[ch] else "white",
+            x - 0.5 + px,
+            y - 0.5 + px,
+            text[0],
+            fontsize=text[1],
+            color=FLAG_COLOR if flagged[ch] else "white",
             ha="left",
             va="top",
             path_effects=_LABEL_STROKE,
         )
+
+
+def _fitting_label(
+    sel: MapSelection, channel: int, h_px: float, w_px: float
+) -> tuple[str, float] | None:
+    """The longest label of ``channel`` that fits a tile of ``h_px`` x ``w_px``
+    screen pixels, with its font size in points; ``None`` if not even the number fits."""
+    flags = sel.info.flags(channel)
+    candidates = [f"#{channel} {flags}", f"#{channel}"] if flags else [f"#{channel}"]
+    for text in candidates:
+        # DejaVu Sans: about 0.65 em per character, 1.2 em of line height
+        size_px = min(0.22 * h_px, 9.0 * DPI / 72.0, 0.9 * w_px / (0.65 * len(text)))
+        size_pt = size_px * 72.0 / DPI
+        if size_pt >= MIN_LABEL_PT:
+            return text, float(size_pt)
+    return None
+
+
+def _frames(ax: Axes, t: Tiling, tiles: Sequence[int]) -> None:
+    """One orange frame around each of ``tiles`` (one collection: cheap for hundreds)."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    (h, w) = t.tile
+    boxes = []
+    for i in tiles:
+        y, x = t.origin(i)
+        boxes.append(Rectangle((x - 0.5, y - 0.5), w, h))
+    ax.add_collection(
+        PatchCollection(boxes, facecolor="none", edgecolor=FLAG_COLOR, linewidth=1.2, zorder=3)
+    )
 
 
 def _row_column_axes(ax: Axes, sel: MapSelection, t: Tiling) -> None:
@@ -384,11 +456,13 @@ def plot_aggregate(
     maps: np.ndarray,
     reduce: str = "mean",
     *,
-    cmap: str | Colormap = "plasma",
+    cmap: str | Colormap | None = None,
+    normalize: str = "auto",
     sample: int = 0,
     channels: Sequence[int] | np.ndarray | None = None,
     colorbar: bool = True,
     title: str | None = None,
+    name: str | None = None,
     ax: Axes | None = None,
     layout: str | None = None,
 ) -> Figure:
@@ -401,11 +475,16 @@ def plot_aggregate(
         maps: ``(C, H, W)``, ``(N, C, H, W)`` (``sample`` picks one),
             ``(C, L)`` or ``(F,)``.
         reduce: ``"mean"``, ``"max"``, ``"std"``, ``"l2"`` or ``"sum"`` over channels.
-        cmap: colormap of the 2-D map.
+        cmap: colormap of the 2-D map; default ``"plasma"``, or ``"RdBu_r"``
+            (diverging, 0 at its white centre) for a signed map.
+        normalize: how the 2-D map is scaled to colours; default ``"auto"``:
+            ``"symmetric"`` (0 at the centre colour, ``±max|v|`` at the ends)
+            when the map has negative values, else its min to max.
         sample: index into the batch axis, when there is one.
         channels: reduce over these channels only.
         colorbar: add a colorbar (2-D maps).
         title: default names the reduction and the channel count.
+        name: what the maps are (a layer name): the default title starts with it.
         ax: draw into this axes.
         layout: ``"NCL"`` / ``"NF"`` for batches of 1-D maps / vectors.
 
@@ -425,23 +504,28 @@ def plot_aggregate(
     n_ch = arr.shape[0] if channels is None else len(channels)
     where = f", sample {sample}" if batched else ""
     if lay == "CHW":
-        scaled, info = normalize_maps(agg[None], "layer", return_info=True)
+        mode = resolve_mode(agg, normalize)
+        scaled, info = normalize_maps(
+            agg[None], "layer" if mode == "map" else mode, return_info=True
+        )
         fig, ax = _figure_and_axes(
             ax, _image_figsize(agg.shape, (4.0, 6.0), 1.2 if colorbar else 0)
         )
-        cm = get_cmap(cmap)
+        cm = get_cmap(cmap or ("RdBu_r" if mode == "symmetric" else "plasma"))
         ax.imshow(scaled[0], cmap=cm, vmin=0.0, vmax=1.0, interpolation="nearest")
         ax.set_axis_off()
         if colorbar:
             _colorbar(fig, ax, cm, info, label=f"{reduce} over channels")
-        default = f"{reduce} over {n_ch} channels{where}"
+        default = f"{reduce} over {plural(n_ch, 'channel')}{where}"
+        if mode == "symmetric":
+            default += "\n0 at the white centre colour"
     elif lay == "CL":
         fig, ax = _figure_and_axes(ax, (6.0, 3.0))
         ax.plot(np.arange(agg.shape[0]), agg, lw=1.2)
         ax.set_xlabel("position")
         ax.set_ylabel(f"{reduce} over channels")
         ax.grid(alpha=0.3)
-        default = f"{reduce} over {n_ch} channels (1-D){where}"
+        default = f"{reduce} over {plural(n_ch, 'channel')} (1-D){where}"
     else:  # a vector: its values, and their reduction
         fig, ax = _figure_and_axes(ax, (6.0, 3.0))
         idx = np.arange(arr.shape[0]) if channels is None else np.asarray(channels)
@@ -452,7 +536,9 @@ def plot_aggregate(
         ax.set_ylabel("value")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        default = f"{reduce} over {len(idx)} features{where}"
+        default = f"{reduce} over {plural(len(idx), 'feature')}{where}"
+    if name:
+        default = f"{name}: {default}"
     ax.set_title(default if title is None else title, fontsize=10)
     return fig
 
@@ -464,10 +550,11 @@ def plot_overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
     *,
-    alpha: float = 0.5,
-    cmap: str | Colormap = "jet",
-    normalize: str = "map",
+    alpha: float | None = None,
+    cmap: str | Colormap | None = None,
+    normalize: str | None = None,
     percentile: Sequence[float] = (1, 99),
+    blend: str = "value",
     colorbar: bool = False,
     title: str | None = None,
     ax: Axes | None = None,
@@ -475,16 +562,21 @@ def plot_overlay(
     """Draw a heatmap (a CAM, an aggregate map) over an image.
 
     The picture is :func:`multiviz.render.rgb.overlay_image`, drawn with one
-    ``imshow``; the optional colorbar shows the heatmap's own values.
+    ``imshow``; the optional colorbar shows the heatmap's own values. By
+    default the heatmap's opacity follows its value (the image shows through
+    where the map is low) in ``"turbo"`` (``"RdBu_r"`` for a signed map);
+    ``blend="uniform"`` gives the classic look (``"jet"`` at opacity 0.5).
 
     Args:
         image: ``(H, W, 3)`` uint8 or float in [0, 1], or ``(H, W)`` grey.
             Channels-first ``(3, H, W)`` raises (use ``mv.to_channels_last``).
         heatmap: ``(h, w)``, upsampled bilinearly to the image's size.
-        alpha: weight of the heatmap colour.
-        cmap: colormap of the heatmap.
-        normalize: how the heatmap is scaled (:func:`multiviz.normalize`).
+        alpha: the heatmap's largest opacity (default 0.6; 0.5 with ``"uniform"``).
+        cmap: colormap of the heatmap (default: see above).
+        normalize: how the heatmap is scaled (:func:`multiviz.normalize`);
+            default ``"symmetric"`` for a signed map, else ``"map"``.
         percentile: for ``normalize="percentile"``.
+        blend: ``"value"`` or ``"uniform"`` (:func:`multiviz.overlay_image`).
         colorbar: add a colorbar of the heatmap's values.
         title: axes title.
         ax: draw into this axes.
@@ -500,8 +592,17 @@ def plot_overlay(
         >>> len(fig.axes[0].images)
         1
     """
+    cmap, mode, alpha = overlay_style(
+        np.asarray(heatmap), blend=blend, cmap=cmap, normalize=normalize, alpha=alpha
+    )
     rgb, info = overlay(
-        image, heatmap, alpha=alpha, cmap=cmap, normalize=normalize, percentile=percentile
+        image,
+        heatmap,
+        alpha=alpha,
+        cmap=cmap,
+        normalize=mode,
+        percentile=percentile,
+        blend=blend,
     )
     size = _image_figsize(rgb.shape[:2], (4.0, 6.0), 1.2 if colorbar else 0.0)
     fig, ax = _figure_and_axes(ax, size)
@@ -525,20 +626,27 @@ def plot_layer_stats(
     eps: float = 0.0,
     bounds: Mapping[str, Sequence[float] | None] | None = None,
 ) -> Figure:
-    """Per-layer activation ranges and dead / saturated fractions along depth.
+    """Per-layer activation ranges and dead / saturated / zero fractions, input at the top.
 
-    Top: each layer's 1st-99th percentile band, median, mean, min and max —
-    ranges that shrink towards 0 with depth are vanishing activations. Bottom:
+    Layers run down the vertical axis, one row each, so a name fits on every
+    row however deep the network. Left: each layer's min-max whisker, its
+    1st-99th percentile bar, median (dot) and mean (tick) — ranges that shrink
+    towards 0 with depth are vanishing activations; the value axis is linear,
+    or symmetric-log with its linear zone taken from the data's percentiles
+    when values span many decades (at most about 8 decades shown). Right: the
     fraction of dead channels (never > 0 over every input), of saturated
-    values (at a bounded activation's bound; see :mod:`multiviz.core.stats`)
-    and of zeros. With ``ax=`` both
-    go on one axes, the fractions on a right-hand axis.
+    values (at a bounded activation's bound; see :mod:`multiviz.core.stats`;
+    no bar where the layer has none) and of zeros per layer.
+    Past 150 layers, rows are numbered by block (consecutive layers sharing a
+    name prefix, shaded alternately) instead of one label per row; 500 layers
+    fit in 2,500 x 6,000 pixels. With ``ax=`` both go on one axes, the
+    fractions on a twin axis along the top.
 
     Args:
         activations_or_stats: captured activations (layer name -> batch
             array; statistics are computed with :func:`multiviz.layer_stats`),
             or the records of :func:`multiviz.layer_stats` /
-            :class:`multiviz.core.reduce.RunningLayerStats`.
+            :class:`multiviz.RunningLayerStats`.
         ax: draw into this axes.
         title: default says how many samples the statistics cover.
         eps: a value counts as zero when ``|v| <= eps`` (activations only).
@@ -554,8 +662,10 @@ def plot_layer_stats(
     Example:
         >>> acts = {"c1": np.random.rand(2, 4, 6, 5), "c2": np.random.rand(2, 8, 3, 2)}
         >>> fig = plot_layer_stats(acts)
-        >>> [a.get_ylabel() for a in fig.axes]
+        >>> [a.get_xlabel() for a in fig.axes]
         ['activation value', 'fraction']
+        >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        ['c1', 'c2']
     """
     if isinstance(activations_or_stats, Mapping):
         records = list(layer_stats(activations_or_stats, eps=eps, bounds=bounds))
@@ -564,91 +674,203 @@ def plot_layer_stats(
     if not records:
         raise ValueError("plot_layer_stats needs at least one layer. Received none.")
     n = len(records)
-    x = np.arange(n)
-    col = {name: np.array([getattr(r, name) for r in records], dtype=np.float64) for name in (
+    y = np.arange(n)
+    col = {name: np.array([getattr(r, name, np.nan) for r in records], dtype=np.float64) for name in (
         "min", "p01", "p50", "p99", "max", "mean", "dead_fraction", "saturated_fraction",
         "zero_fraction", "nonfinite_fraction",
     )}  # fmt: skip
-
-    if ax is None:
-        fig = Figure(figsize=(max(6.0, 0.32 * n + 2.5), 6.0), dpi=DPI, layout="constrained")
-        ax_r, ax_f = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-        twin = False
+    names = [r.name for r in records]
+    groups = _layer_groups(names, int(np.clip(n // 8, 6, 60))) if n > MAX_ROW_LABELS else []
+    samples = max(r.samples for r in records)
+    parts = [("dead_fraction", f"dead channels (never > 0 over {plural(samples, 'input')})", "C3"),
+             ("saturated_fraction", "saturated values", "C1"),
+             ("zero_fraction", "zero values", "0.45"),
+             ("nonfinite_fraction", "NaN/Inf", "C4")]  # fmt: skip
+    unbounded = not np.isfinite(col["saturated_fraction"]).any()  # no layer can saturate
+    measured = [p for p in parts if np.nan_to_num(col[p[0]]).max() > 0]
+    if measured:  # dead, zero, saturated (where a layer can saturate), NaN/Inf (where any)
+        parts = [
+            p
+            for p in parts
+            if p[0] in ("dead_fraction", "zero_fraction")
+            or (p[0] == "saturated_fraction" and not unbounded)
+            or p in measured
+        ]
     else:
-        fig, ax_r = _root_figure(ax), ax
-        ax_f = ax.twinx()
-        twin = True
+        parts = []  # nothing to show: no empty panel
 
-    # ranges
-    ax_r.fill_between(x, col["p01"], col["p99"], color="C0", alpha=0.25, lw=0, label="1st-99th pct")
-    ax_r.plot(x, col["p50"], "o-", color="C0", ms=3, lw=1.2, label="median")
-    ax_r.plot(x, col["mean"], "--", color="C2", lw=1.0, label="mean")
-    ax_r.plot(x, col["max"], "^", color="0.35", ms=4, ls="none", label="max")
-    ax_r.plot(x, col["min"], "v", color="0.35", ms=4, ls="none", label="min")
-    ax_r.axhline(0.0, color="0.6", lw=0.6, zorder=0)
-    linthresh = _symlog_threshold(col["min"], col["max"])
-    if linthresh is not None:
-        ax_r.set_yscale("symlog", linthresh=linthresh)
-    if np.nanmin(np.r_[col["min"], 0.0]) >= 0:  # nothing negative: no empty lower half
-        ax_r.set_ylim(bottom=-0.5 * linthresh if linthresh is not None else None)
-    ax_r.set_ylabel("activation value" + (" (symlog)" if linthresh is not None else ""))
-    ax_r.grid(alpha=0.3)
+    twin = ax is not None
     if twin:
-        ax_r.legend(fontsize=7, loc="upper left", ncols=2)
+        fig, ax_r = _root_figure(ax), ax
+        ax_f = ax.twiny() if parts else None
     else:
-        ax_r.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=5, frameon=False)
+        fig, ax_r, ax_f = _stats_figure(n, names, groups, fractions=bool(parts))
+
+    # ranges: whisker min-max, bar p01-p99, median, mean
+    ax_r.hlines(y, col["min"], col["max"], color="0.55", lw=0.8, label="min to max", zorder=2)
+    bar_h = 0.7 if n <= MAX_ROW_LABELS else 1.0
+    ax_r.barh(
+        y, col["p99"] - col["p01"], left=col["p01"], height=bar_h, color="C0", alpha=0.35,
+        lw=0, label="1st-99th percentile", zorder=2,
+    )  # fmt: skip
+    dot = 3.5 if n <= MAX_ROW_LABELS else 1.5
+    ax_r.plot(col["p50"], y, "o", color="C0", ms=dot, ls="none", label="median", zorder=3)
+    ax_r.plot(col["mean"], y, "|", color="C2", ms=2 * dot + 2, mew=1.2, ls="none", label="mean",
+              zorder=3)  # fmt: skip
+    ax_r.axvline(0.0, color="0.35", lw=0.7, zorder=1)
+    linthresh = _symlog_threshold(col)
+    if linthresh is not None:
+        ax_r.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
+        _limit_decades(ax_r, col, linthresh)
+    ax_r.set_xlabel("activation value")
+    ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
-    inputs = max(r.samples for r in records)
-    parts = [("dead_fraction", f"dead channels (never > 0 over {inputs} inputs)", "C3"),
-             ("saturated_fraction", "saturated values", "C1"),
-             ("zero_fraction", "zero values", "0.55")]  # fmt: skip
-    if np.nansum(col["nonfinite_fraction"]) > 0:
-        parts.append(("nonfinite_fraction", "NaN/Inf", "C4"))
-    width = 0.8 / len(parts)
+    width = 0.8 / max(len(parts), 1)
     for k, (key, label, color) in enumerate(parts):
-        if twin:
-            ax_f.plot(x, col[key], "s-", color=color, ms=3, lw=1.0, label=label)
+        if n <= MAX_BARS and not twin:
+            offset = (k - (len(parts) - 1) / 2) * width
+            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label)
         else:
-            ax_f.bar(
-                x + (k - (len(parts) - 1) / 2) * width, col[key], width, color=color, label=label
-            )
-    ax_f.set_ylim(0.0, 1.05)
-    ax_f.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax_f.set_ylabel("fraction")
-    if twin:
-        ax_f.legend(fontsize=7, loc="upper right")
-    else:
-        ax_f.legend(
-            fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=len(parts), frameon=False
-        )
-    if not twin:
-        ax_f.grid(alpha=0.3, axis="y")
-
-    bottom = ax_r if twin else ax_f
-    step = max(1, math.ceil(n / 40))
-    bottom.set_xticks(x[::step])
-    bottom.set_xticklabels(
-        [records[i].name for i in x[::step]], rotation=45, ha="right", fontsize=8
+            ax_f.plot(col[key], y, "-", drawstyle="steps-mid", color=color, lw=1.0, label=label)
+    if ax_f is not None:
+        ax_f.set_xlim(0.0, 1.02)
+        ax_f.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax_f.set_xlabel("fraction" + ("\n(no layer can saturate)" if unbounded else ""))
+        ax_f.grid(alpha=0.3, axis="x")
+        ax_f.set_ylim(n - 0.5, -0.5)
+    ax_r.set_ylim(n - 0.5, -0.5)  # the input at the top
+    _label_rows(
+        ax_r,
+        names,
+        groups,
+        shade=[a for a in (ax_r, ax_f) if a is not None and not (twin and a is ax_f)],
     )
-    bottom.set_xlabel("layer (input -> output)")
+    if ax_f is not None and not twin:
+        ax_f.tick_params(axis="y", left=False, labelleft=False)
     if title is None:
-        samples = records[0].samples
-        title = f"Activation statistics per layer ({samples} sample{'s' if samples != 1 else ''})"
+        title = f"Activation statistics per layer, input at the top ({plural(samples, 'sample')})"
+    if not parts:
+        title += "\nno dead channels, zero values or saturated values in any layer"
     if twin:
+        ax_r.legend(fontsize=7, loc="lower right")
+        if ax_f is not None:
+            ax_f.legend(fontsize=7, loc="upper right")
         ax_r.set_title(title, fontsize=10)
     else:
+        axes = [a for a in (ax_r, ax_f) if a is not None]
+        handles = [h for a in axes for h in a.get_legend_handles_labels()[0]]
+        labels = [lb for a in axes for lb in a.get_legend_handles_labels()[1]]
+        fig.legend(handles, labels, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
         fig.suptitle(title, fontsize=11)
     return fig
 
 
-def _symlog_threshold(lo: np.ndarray, hi: np.ndarray) -> float | None:
-    """A symlog threshold when layer ranges span over two decades, else ``None``."""
-    scale = np.fmax(np.abs(lo), np.abs(hi))
-    scale = scale[np.isfinite(scale) & (scale > 0)]
-    if scale.size < 2 or scale.max() / scale.min() < 100.0:
+#: up to this many layers, every row gets its name; beyond, blocks do
+MAX_ROW_LABELS = 150
+#: up to this many layers, fractions are bars; beyond, lines
+MAX_BARS = 40
+#: the most decades of |value| a symlog axis spans
+MAX_DECADES = 7.0
+
+
+def _stats_figure(
+    n: int, names: Sequence[str], groups: Sequence[tuple[int, int, str]], fractions: bool
+) -> tuple[Figure, Axes, Axes | None]:
+    """The figure, sized by the layer count: one readable row per layer."""
+    row_px = 13.0 if n <= 60 else 10.0 if n <= MAX_ROW_LABELS else float(np.clip(5200 / n, 3, 10))
+    labels = names if not groups else [g[2] for g in groups]
+    label_px = 6.2 * max((len(t) for t in labels), default=4) + 30
+    height = (n * row_px + 190) / DPI
+    width = (label_px + 620 + (300 if fractions else 0)) / DPI
+    fig = Figure(figsize=(max(width, 6.0), max(height, 4.0)), dpi=DPI, layout="constrained")
+    if not fractions:
+        return fig, fig.add_subplot(), None
+    ax_r, ax_f = fig.subplots(1, 2, sharey=True, width_ratios=[2.2, 1])
+    return fig, ax_r, ax_f
+
+
+def _label_rows(
+    ax: Axes, names: Sequence[str], groups: Sequence[tuple[int, int, str]], shade: Sequence[Axes]
+) -> None:
+    """One label per row, or one per block with the blocks shaded alternately."""
+    n = len(names)
+    if not groups:
+        ax.set_yticks(np.arange(n))
+        ax.set_yticklabels(names, fontsize=8 if n <= 60 else 6.5)
+        ax.set_ylabel("layer (input at the top)")
+        return
+    ticks, labels = [], []
+    for k, (start, stop, label) in enumerate(groups):
+        if k % 2:
+            for a in shade:
+                a.axhspan(start - 0.5, stop - 0.5, color="0.9", lw=0, zorder=0)
+        ticks.append((start + stop - 1) / 2)
+        labels.append(f"{label} ({stop - start})")
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylabel(f"{plural(n, 'layer')} in {plural(len(groups), 'block')} (input at the top)")
+
+
+def _layer_groups(names: Sequence[str], max_groups: int = 60) -> list[tuple[int, int, str]]:
+    """Runs of consecutive layers that share a name prefix: ``(start, stop, prefix)``.
+
+    Names are split at ``.``, ``/`` and ``_``; the deepest prefix length that
+    gives at most ``max_groups`` runs wins (``features.3.0.block.1`` ->
+    ``features.3``; ``conv2_block1_1_conv`` -> ``conv2_block1``).
+
+    Example:
+        >>> _layer_groups(["a.0.x", "a.0.y", "a.1.x", "b"], max_groups=3)
+        [(0, 2, 'a.0'), (2, 3, 'a.1'), (3, 4, 'b')]
+    """
+    tokens = [list(re.finditer(r"[^./_]+", name)) for name in names]
+    best: list[tuple[int, int, str]] = [(0, len(names), "")]
+    for depth in range(1, max((len(t) for t in tokens), default=0) + 1):
+        runs: list[list] = []  # [start, stop, label, key]
+        for i, (name, toks) in enumerate(zip(names, tokens, strict=True)):
+            key = tuple(m.group() for m in toks[:depth])
+            if runs and runs[-1][3] == key:
+                runs[-1][1] = i + 1
+            else:
+                label = name[: toks[min(depth, len(toks)) - 1].end()] if toks else name
+                runs.append([i, i + 1, label, key])
+        if len(runs) > max_groups:
+            break
+        if len(runs) > len(best) or depth == 1:  # a deeper prefix only if it splits more
+            best = [(a, b, label) for a, b, label, _ in runs]
+    return best
+
+
+def _symlog_threshold(col: Mapping[str, np.ndarray]) -> float | None:
+    """The linear zone of a symlog value axis, or ``None`` for a linear axis.
+
+    Taken from the data: the 10th percentile, over the layers, of each
+    layer's spread ``max(|p01|, |p99|)`` (zeros left out), rounded down to a
+    power of ten and kept within :data:`MAX_DECADES` of the largest value —
+    so a few near-zero layers do not stretch the axis over dozens of
+    decades. Linear when the spreads span less than two decades.
+    """
+    typical = np.fmax(np.abs(col["p01"]), np.abs(col["p99"]))  # each layer's spread
+    typical = typical[np.isfinite(typical) & (typical > 0)]
+    top = np.abs(np.concatenate([col["min"], col["max"]]))
+    top = top[np.isfinite(top)]
+    if typical.size < 2 or not top.size:
         return None
-    return float(10.0 ** np.floor(np.log10(scale.min() / 10.0)))
+    hi = max(float(top.max()), float(typical.max()))
+    lo = float(np.percentile(typical, 10))
+    if hi / lo < 100.0:
+        return None
+    lin = 10.0 ** np.floor(np.log10(lo))
+    return float(max(lin, 10.0 ** (np.ceil(np.log10(hi)) - MAX_DECADES)))
+
+
+def _limit_decades(ax: Axes, col: Mapping[str, np.ndarray], linthresh: float) -> None:
+    """Symmetric limits a little past the data, on a symlog axis."""
+    lo = float(np.nanmin(np.r_[col["min"], 0.0]))
+    hi = float(np.nanmax(np.r_[col["max"], 0.0]))
+    pad = 1.6
+    ax.set_xlim(lo * pad if lo < 0 else -0.5 * linthresh, hi * pad if hi > 0 else 0.5 * linthresh)
 
 
 # --------------------------------------------------------------------------- attribution maps
@@ -659,11 +881,24 @@ def plot_explanations(
     maps: Mapping[str, np.ndarray],
     sample: int = 0,
     *,
-    alpha: float = 0.5,
-    cmap: str = "jet",
+    layer: str | None = None,
+    target: int | None = None,
+    class_names: Sequence[str] | None = None,
+    alpha: float | None = None,
+    cmap: str | None = None,
+    blend: str = "value",
     size: float = 2.6,
+    title: str | None = None,
 ) -> Figure:
     """One row: the image, then each method's map laid over it, titled.
+
+    Each panel is titled with its method, and the layer for the methods that
+    read one (CAM, Grad-CAM, Score-CAM…); the figure's title says which class
+    is explained. Overlays follow :func:`multiviz.overlay_image`: by default
+    the heatmap's opacity follows its value, so the image stays readable.
+    Pixel-level maps (saliency, SmoothGrad, Integrated Gradients…) are drawn
+    with their top 1% of magnitudes clipped (:func:`~multiviz.attribution.maps.clip_outliers`),
+    as Captum does, since a few extreme pixels would otherwise hide the rest.
 
     Args:
         image: channels-last display image(s): ``(H, W)``, ``(H, W, C)`` or a
@@ -673,9 +908,15 @@ def plot_explanations(
             result); a ``(N, C, H, W)`` entry (guided backprop without
             aggregation) is drawn as a colour image instead of an overlay.
         sample: which sample of the batch to draw.
-        alpha: the heatmap's opacity over the image.
-        cmap: the heatmap's matplotlib colormap.
+        layer: the layer the layer-based methods used (named in their titles).
+        target: the class explained (named in the figure's title).
+        class_names: names of the classes, to name ``target``.
+        alpha: the heatmap's largest opacity (see :func:`multiviz.overlay_image`).
+        cmap: the heatmap's colormap (default ``"turbo"``; ``"RdBu_r"`` for
+            a signed map; ``"jet"`` with ``blend="uniform"``).
+        blend: ``"value"`` (default) or ``"uniform"`` (the classic look).
         size: the side of one panel, in inches.
+        title: the figure's title; default names the class and the sample.
 
     Returns:
         A ``matplotlib.figure.Figure`` (not attached to pyplot; save it with
@@ -683,17 +924,17 @@ def plot_explanations(
 
     Example:
         >>> heat = np.zeros((1, 8, 8)); heat[0, 2:5, 3:6] = 1.0
-        >>> fig = plot_explanations(np.full((8, 8, 3), 0.5), {"grad_cam": heat})
+        >>> fig = plot_explanations(np.full((8, 8, 3), 0.5), {"grad_cam": heat}, layer="conv3")
         >>> [ax.get_title() for ax in fig.axes]
-        ['Input', 'Grad-CAM']
+        ['Input', 'Grad-CAM\\nat conv3']
     """
-    from multiviz.attribution.explain import TITLES  # each method's name for a title
+    from multiviz.attribution.explain import LAYER_METHODS, TITLES  # names for titles
 
     img = np.asarray(image)
     if img.ndim == 4:
         img = img[sample]
     img = _displayable(img)
-    fig = Figure(figsize=(size * (1 + len(maps)), size + 0.4), layout="constrained")
+    fig = Figure(figsize=(size * (1 + len(maps)), size + 0.75), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, 1 + len(maps)))
     axes[0].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
     axes[0].set_title("Input")
@@ -702,12 +943,28 @@ def plot_explanations(
         m = m[sample] if m.ndim in (3, 4) else m
         if m.ndim == 3:  # (C, H, W): a per-channel attribution shown as an image
             ax.imshow(_displayable(to_channels_last(scale_each_sample(m[None]))[0]))
-        else:
-            _overlay(ax, img, m, alpha, cmap)
-        ax.set_title(TITLES.get(name, name))
+        elif name in LAYER_METHODS:
+            _overlay(ax, img, m, alpha, cmap, blend)
+        else:  # sparse pixel maps: the top 1% of magnitudes clipped, or little shows
+            _overlay(ax, img, clip_outliers(m), alpha, cmap, blend)
+        head = TITLES.get(name, name)
+        ax.set_title(f"{head}\nat {layer}" if layer and name in LAYER_METHODS else head)
     for ax in axes:
         ax.set_axis_off()
+    if title is None:
+        title = _explained(target, class_names, sample if np.asarray(image).ndim == 4 else None)
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
+
+
+def _explained(target: int | None, class_names: Sequence[str] | None, sample: int | None) -> str:
+    """``"Evidence for class 2 (triangle), sample 0"``."""
+    if target is None:
+        return ""
+    k = int(target)
+    name = f" ({class_names[k]})" if class_names is not None and 0 <= k < len(class_names) else ""
+    return f"Evidence for class {k}{name}" + (f", sample {sample}" if sample is not None else "")
 
 
 def _displayable(img: np.ndarray) -> np.ndarray:
@@ -723,12 +980,24 @@ def _displayable(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def _overlay(ax: Axes, img: np.ndarray, heat: np.ndarray, alpha: float, cmap: str) -> None:
+def _overlay(
+    ax: Axes, img: np.ndarray, heat: np.ndarray, alpha: float | None, cmap: str | None, blend: str
+) -> None:
     """The heatmap blended over the image, drawn by :func:`plot_overlay`.
 
-    Maps already in ``[0, 1]`` are drawn as they are (an all-zero map stays
-    "cold"); raw maps are min-max scaled first.
+    A non-negative map is divided by its maximum (0 stays clear, an all-zero
+    map stays "cold"); a signed one is scaled symmetrically (0 clear).
     """
     heat = np.nan_to_num(np.asarray(heat, np.float32))
-    scaled = heat.size > 0 and heat.min() >= 0.0 and heat.max() <= 1.0
-    plot_overlay(img, heat, alpha=alpha, cmap=cmap, normalize="none" if scaled else "map", ax=ax)
+    signed = heat.size > 0 and heat.min() < 0.0
+    if not signed and heat.size and heat.max() > 0:
+        heat = heat / heat.max()
+    plot_overlay(
+        img,
+        heat,
+        alpha=alpha,
+        cmap=cmap,
+        normalize=None if signed else "none",
+        blend=blend,
+        ax=ax,
+    )

@@ -15,19 +15,21 @@ from typing import Any
 import numpy as np
 
 from multiviz.core.layout import infer_layout, take_sample
-from multiviz.core.normalize import NormInfo
+from multiviz.core.normalize import NormInfo, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps  # `normalize` is a parameter here
 from multiviz.core.reduce import check_channels, select_channels
 from multiviz.core.resize import resize_bilinear
 from multiviz.errors import InputShapeError
 from multiviz.render.colors import colorize, default_cmap
-from multiviz.render.montage import montage
+from multiviz.render.montage import montage, tiling
 
 __all__ = [
+    "BLENDS",
     "MapSelection",
     "as_rgb_float",
     "feature_map_image",
     "overlay_image",
+    "overlay_style",
     "save_image",
     "select_maps",
 ]
@@ -49,7 +51,7 @@ class MapSelection:
         layout: ``"CHW"``, ``"CL"`` or ``"F"`` (after taking the sample).
         total: channels in the layer (features for a vector).
         sample: the sample index taken from a batch, ``None`` if unbatched.
-        mode: the normalization mode.
+        mode: the normalization mode used (``"auto"`` resolved).
     """
 
     values: np.ndarray
@@ -67,14 +69,15 @@ def select_maps(
     sample: int = 0,
     channels: Sequence[int] | np.ndarray | None = None,
     max_maps: int | None = None,
-    normalize: str = "map",
+    normalize: str = "auto",
     percentile: Sequence[float] = (1, 99),
     layout: str | None = None,
 ) -> MapSelection:
     """Take a sample, choose channels, normalize: what every feature-map view draws.
 
     The whole sample is normalized (``"layer"`` scaling means the layer, not
-    the channels shown); then the chosen channels, at most ``max_maps``, are kept.
+    the channels shown; ``"auto"`` is decided on the whole sample); then the
+    chosen channels, at most ``max_maps``, are kept.
 
     Example:
         >>> sel = select_maps(np.random.rand(2, 8, 5, 6), sample=1, max_maps=3)
@@ -107,7 +110,7 @@ def select_maps(
         layout=lay,
         total=int(arr.shape[0]),
         sample=(sample if sample >= 0 else sample + np.asarray(maps).shape[0]) if batched else None,
-        mode=normalize,
+        mode=info.mode,
     )
 
 
@@ -118,12 +121,13 @@ def feature_map_image(
     channels: Sequence[int] | np.ndarray | None = None,
     max_maps: int | None = None,
     cmap: str | Any | None = None,
-    normalize: str = "map",
+    normalize: str = "auto",
     percentile: Sequence[float] = (1, 99),
     ncols: int | None = None,
     pad: int = 1,
     upscale: int = 1,
     background: tuple[int, int, int] | None = None,
+    labels: bool = False,
     layout: str | None = None,
 ) -> np.ndarray:
     """A grid of feature maps as one uint8 RGB image, without a figure.
@@ -140,14 +144,20 @@ def feature_map_image(
         channels: channel indices to show (e.g. from
             :func:`multiviz.select_channels`), in that order; default all.
         max_maps: show at most this many of them.
-        cmap: matplotlib colormap; default ``"gray"`` (``"RdBu_r"`` for
-            ``normalize="symmetric"``).
-        normalize: scaling mode, see :func:`multiviz.normalize`.
+        cmap: matplotlib colormap; default ``"gray"``, or ``"RdBu_r"`` (a
+            diverging map, 0 at its white centre) when the scaling is symmetric.
+        normalize: scaling mode, see :func:`multiviz.normalize`; default
+            ``"auto"``: ``"symmetric"`` for a sample with negative values,
+            else ``"map"`` (each map on its own).
         percentile: for ``normalize="percentile"``.
         ncols: tiles per row (default near-square).
         pad: background pixels between tiles and around the border.
         upscale: integer factor each pixel is repeated by (nearest neighbour).
         background: RGB of padding; default chosen to stand apart from ``cmap``.
+        labels: stamp each tile's channel number in its top-left corner
+            (white digits on black, sized to the tile; tiles too small for
+            the number get none). Off by default: the grid is then exactly
+            ``colorize(montage(...))``.
         layout: ``"NCL"`` / ``"NF"`` for batches of 1-D maps / vectors.
 
     Returns:
@@ -174,10 +184,66 @@ def feature_map_image(
         layout=layout,
     )
     grid = montage(sel.values, ncols=ncols, pad=pad, layout=sel.layout)
-    rgb = colorize(grid, cmap or default_cmap(normalize), background=background)
+    rgb = colorize(grid, cmap or default_cmap(sel.mode), background=background)
     if upscale > 1:
         rgb = np.repeat(np.repeat(rgb, upscale, axis=0), upscale, axis=1)
+    if labels and sel.layout == "CHW":
+        t = tiling(sel.values, ncols=ncols, pad=pad, layout=sel.layout)
+        for i, ch in enumerate(sel.channels):
+            y, x = t.origin(i)
+            stamp_number(
+                rgb, int(ch), (y * upscale, x * upscale), (t.tile[0] * upscale, t.tile[1] * upscale)
+            )
     return rgb
+
+
+# 3x5 pixel digits, row by row: enough to number tiles without a font or a figure
+_DIGITS = {
+    "0": "111101101101111",
+    "1": "010110010010111",
+    "2": "111001111100111",
+    "3": "111001111001111",
+    "4": "101101111001001",
+    "5": "111100111001111",
+    "6": "111100111101111",
+    "7": "111001001001001",
+    "8": "111101111101111",
+    "9": "111101111001111",
+}
+
+
+def stamp_number(
+    rgb: np.ndarray, number: int, origin: tuple[int, int], tile: tuple[int, int]
+) -> bool:
+    """Draw ``number`` in white on a black box at the top-left of a tile, in place.
+
+    The digits are 3x5 pixels, enlarged by whole pixels to about a sixth of
+    the tile's height; the box never covers more than 60% of the tile's width
+    or 40% of its height. Returns False (and draws nothing) when the tile is
+    too small for the number at the smallest size.
+
+    Example:
+        >>> img = np.zeros((20, 20, 3), np.uint8)
+        >>> stamp_number(img, 7, (0, 0), (20, 20)), int(img[1, 1, 0]), int(img[3, 1, 0])
+        (True, 255, 0)
+    """
+    text = str(number)
+    h, w = tile
+    width = 4 * len(text) + 1  # in glyph pixels: 3 per digit, 1 between, 1 each side
+    s = max(1, round(h / 30))
+    while s > 1 and (width * s > 0.6 * w or 7 * s > 0.4 * h):
+        s -= 1
+    if width * s > 0.6 * w or 7 * s > 0.4 * h:
+        return False
+    y0, x0 = origin
+    rgb[y0 : y0 + 7 * s, x0 : x0 + width * s] = 0
+    for k, ch in enumerate(text):
+        glyph = np.array([int(b) for b in _DIGITS[ch]], bool).reshape(5, 3)
+        big = np.repeat(np.repeat(glyph, s, axis=0), s, axis=1)
+        top, left = y0 + s, x0 + s + 4 * k * s
+        region = rgb[top : top + 5 * s, left : left + 3 * s]
+        region[big] = 255
+    return True
 
 
 # --------------------------------------------------------------------------- overlays
@@ -250,24 +316,68 @@ def _as_heatmap(heatmap: np.ndarray) -> np.ndarray:
     return heat
 
 
+#: how a heatmap is mixed into the image
+BLENDS = ("value", "uniform")
+
+
+def overlay_style(
+    heat: np.ndarray,
+    *,
+    blend: str = "value",
+    cmap: str | Any | None = None,
+    normalize: str | None = None,
+    alpha: float | None = None,
+) -> tuple[str | Any, str, float]:
+    """``(cmap, normalize, alpha)`` an overlay of ``heat`` uses, the defaults filled in.
+
+    With ``blend="value"``: ``"turbo"``, or ``"RdBu_r"`` for signed maps
+    (scaled symmetrically, 0 transparent), at most ``alpha=0.6``; with
+    ``blend="uniform"`` (the classic look): ``"jet"`` at ``alpha=0.5``.
+
+    Example:
+        >>> overlay_style(np.ones((2, 2))), overlay_style(-np.ones((2, 2)))[:2]
+        (('turbo', 'map', 0.6), ('RdBu_r', 'symmetric'))
+        >>> overlay_style(np.ones((2, 2)), blend="uniform")
+        ('jet', 'map', 0.5)
+    """
+    if blend not in BLENDS:
+        raise ValueError(f"`blend` must be one of {list(BLENDS)}. Received: blend={blend!r}")
+    mode = resolve_mode(heat, "auto" if normalize is None else normalize)
+    if cmap is None:
+        cmap = "jet" if blend == "uniform" else ("RdBu_r" if mode == "symmetric" else "turbo")
+    if alpha is None:
+        alpha = 0.5 if blend == "uniform" else 0.6
+    return cmap, mode, float(alpha)
+
+
 def overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
     *,
-    alpha: float = 0.5,
-    cmap: str | Any = "jet",
-    normalize: str = "map",
+    alpha: float | None = None,
+    cmap: str | Any | None = None,
+    normalize: str | None = None,
     percentile: Sequence[float] = (1, 99),
+    blend: str = "value",
 ) -> tuple[np.ndarray, NormInfo]:
     """:func:`overlay_image`, also returning how the heatmap was scaled."""
-    if not 0.0 <= float(alpha) <= 1.0:
+    heat = _as_heatmap(heatmap)
+    cmap, mode, alpha = overlay_style(
+        heat, blend=blend, cmap=cmap, normalize=normalize, alpha=alpha
+    )
+    if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
     img = as_rgb_float(image)
-    heat = _as_heatmap(heatmap)
-    scaled, info = normalize_maps(heat[None], normalize, percentile=percentile, return_info=True)
+    scaled, info = normalize_maps(heat[None], mode, percentile=percentile, return_info=True)
     up = np.clip(resize_bilinear(scaled[0], img.shape[:2]), 0.0, 1.0)
     color = colorize(up, cmap).astype(np.float64) / 255.0
-    out = (1.0 - alpha) * img + alpha * color
+    if blend == "uniform":
+        weight = np.float64(alpha)
+    elif mode == "symmetric":  # 0 sits at 0.5: opacity grows with the distance from it
+        weight = (alpha * np.abs(2.0 * up - 1.0))[..., None]
+    else:
+        weight = (alpha * up)[..., None]
+    out = (1.0 - weight) * img + weight * color
     return np.rint(out * 255.0).astype(np.uint8), info
 
 
@@ -275,40 +385,56 @@ def overlay_image(
     image: np.ndarray,
     heatmap: np.ndarray,
     *,
-    alpha: float = 0.5,
-    cmap: str | Any = "jet",
-    normalize: str = "map",
+    alpha: float | None = None,
+    cmap: str | Any | None = None,
+    normalize: str | None = None,
     percentile: Sequence[float] = (1, 99),
+    blend: str = "value",
 ) -> np.ndarray:
     """Blend a colormapped heatmap over an image: uint8 RGB, no figure.
 
     The heatmap is scaled into [0, 1] (:func:`multiviz.normalize`), upsampled
     bilinearly to the image's size (half-pixel centres, as torch and TF do),
-    colormapped, and mixed: ``(1 - alpha) * image + alpha * colour``.
+    colormapped, and mixed: ``(1 - a) * image + a * colour``. With
+    ``blend="value"`` (the default) the opacity ``a`` follows the map,
+    ``a = alpha * value`` (``alpha * |2 value - 1|`` for a signed map, whose 0
+    sits at the centre), so where the map is low the image shows unchanged
+    and its colours stay readable; with ``blend="uniform"`` ``a = alpha``
+    everywhere, and the default colormap is ``"jet"``: the classic look.
 
     Args:
         image: ``(H, W, 3)`` uint8 or float in [0, 1], or ``(H, W)`` grey.
             Channels-first ``(3, H, W)`` is refused, not guessed.
         heatmap: ``(h, w)`` map, any size (a CAM, an aggregate map…).
-        alpha: weight of the heatmap colour.
-        cmap: colormap of the heatmap.
-        normalize: how the heatmap is scaled (see :func:`multiviz.normalize`).
+        alpha: the heatmap's largest opacity; default 0.6 (``"uniform"``: 0.5).
+        cmap: colormap of the heatmap; default ``"turbo"`` (a perceptually
+            smooth rainbow), ``"RdBu_r"`` for a signed map, ``"jet"`` with ``blend="uniform"``.
+        normalize: how the heatmap is scaled (see :func:`multiviz.normalize`);
+            default ``"auto"``: ``"symmetric"`` for a signed map, else ``"map"``.
         percentile: for ``normalize="percentile"``.
+        blend: ``"value"`` or ``"uniform"``, see above.
 
     Returns:
         uint8 ``(H, W, 3)``.
 
     Raises:
         InputShapeError: channels-first or batched image, heatmap not 2-D.
-        ValueError: float image outside [0, 1], ``alpha`` outside [0, 1].
+        ValueError: float image outside [0, 1], ``alpha`` outside [0, 1], bad ``blend``.
 
     Example:
         >>> img = np.zeros((32, 40, 3), np.uint8)
         >>> overlay_image(img, np.random.rand(4, 5), alpha=0.4).shape
         (32, 40, 3)
+        >>> classic = overlay_image(img, np.random.rand(4, 5), blend="uniform")  # jet, alpha 0.5
     """
     rgb, _ = overlay(
-        image, heatmap, alpha=alpha, cmap=cmap, normalize=normalize, percentile=percentile
+        image,
+        heatmap,
+        alpha=alpha,
+        cmap=cmap,
+        normalize=normalize,
+        percentile=percentile,
+        blend=blend,
     )
     return rgb
 

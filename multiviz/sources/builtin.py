@@ -60,8 +60,17 @@ WEIGHT_SHAPES: dict[str, tuple[int, ...]] = {
 _META_KEY = "meta"  # a JSON string: accuracy, training set-up
 
 
-def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = "builtin") -> Any:
-    """The multiviz built-in CNN in PyTorch or Keras, ready for inference.
+#: The built-in architectures: ``"cnn"`` (this module) and ``"vit"`` (:mod:`multiviz.sources.builtin_vit`).
+ARCHS = ("cnn", "vit")
+
+
+def builtin_model(
+    framework: str = "torch",
+    weights: str | os.PathLike | None = "builtin",
+    *,
+    arch: str = "cnn",
+) -> Any:
+    """A multiviz built-in model (the CNN, or the ViT) in PyTorch or Keras, ready for inference.
 
     Args:
         framework: ``"torch"`` (an ``nn.Module`` taking ``(N, 3, H, W)``) or
@@ -71,13 +80,18 @@ def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = 
         weights: ``"builtin"`` for the shipped trained weights, ``None`` for
             the framework's random initialisation, or the path of an ``.npz``
             file with PyTorch-layout arrays keyed ``"conv1.weight"``,
-            ``"conv1.bias"``, …, ``"fc.bias"``.
+            ``"conv1.bias"``, …, ``"fc.bias"`` (for the ViT: its
+            ``state_dict`` keys, see :func:`multiviz.sources.builtin_vit.vit_weight_shapes`).
+        arch: ``"cnn"`` (keyword only) for the built-in CNN, ``"vit"`` for the
+            built-in ViT (:mod:`multiviz.sources.builtin_vit`: 64x64 inputs, 8x8
+            patches, 4 blocks; the same layer names in both frameworks).
 
     Returns:
         The model; a PyTorch model is in eval mode.
 
     Raises:
-        ValueError: ``framework`` is not ``"torch"`` or ``"keras"``.
+        ValueError: ``framework`` is not ``"torch"`` or ``"keras"``, or ``arch``
+            is not ``"cnn"`` or ``"vit"``.
         BackendUnavailableError: that framework is not installed (the message
             names the ``pip install`` command).
         WeightsFileError: the weights file is missing or its arrays do not fit.
@@ -94,6 +108,13 @@ def builtin_model(framework: str = "torch", weights: str | os.PathLike | None = 
         raise ValueError(
             f"`framework` must be one of {sorted(EXTRAS)}. Received: framework={framework!r}"
         )
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` must be one of {ARCHS}. Received: arch={arch!r}")
+    if arch == "vit":
+        from multiviz.sources.builtin_vit import vit_weights
+
+        arrays = None if weights is None else vit_weights(weights)
+        return plugin(framework, "builtin_vit").build(arrays)
     arrays = None if weights is None else builtin_weights(weights)
     module = plugin(framework, "builtin")
     return module.build(arrays)
@@ -142,8 +163,12 @@ def builtin_weights(weights: str | os.PathLike = "builtin") -> dict[str, np.ndar
     return arrays
 
 
-def builtin_metadata(weights: str | os.PathLike = "builtin") -> dict[str, Any]:
+def builtin_metadata(
+    weights: str | os.PathLike = "builtin", *, arch: str = "cnn"
+) -> dict[str, Any]:
     """How the weights were trained: held-out accuracy, data, epochs, seeds.
+
+    ``arch="vit"`` reads the built-in ViT's file (``weights="builtin"``).
 
     Returns:
         The JSON metadata stored in the weights file (empty if it has none).
@@ -152,6 +177,10 @@ def builtin_metadata(weights: str | os.PathLike = "builtin") -> dict[str, Any]:
         >>> builtin_metadata()["heldout_accuracy"] >= 0.95
         True
     """
+    if arch == "vit" and str(weights) == "builtin":
+        from multiviz.sources.builtin_vit import VIT_WEIGHTS_PATH
+
+        weights = VIT_WEIGHTS_PATH
     with _open(_path(weights)) as npz:
         if _META_KEY not in npz.files:
             return {}

@@ -349,20 +349,38 @@ class Preprocess:
         return changed
 
     def describe(self) -> str:
-        """One line for reports, e.g. ``'imagenet: resize 256, crop 224x224, mean/std'``."""
+        """Exactly what is done to an image, in one sentence (for reports).
+
+        Example:
+            >>> Preprocess("builtin", size=(64, 64)).describe()
+            'builtin: resized to 64x64 (stretched: the aspect ratio is not kept), values in [0, 1], not normalised'
+            >>> Preprocess("imagenet", size=(224, 224), resize_shorter=256,
+            ...            mean=IMAGENET_MEAN, std=IMAGENET_STD).describe()  # doctest: +ELLIPSIS
+            'imagenet: shorter side resized to 256 and centre-cropped to 224x224, then (x - mean) / std ...'
+        """
         parts = []
         if self.size is None:
-            parts.append("original size")
+            parts.append("kept at its own size")
         elif self.resize_shorter is not None:
-            parts.append(f"resize {self.resize_shorter}, crop {self.size[0]}x{self.size[1]}")
+            parts.append(
+                f"shorter side resized to {self.resize_shorter} and centre-cropped to "
+                f"{self.size[0]}x{self.size[1]}"
+            )
         else:
-            parts.append(f"resize {self.size[0]}x{self.size[1]}")
+            parts.append(
+                f"resized to {self.size[0]}x{self.size[1]} (stretched: the aspect ratio is not kept)"
+            )
         if self.transform is not None:
-            parts.append(getattr(self.transform, "__qualname__", "transform"))
+            name = getattr(self.transform, "__module__", "") or ""
+            qual = getattr(self.transform, "__qualname__", "transform")
+            where = f"{name}.{qual}" if name and "<" not in qual else qual
+            parts.append(f"then {where} on values in [0, 255]")
         elif self.mean is not None:
-            parts.append(f"mean {list(self.mean)} std {list(self.std or ())}")
+            mean = ", ".join(f"{v:.3g}" for v in self.mean)
+            std = ", ".join(f"{v:.3g}" for v in self.std or ())
+            parts.append(f"then (x - mean) / std on values in [0, 1], mean ({mean}), std ({std})")
         else:
-            parts.append("values in [0, 1]")
+            parts.append("values in [0, 1], not normalised")
         return f"{self.name}: " + ", ".join(parts)
 
 
@@ -385,6 +403,16 @@ class ImageBatch:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    def __repr__(self) -> str:
+        from multiviz.core.views import array_summary, plural
+
+        names = ", ".join(self.names[:4]) + (", …" if len(self.names) > 4 else "")
+        return (
+            f"ImageBatch({plural(len(self), 'image')}: {names}\n"
+            f"  inputs   {array_summary(self.inputs)} ({self.layout})\n"
+            f"  display  {array_summary(self.display)})"
+        )
 
     @property
     def channels_first(self) -> np.ndarray:

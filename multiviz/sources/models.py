@@ -4,6 +4,7 @@ A spec names where a model comes from:
 
 ==========================  ==============================================================
 ``builtin``                 the multiviz built-in CNN (``framework="torch"`` or ``"keras"``)
+``builtin-vit``             the multiviz built-in ViT (``framework="torch"`` or ``"keras"``)
 ``torchvision:NAME``        ``torchvision.models.NAME`` (``weights``: none / default / PATH)
 ``keras:NAME``              ``keras.applications.NAME`` (``weights``: none / default / PATH)
 ``model.keras``, ``.h5``    a saved Keras model (``safe_mode=True``)
@@ -98,6 +99,21 @@ class LoadedModel:
         """One line: ``'torchvision:resnet18 (torch)'``."""
         return f"{self.spec.text} ({self.framework})"
 
+    def __repr__(self) -> str:
+        shape = (
+            "?"
+            if self.input_shape is None
+            else "x".join("?" if d is None else str(d) for d in self.input_shape)
+        )
+        lines = [
+            f"LoadedModel({self.description}, {type(self.model).__name__}, input {shape})",
+            f"  preprocessing: {self.preprocess.describe()}",
+        ]
+        if self.class_names is not None:
+            lines.append(f"  classes: {len(self.class_names):,}")
+        lines += [f"  note: {n}" for n in self.notes[:3]]
+        return "\n".join(lines)
+
 
 def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
     """Parse a model spec; a file's kind is read from its extension and contents.
@@ -123,8 +139,8 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
         raise ModelLoadError(
             f"--framework must be one of {sorted(EXTRAS)}. Received: {framework!r}"
         )
-    if spec == "builtin":
-        return ModelSpec("builtin", framework or _default_framework(), "builtin", spec)
+    if spec in ("builtin", "builtin-vit"):
+        return ModelSpec("builtin", framework or _default_framework(), spec, spec)
     prefix, sep, name = spec.partition(":")
     if sep and prefix in ("torchvision", "keras") and not Path(spec).exists():
         if not name:
@@ -141,7 +157,7 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
 
 _EXAMPLE = {"torchvision": "torchvision:resnet18", "keras": "keras:MobileNetV2"}
 _VALID_SPECS = (
-    "A model is one of: builtin, torchvision:NAME, keras:NAME, or a saved file "
+    "A model is one of: builtin, builtin-vit, torchvision:NAME, keras:NAME, or a saved file "
     "(.keras/.h5 Keras model, .pt2 torch.export program, .pt/.pth TorchScript archive or "
     "state dict with --arch)."
 )
@@ -252,6 +268,16 @@ def load_model(
         )
     loader = plugin(parsed.framework, "load")
     return loader.load(parsed, weights=weights, arch=arch, unsafe=unsafe)
+
+
+def builtin_arch(spec: ModelSpec) -> str:
+    """``builtin_model``'s ``arch=`` for a ``builtin`` / ``builtin-vit`` spec.
+
+    Example:
+        >>> builtin_arch(parse_spec("builtin-vit", framework="torch"))
+        'vit'
+    """
+    return "vit" if spec.name == "builtin-vit" else "cnn"
 
 
 def builtin_weights(weights: str) -> str | None:

@@ -70,6 +70,16 @@ class ShapesData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def __repr__(self) -> str:
+        from multiviz.core.views import plural
+
+        counts = np.bincount(np.asarray(self.labels), minlength=len(self.class_names))
+        per = ", ".join(
+            f"{plural(int(c), name)}" for name, c in zip(self.class_names, counts, strict=False)
+        )
+        h, w = self.images.shape[-2:] if self.images.ndim == 4 else ("?", "?")
+        return f"ShapesData({plural(len(self), 'image')} of {h}x{w}: {per})"
+
     def __getitem__(self, index: int | slice | np.ndarray | list[int]) -> ShapesData:
         if isinstance(index, (int, np.integer)):
             index = slice(index, index + 1 if index != -1 else None)

@@ -583,7 +583,10 @@ def test_explain_shares_one_pass_and_plots(fake, tmp_path):
     assert every.targets.tolist() == [2, 2, 2]
     fig = every.plot(sample=1)
     titles = [ax.get_title() for ax in fig.axes]
-    assert titles[:3] == ["Input", "Saliency", "Gradient x input"] and len(titles) == 12
+    assert titles[:3] == ["Input", "Saliency", "Gradient x input"]
+    assert len(titles) == 1 + len(METHODS)  # the input, then one panel per method
+    assert titles[METHODS.index("grad_cam") + 1] == "Grad-CAM\nat relu"  # the layer it read
+    assert fig.get_suptitle() == "Evidence for class 2, sample 1"
     fig.savefig(tmp_path / "explain.png")
     with pytest.raises(ValueError, match="grad_cam"):
         mv.explain(net, x, ["gradcam"])

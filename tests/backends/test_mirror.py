@@ -20,6 +20,7 @@ def test_torch_and_keras_have_every_shared_file() -> None:
     shared = {"__init__", *PARTS}
     assert shared == {
         "__init__", "adapter", "layers", "inputs", "capture", "gradients", "state", "weights", "load", "builtin",
+        "builtin_vit", "tokens", "attention",
     }  # fmt: skip
     assert shared <= _modules("torch"), sorted(shared - _modules("torch"))
     assert shared <= _modules("keras"), sorted(shared - _modules("keras"))

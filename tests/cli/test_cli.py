@@ -45,6 +45,17 @@ def read_png(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def figure_pixels(fig) -> np.ndarray:
+    """A figure as the CLI encodes it (PNG at 120 dpi), read back as RGB."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB"))
+
+
 def strided_equal(big: np.ndarray, small: np.ndarray) -> None:
     """``big`` is ``small`` with each pixel repeated k x k times."""
     k = big.shape[1] // small.shape[1]
@@ -87,19 +98,66 @@ def builtin_input(path: Path, layout: str = "channels_first"):
 # --------------------------------------------------------------------------- usage (no framework)
 
 
-def test_help_lists_exit_codes(capsys):
+SUBCOMMANDS = ("layers", "maps", "cam", "stats", "report", "compare", "scan", "demo")
+LOADS_A_MODEL = ("layers", "maps", "cam", "stats", "report", "compare", "scan")
+
+
+def test_help_says_shared_things_once(capsys):
+    """Models, images and exit codes in the top-level help; each subcommand about itself."""
     code, out, _ = run(capsys, "--help")
     assert code == EXIT_OK
     assert "exit codes:" in out and "2  usage or bad input" in out and "3  compare" in out
-    code, out, _ = run(capsys, "maps", "--help")
-    assert code == EXIT_OK and "--unsafe-load" in out and "DANGEROUS" in out
+    assert "models (the MODEL argument):" in out and "images (the IMAGE argument):" in out
+    assert "DANGEROUS" in out and "--weights" in out
+    for name in SUBCOMMANDS:
+        code, sub, _ = run(capsys, name, "--help")
+        assert code == EXIT_OK
+        assert sub.startswith(f"usage: multiviz {name}")
+        for shared in ("exit codes:\n", "models (the MODEL", "images (the IMAGE", "Pillow"):
+            assert shared not in sub, (name, shared)
+        assert sub.count("DANGEROUS") <= 1 and len(sub.splitlines()) < 80
+        if name in LOADS_A_MODEL:
+            assert "model options:" in sub and "see `multiviz --help`" in sub
+
+
+def test_every_subcommand_that_loads_a_model_takes_the_same_model_options():
+    """The same model options everywhere, and every option an error's advice names exists."""
+    import re
+
+    from multiviz.cli.parser import MODEL_GROUP, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices
+    groups = {
+        name: sorted(
+            o for g in sub[name]._action_groups if g.title == MODEL_GROUP
+            for a in g._group_actions for o in a.option_strings
+        )
+        for name in LOADS_A_MODEL
+    }  # fmt: skip
+    assert all(opts == groups["maps"] for opts in groups.values()), groups
+    assert groups["maps"] == ["--arch", "--framework", "--unsafe-load", "--weights"]
+    # the advice of every loading error names options each of these commands takes
+    root = Path(__file__).resolve().parents[2] / "multiviz"
+
+    def advice(*paths: Path) -> set[str]:
+        return {o for p in paths for o in re.findall(r"(--[a-z][a-z-]+)", p.read_text())}
+
+    on_models = advice(root / "sources" / "models.py", *root.glob("backends/*/load.py"))
+    on_images = advice(root / "cli" / "inputs.py", root / "sources" / "images.py")
+    assert {"--weights", "--arch", "--unsafe-load"} <= on_models and "--size" in on_images
+    for name in LOADS_A_MODEL:
+        known = {o for a in sub[name]._actions for o in a.option_strings}
+        assert on_models <= known, (name, on_models - known)
+        if name != "layers":  # every command that reads images
+            assert on_images <= known, (name, on_images - known)
 
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
         ((), "required: COMMAND"),
-        (("maps", "builtin"), "required: image, --layer"),
+        (("maps", "builtin"), "required: IMAGE, --layer"),
         (("layers", "builtin", "--kind", "convolution"), "invalid choice: 'convolution'"),
         (("maps", "builtin", "x.png", "--layer", "c", "--size", "0"), "expected N or HxW"),
         (("cam", "builtin", "x.png", "--alpha", "2"), "expected a number in [0, 1]"),
@@ -147,6 +205,19 @@ def test_layers(capsys):
 
 
 @pytest.mark.torch
+def test_layers_of_a_torchvision_network_need_no_download(capsys, monkeypatch):
+    import torch.hub
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("listing layers must not download weights")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    code, out, err = run(capsys, "layers", "torchvision:resnet18", "--kind", "conv")
+    assert code == EXIT_OK, err
+    assert out.splitlines()[-1].startswith("20 layers, 11,166,912 parameters")
+
+
+@pytest.mark.torch
 def test_maps(capsys, tmp_path, images):
     import multiviz as mv
 
@@ -157,12 +228,38 @@ def test_maps(capsys, tmp_path, images):
     assert code == EXIT_OK and stdout == f"wrote {out}\n"
     model = mv.builtin_model("torch")
     acts = mv.capture(model, builtin_input(images["rgb"]).inputs, ["conv2"])["conv2"][0]
+    # by default a figure that says what it shows: layer, image, channel numbers, a colorbar
+    fig = mv.plot_feature_maps(acts, cmap="magma", name="conv2 on shape.png")
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("conv2 on shape.png: 32 channels")
+    assert [t.get_text() for t in ax.texts][:3] == ["#0", "#1", "#2"]
+    assert len(fig.axes) == 2  # conv2 is signed: one symmetric scale, so a colorbar
+    np.testing.assert_array_equal(read_png(out), figure_pixels(fig))
+    # --bare: the grid alone, pixel for pixel
+    code, _, _ = run(
+        capsys, "maps", "builtin", images["rgb"], "--layer", "conv2", "-o", out, "--cmap",
+        "magma", "--bare",
+    )  # fmt: skip
     strided_equal(read_png(out), mv.feature_map_image(acts, cmap="magma"))
+    # every scaling of the API, `none` included, and the channel choices
+    for extra, kwargs in (
+        (("--normalize", "none"), {"normalize": "none"}),
+        (("--normalize", "percentile", "--percentile", "5,95"),
+         {"normalize": "percentile", "percentile": (5.0, 95.0)}),
+        (("--channels", "3,1", "--ncols", "1"), {"channels": [3, 1], "ncols": 1}),
+        (("--top", "4", "--by", "max"), {"channels": mv.select_channels(acts, top=4, by="max")}),
+    ):  # fmt: skip
+        code, _, err = run(
+            capsys, "maps", "builtin", images["rgb"], "--layer", "conv2", "-o", out, "--bare",
+            *extra,
+        )  # fmt: skip
+        assert code == EXIT_OK, err
+        strided_equal(read_png(out), mv.feature_map_image(acts, **kwargs))
 
     # several layers and several images: one file each, named after both
     code, stdout, _ = run(
         capsys, "-q", "maps", "builtin", images["folder"], "--layer", "conv1", "--layer", "conv3",
-        "--max-maps", "5", "-o", tmp_path / "m.png",
+        "--max-maps", "5", "--bare", "-o", tmp_path / "m.png",
     )  # fmt: skip
     assert code == EXIT_OK and stdout == ""
     written = sorted(p.name for p in tmp_path.glob("m-*.png"))
@@ -175,22 +272,29 @@ def test_maps(capsys, tmp_path, images):
     batch = builtin_input(images["folder"])
     conv3 = mv.capture(model, batch.inputs, ["conv3"])["conv3"]
     strided_equal(
-        read_png(tmp_path / "m-img10-conv3.png"),
-        mv.feature_map_image(conv3[1], max_maps=5, cmap="viridis"),
+        read_png(tmp_path / "m-img10-conv3.png"), mv.feature_map_image(conv3[1], max_maps=5)
     )
 
-    code, _, _ = run(
-        capsys,
-        "maps",
-        "builtin",
-        images["rgb"],
-        "--layer",
-        "conv1",
-        "--figure",
-        "-o",
-        tmp_path / "f.png",
+    # one reduced map per layer, alone or over the image
+    code, _, err = run(
+        capsys, "maps", "builtin", images["rgb"], "--layer", "conv3", "--reduce", "mean",
+        "-o", tmp_path / "r.png",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    conv3 = mv.capture(model, builtin_input(images["rgb"]).inputs, ["conv3"])["conv3"][0]
+    fig = mv.plot_aggregate(conv3, "mean", name="conv3 on shape.png")
+    np.testing.assert_array_equal(read_png(tmp_path / "r.png"), figure_pixels(fig))
+    code, _, err = run(
+        capsys, "maps", "builtin", images["rgb"], "--layer", "conv3", "--reduce", "max",
+        "--overlay", "--bare", "-o", tmp_path / "o.png",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    display = builtin_input(images["rgb"]).display[0]
+    strided_equal(
+        read_png(tmp_path / "o.png"), mv.overlay_image(display, mv.aggregate(conv3, "max"))
     )
-    assert code == EXIT_OK and read_png(tmp_path / "f.png").shape[0] > 100
+    code, _, err = run(capsys, "maps", "builtin", images["rgb"], "--layer", "conv3", "--overlay")
+    assert code == EXIT_USAGE and "--reduce" in one_error_line(err)
 
 
 @pytest.mark.torch
@@ -205,21 +309,44 @@ def test_cam(capsys, tmp_path, images):
     logits = mv.forward(model, batch.inputs)[0]
     top = int(logits.argmax())
     assert f"explained class {top} ({BUILTIN_CLASSES[top]})" in stdout
-    want = mv.overlay_image(batch.display[0], mv.grad_cam(model, batch.inputs, "conv3")[0])
-    strided_equal(read_png(out), want)
+    heat = mv.grad_cam(model, batch.inputs, "conv3")
+    # by default a figure naming the method, the layer and the class, beside the input
+    fig = mv.plot_explanations(
+        batch.display[0], {"grad_cam": heat}, layer="conv3", size=3.2,
+        title=f"builtin on shape.png: evidence for class {top} ({BUILTIN_CLASSES[top]})",
+    )  # fmt: skip
+    assert [a.get_title() for a in fig.axes] == ["Input", "Grad-CAM\nat conv3"]
+    np.testing.assert_array_equal(read_png(out), figure_pixels(fig))
+
+    code, _, _ = run(capsys, "cam", "builtin", images["rgb"], "--bare", "-o", out)
+    strided_equal(read_png(out), mv.overlay_image(batch.display[0], heat[0]))
     assert read_png(out).shape[:2] == (256, 256)  # 64x64 enlarged to be seen
 
     code, stdout, _ = run(
         capsys, "cam", "builtin", images["rgb"], "--method", "grad-cam++", "--layer", "relu2",
-        "--target", "square", "--alpha", "0.3", "-o", out,
+        "--target", "square", "--alpha", "0.3", "--blend", "uniform", "--bare", "-o", out,
     )  # fmt: skip
     want = mv.overlay_image(
-        batch.display[0], mv.grad_cam_plus_plus(model, batch.inputs, "relu2", 1)[0], alpha=0.3
+        batch.display[0],
+        mv.grad_cam_plus_plus(model, batch.inputs, "relu2", 1)[0],
+        alpha=0.3,
+        blend="uniform",
     )
     assert code == EXIT_OK and "explained class 1 (square)" in stdout
     strided_equal(read_png(out), want)
-    code, _, _ = run(capsys, "cam", "builtin", images["rgb"], "--method", "saliency", "-o", out)
-    assert code == EXIT_OK
+    # every method of the API, the guided ones too, several side by side
+    code, _, err = run(
+        capsys, "cam", "builtin", images["rgb"], "--method", "saliency", "--method",
+        "guided-backprop", "--method", "guided-grad-cam", "--method", "integrated-gradients",
+        "--steps", "8", "--bare", "-o", out,
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    row = read_png(out)
+    assert row.shape == (256, 4 * 256 + 3 * 4, 3)
+    guided = mv.guided_backprop(model, batch.inputs, top)[0]  # (3, H, W) in [0, 1]
+    np.testing.assert_allclose(
+        row[::4, 260 : 260 + 256 : 4], np.rint(np.moveaxis(guided, 0, -1) * 255), atol=1
+    )
     code, _, err = run(
         capsys, "cam", "builtin", images["rgb"], "--target", "hexagon", "-o", tmp_path / "x.png"
     )
@@ -247,6 +374,11 @@ def test_demo(capsys, tmp_path):
     assert code == EXIT_OK and stdout == ""
     pngs = list((tmp_path / "demo").rglob("*.png"))
     assert pngs and all(read_png(p).size for p in pngs)
+    code, stdout, _ = run(capsys, "demo", "--out", tmp_path / "d2", "--framework", "torch")
+    lines = stdout.splitlines()
+    assert code == EXIT_OK and "says" in lines[0] and lines[-1].startswith("Done: 12 files")
+    wrote = [line for line in lines if line.startswith("wrote ")]
+    assert len(wrote) == 12 and len(lines) == 12 + 3  # CNN and ViT predictions, then Done
 
 
 # --------------------------------------------------------------------------- bad inputs (PyTorch)
@@ -357,8 +489,9 @@ def test_saved_torch_files(capsys, tmp_path, images, torch_files):
     for kind, extra in (("pt2", ()), ("state", ("--arch", "builtin"))):
         out = tmp_path / f"{kind}.png"
         code, _, err = run(
-            capsys, "maps", torch_files[kind], images["rgb"], "--layer", "conv2", "-o", out, *extra
-        )
+            capsys, "maps", torch_files[kind], images["rgb"], "--layer", "conv2", "-o", out,
+            "--cmap", "viridis", "--bare", *extra,
+        )  # fmt: skip
         assert code == EXIT_OK, err
         strided_equal(read_png(out), expected)
 
@@ -420,6 +553,9 @@ def test_torchvision_with_local_weights(capsys, tmp_path, images, torch_files):
             "layer1.0.conv1",
             "--size",
             "64",
+            "--cmap",
+            "viridis",
+            "--bare",
             "-o",
             out,
         )
@@ -479,6 +615,9 @@ def test_keras_builtin_and_saved_files(capsys, tmp_path, images):
         images["rgb"],
         "--layer",
         "conv2",
+        "--cmap",
+        "viridis",
+        "--bare",
         "-o",
         out,
     )
@@ -490,8 +629,9 @@ def test_keras_builtin_and_saved_files(capsys, tmp_path, images):
         model.save(path)
         # a saved file's input size is free: the built-in 64x64 must be asked for
         code, _, err = run(
-            capsys, "maps", path, images["rgb"], "--layer", "conv2", "--size", "64", "-o", out
-        )
+            capsys, "maps", path, images["rgb"], "--layer", "conv2", "--size", "64", "-o", out,
+            "--cmap", "viridis", "--bare",
+        )  # fmt: skip
         assert code == EXIT_OK, err
         strided_equal(read_png(out), expected)
 
@@ -565,3 +705,33 @@ def test_compare(capsys, tmp_path, images, torch_files):
     assert "disagree beyond atol=0.0001" in one_error_line(err) and "first at layer" in err
     code, _, err = run(capsys, "compare", "builtin", "a", "b", "c")
     assert code == EXIT_USAGE and "MODEL_A MODEL_B IMAGE" in one_error_line(err)
+
+
+@pytest.mark.both
+def test_torch_and_keras_pictures_agree_within_one_colour_level(capsys, tmp_path, images):
+    """The same weights give the same PNGs: titles, labels, colorbars and colours."""
+    from multiviz.render.colors import lookup_table
+
+    def one_step(cmap: str) -> int:  # the largest jump between neighbouring colormap entries
+        return int(np.abs(np.diff(lookup_table(cmap).astype(int), axis=0)).max())
+
+    for argv, cmap in (
+        (("maps", "--layer", "conv2"), "RdBu_r"),
+        (("maps", "--layer", "relu3", "--cmap", "viridis"), "viridis"),
+        (("cam", "--method", "grad-cam", "--method", "saliency", "--steps", "4"), "turbo"),
+        (("stats",), None),
+    ):
+        pngs = []
+        for fw in ("torch", "keras"):
+            out = tmp_path / f"{argv[0]}-{fw}.png"
+            code, _, err = run(
+                capsys, argv[0], "builtin", images["rgb"], *argv[1:], "--framework", fw, "-o", out
+            )
+            assert code == EXIT_OK, err
+            pngs.append(read_png(out).astype(int))
+        assert pngs[0].shape == pngs[1].shape, argv
+        diff = np.abs(pngs[0] - pngs[1])
+        if cmap is None:  # statistics: the same figure up to anti-aliasing of a few markers
+            assert (diff.max(axis=-1) > 8).mean() < 0.002, argv
+        else:
+            assert diff.max() <= one_step(cmap), (argv, diff.max())

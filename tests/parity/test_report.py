@@ -90,7 +90,10 @@ def test_table_json_and_lookup():
     start = header.index("status")
     assert all(line[start : start + 4] in ("PASS", "FAIL") for line in lines[3:7])
     assert "First divergence: fc" in text and "atol=0.001" in text
-    assert repr(report) == text
+    # the REPL view: the verdict and the failing pair, in at most 20 lines
+    short = repr(report)
+    assert short.startswith("ParityReport(torch vs keras: 4 pairs, 3 PASS, 1 FAIL")
+    assert "first divergence: fc (#3)" in short and len(short.splitlines()) <= 20
 
     data = json.loads(report.to_json())
     assert data["first_divergence"]["name"] == "fc"

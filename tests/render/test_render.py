@@ -3,6 +3,7 @@ RGB path, saving, overlays, and figure-level checks of every plot function."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
@@ -139,7 +140,9 @@ def test_feature_map_image_equals_colorize_montage_normalize():
 
 def test_feature_map_image_has_no_visual_loss():
     """Each tile equals the map min-max scaled in float64 and colormapped by matplotlib."""
-    rgb = feature_map_image(MAPS, cmap="magma", channels=[4, 1, 5], max_maps=2, ncols=2)
+    rgb = feature_map_image(
+        MAPS, cmap="magma", channels=[4, 1, 5], max_maps=2, ncols=2, normalize="map"
+    )
     for i, c in enumerate([4, 1]):
         m = MAPS[c].astype(np.float64)
         ref = mpl_rgb(((m - m.min()) / (m.max() - m.min())).astype(np.float32), "magma")
@@ -208,8 +211,37 @@ def test_overlay_blends_the_upsampled_colormapped_heatmap():
     up = np.clip(resize_bilinear(heat / 4.0, (8, 12)), 0, 1)
     color = mpl_rgb(up, "jet").astype(float)
     expected = np.rint((0.25 * (img / 255.0) + 0.75 * (color / 255.0)) * 255).astype(np.uint8)
-    np.testing.assert_array_equal(overlay_image(img, heat, alpha=0.75), expected)
+    np.testing.assert_array_equal(overlay_image(img, heat, alpha=0.75, blend="uniform"), expected)
+    # the classic look is one option away: jet at opacity 0.5
+    classic = np.rint((0.5 * (img / 255.0) + 0.5 * (color / 255.0)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(overlay_image(img, heat, blend="uniform"), classic)
     np.testing.assert_array_equal(overlay_image(img, heat, alpha=0.0), img)
+
+
+def test_overlay_opacity_follows_the_value_in_turbo():
+    """By default a pixel's opacity is alpha * value: 0 leaves the image as it was."""
+    img = RNG.integers(0, 256, size=(8, 12, 3), dtype=np.uint8)
+    heat = np.array([[0.0, 2.0, 1.0], [4.0, 3.0, 0.0]])
+    up = np.clip(resize_bilinear(heat / 4.0, (8, 12)), 0, 1)
+    a = 0.6 * up[..., None]  # the default largest opacity, 0.6
+    color = mpl_rgb(up, "turbo") / 255.0
+    expected = np.rint(((1 - a) * (img / 255.0) + a * color) * 255).astype(np.uint8)
+    out = overlay_image(img, heat)
+    np.testing.assert_array_equal(out, expected)
+    cold = up == 0
+    assert cold.any() and (out[cold] == img[cold]).all()  # the image, untouched, where 0
+
+
+def test_overlay_of_a_signed_map_is_centred_on_zero():
+    """Signed heatmaps: RdBu_r scaled by max |v|, opacity alpha * |2u - 1| (0 is clear)."""
+    img = np.full((4, 6, 3), 200, np.uint8)
+    heat = np.array([[-2.0, 0.0, 1.0], [2.0, 0.0, -1.0]])
+    up = np.clip(resize_bilinear(heat / 4.0 + 0.5, (4, 6)), 0, 1)
+    a = 0.6 * np.abs(2 * up - 1)[..., None]
+    expected = np.rint(((1 - a) * (img / 255.0) + a * mpl_rgb(up, "RdBu_r") / 255.0) * 255)
+    np.testing.assert_array_equal(overlay_image(img, heat), expected.astype(np.uint8))
+    with pytest.raises(ValueError, match="blend"):
+        overlay_image(img, heat, blend="screen")
 
 
 def test_overlay_accepts_grey_and_float_images():
@@ -240,17 +272,45 @@ def texts(ax) -> list[str]:
 
 
 def test_plot_feature_maps_one_image_one_label_per_tile():
-    fig = plot_feature_maps(MAPS)
-    assert isinstance(fig, Figure) and len(fig.axes) == 1
+    positive = np.abs(MAPS)
+    fig = plot_feature_maps(positive)
+    assert isinstance(fig, Figure) and len(fig.axes) == 1  # each map scaled alone: no colorbar
     ax = fig.axes[0]
     assert len(ax.images) == 1
     assert texts(ax) == [f"#{i}" for i in range(6)]
-    np.testing.assert_array_equal(ax.images[0].get_array().filled(np.nan), montage(normalize(MAPS)))
-    assert "6 channels" in ax.get_title()
+    np.testing.assert_array_equal(
+        ax.images[0].get_array().filled(np.nan), montage(normalize(positive, "map"))
+    )
+    assert "6 channels" in ax.get_title() and ax.images[0].get_cmap().name.startswith("gray")
+    assert (
+        plot_feature_maps(positive[:1], name="conv1")
+        .axes[0]
+        .get_title()
+        .startswith("conv1: 1 channel\n")
+    )
+
+
+def test_signed_maps_default_to_a_diverging_colormap_centred_on_zero_with_a_colorbar():
+    """Signed data: RdBu_r, 0 at the middle colour, one scale (+-max|v|), a colorbar in its units."""
+    fig = plot_feature_maps(MAPS)
+    ax, cbar = fig.axes
+    assert ax.images[0].get_cmap().name.startswith("RdBu_r")
+    s = np.abs(MAPS).max()
+    np.testing.assert_allclose(
+        ax.images[0].get_array().filled(np.nan), montage((MAPS / s + 1) / 2), atol=1e-6
+    )
+    assert cbar.get_ylim() == pytest.approx((-s, s), rel=1e-5)
+    assert "0 at the centre colour" in ax.get_title()
+    # non-negative data keeps a sequential map; one shared scale still gets its colorbar
+    fig = plot_feature_maps(np.abs(MAPS), normalize="layer", cmap="viridis")
+    assert len(fig.axes) == 2 and fig.axes[1].get_ylim() == pytest.approx(
+        (np.abs(MAPS).min(), np.abs(MAPS).max()), rel=1e-5
+    )
+    assert len(plot_feature_maps(MAPS, colorbar=False).axes) == 1
 
 
 def test_plot_feature_maps_batch_sample_channels_and_max_maps():
-    fig = plot_feature_maps(BATCH, sample=1, channels=[5, 2, 0], max_maps=2)
+    fig = plot_feature_maps(BATCH, sample=1, channels=[5, 2, 0], max_maps=2, normalize="map")
     ax = fig.axes[0]
     assert texts(ax) == ["#5", "#2"]
     assert "2 of 6 channels, sample 1" in ax.get_title()
@@ -277,9 +337,33 @@ def test_big_grids_of_consecutive_channels_are_labelled_on_the_axes():
     assert rows == [f"#{r * 15}" for r in range(14)]
     assert [tk.get_text() for tk in ax.get_xticklabels()][:3] == ["+0", "+1", "+2"]
     assert texts(ax) == ["#150 const"]  # only flagged tiles keep a label of their own
+    assert len(ax.collections) == 1  # and an orange frame
     # an arbitrary selection cannot be read as row start + offset: label every tile
     ax = plot_feature_maps(x, channels=np.arange(199, -1, -1)).axes[0]
     assert len(ax.texts) == 200 and texts(ax)[0] == "#199"
+
+
+@pytest.mark.parametrize("count", [4, 16, 64, 128, 256])
+def test_badges_fit_their_tile_at_every_grid_size(count):
+    """Every label drawn lies inside its own tile; special maps are framed at any size."""
+    x = RNG.random((count, 12, 12)).astype(np.float32)
+    x[[1, count - 1]] = 0.0  # constant: "#1 const" where it fits, a frame always
+    fig = plot_feature_maps(x, normalize="map")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    t = tiling(x)
+    to_px = ax.transData.transform
+    for text in ax.texts:
+        ch = int(text.get_text().split()[0][1:])
+        i = list(range(count)).index(ch)
+        y, x0 = t.origin(i)
+        (left, top), (right, bottom) = to_px([(x0 - 0.5, y - 0.5), (x0 + 12 - 0.5, y + 12 - 0.5)])
+        box = text.get_window_extent()
+        assert left - 1 <= box.x0 and box.x1 <= right + 1, text.get_text()
+        assert bottom - 1 <= box.y0 and box.y1 <= top + 1, text.get_text()
+    frames = ax.collections[0].get_paths()
+    assert len(frames) == 2
+    assert "2 special maps" in ax.get_title()
 
 
 def test_plot_feature_maps_into_a_given_axes_with_colorbar():
@@ -318,13 +402,25 @@ def test_plot_feature_maps_vector_is_labelled():
 
 
 def test_plot_aggregate_2d_1d_and_vector():
-    fig = plot_aggregate(BATCH, "max", sample=1)
+    positive = np.abs(BATCH)
+    fig = plot_aggregate(positive, "max", sample=1)
     ax = fig.axes[0]
-    agg = aggregate(BATCH[1], "max")
+    agg = aggregate(positive[1], "max")
     assert len(ax.images) == 1 and len(fig.axes) == 2  # image + colorbar
     np.testing.assert_allclose(ax.images[0].get_array(), normalize(agg[None], "layer")[0])
     assert fig.axes[1].get_ylim() == pytest.approx((agg.min(), agg.max()), rel=1e-5)
     assert "max over 6 channels, sample 1" == ax.get_title()
+    assert ax.images[0].get_cmap().name.startswith("plasma")  # non-negative: sequential
+
+    # a signed mean: diverging, 0 at the white centre, +-max|v| at the ends
+    fig = plot_aggregate(BATCH, "mean", sample=0, name="conv3")
+    ax = fig.axes[0]
+    mean = aggregate(BATCH[0], "mean")
+    s = np.abs(mean).max()
+    assert mean.min() < 0 < mean.max() and ax.images[0].get_cmap().name.startswith("RdBu_r")
+    np.testing.assert_allclose(ax.images[0].get_array(), mean / (2 * s) + 0.5, atol=1e-6)
+    assert fig.axes[1].get_ylim() == pytest.approx((-s, s), rel=1e-5)
+    assert ax.get_title().startswith("conv3: mean over 6 channels, sample 0")
 
     ax = plot_aggregate(MAPS[:, 0], "mean").axes[0]
     assert len(ax.lines) == 1 and len(ax.images) == 0
@@ -352,7 +448,7 @@ def test_plot_overlay_draws_the_overlay_image():
         plot_overlay(np.moveaxis(img, -1, 0), heat)
 
 
-def test_plot_layer_stats_two_panels_named_layers():
+def test_plot_layer_stats_one_row_per_layer_input_at_the_top():
     acts = {
         "conv1": np.maximum(RNG.normal(size=(2, 4, 6, 5)), 0),
         "conv2": np.zeros((2, 8, 3, 2)),
@@ -360,13 +456,18 @@ def test_plot_layer_stats_two_panels_named_layers():
     }
     fig = plot_layer_stats(acts)
     ranges, fractions = fig.axes
-    assert [t.get_text() for t in fractions.get_xticklabels()] == ["conv1", "conv2", "fc"]
-    assert len(fractions.patches) == 3 * 3  # dead / saturated / zero bars per layer
-    dead = [p.get_height() for p in fractions.patches[:3]]
+    assert [t.get_text() for t in ranges.get_yticklabels()] == ["conv1", "conv2", "fc"]
+    assert ranges.get_ylim() == (2.5, -0.5)  # the input at the top
+    assert len(fractions.patches) == 2 * 3  # dead / zero bars per layer
+    assert "no layer can saturate" in fractions.get_xlabel()  # no bounded activation: no bars
+    dead = [p.get_width() for p in fractions.patches[:3]]
     # dead: never > 0 over both inputs; for fc, the features negative in both
     assert dead == [0.0, 1.0, float(np.mean((acts["fc"] > 0).sum(axis=0) == 0))]
-    assert len(ranges.collections) == 1  # the percentile band
-    np.testing.assert_allclose(ranges.lines[0].get_ydata(), [r.p50 for r in layer_stats(acts)])
+    median = next(line for line in ranges.lines if line.get_label() == "median")
+    np.testing.assert_allclose(median.get_xdata(), [r.p50 for r in layer_stats(acts)])
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "dead channels (never > 0 over 2 inputs)" in legend
+    assert "1st-99th percentile" in legend
     # from records, into one given axes: fractions go on a twin axis
     fig2 = Figure()
     ax = fig2.add_subplot()
@@ -374,6 +475,67 @@ def test_plot_layer_stats_two_panels_named_layers():
     assert len(fig2.axes) == 2 and ax.get_title() == "t"
     with pytest.raises(ValueError, match="at least one layer"):
         plot_layer_stats({})
+
+
+def test_plot_layer_stats_has_no_empty_panel():
+    """Fractions all zero (no dead channel, zero or saturated value): one panel, and a title
+    that says so; a bounded layer gets its saturation bars, zeros included."""
+    acts = {"a": 1.0 + RNG.random((2, 3, 4, 4)), "b": 2.0 + RNG.random((2, 5))}
+    fig = plot_layer_stats(acts)
+    assert len(fig.axes) == 1 and "no dead channels" in fig.get_suptitle()
+    acts["sig"] = 1 / (1 + np.exp(-20 * RNG.normal(size=(2, 3, 4, 4))))  # many at 0 or 1
+    fig = plot_layer_stats(layer_stats(acts, bounds={"sig": (0.0, 1.0)}))
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(fig.axes) == 2 and "saturated values" in labels
+
+
+def _deep_net(n: int) -> dict[str, np.ndarray]:
+    """``n`` layers in blocks of 10, named like torchvision's; activations shrink with depth."""
+    rng = np.random.default_rng(5)
+    return {
+        f"features.{i // 10}.block.{i % 10}": rng.normal(size=(2, 3, 2, 2)) * 10.0 ** (2 - i / 30)
+        for i in range(n)
+    }
+
+
+@pytest.mark.parametrize("n", [10, 120, 500])
+def test_plot_layer_stats_reads_at_a_glance_from_10_to_500_layers(n, tmp_path):
+    """Size within 2,500 x 6,000 px at 500 layers; a name per row or per block; <= 8 decades."""
+    fig = plot_layer_stats(_deep_net(n))
+    path = tmp_path / "stats.png"
+    fig.savefig(path)
+    width, height = Image.open(path).size
+    assert width <= 2500 and height <= 6000
+    ranges = fig.axes[0]
+    labels = [t.get_text() for t in ranges.get_yticklabels()]
+    if n <= 150:  # every layer named on its own row
+        assert labels == list(_deep_net(n))
+        assert height >= 10 * n  # rows of at least 10 px: names do not overlap
+    else:  # one label per block of 10, shaded alternately, with its layer count
+        assert labels[:2] == ["features.0 (10)", "features.1 (10)"] and len(labels) == n // 10
+        assert len(ranges.patches) > n // 20  # the shaded blocks (and the bars)
+        fig.canvas.draw()
+        boxes = [t.get_window_extent() for t in ranges.get_yticklabels()]
+        assert all(a.y0 >= b.y1 - 1 for a, b in itertools.pairwise(boxes))  # no overlap
+    if n >= 120:  # 2 decades and more: symmetric log
+        assert ranges.get_xscale() == "symlog"
+        lo, hi = ranges.get_xlim()
+        linthresh = ranges.xaxis.get_transform().linthresh
+        assert np.log10(max(abs(lo), abs(hi)) / linthresh) <= 8.0
+
+
+def test_plot_layer_stats_symlog_threshold_comes_from_the_data_not_its_smallest_layer():
+    """One near-zero layer (1e-17, as EfficientNet's random-weight SE gates give) must not
+    stretch the axis over 30 decades: the linear zone comes from the layers' percentiles."""
+    acts = {f"l{i}": RNG.normal(size=(2, 4, 3, 3)) * s for i, s in enumerate([1e2, 10, 1, 0.1])}
+    acts["tiny"] = RNG.normal(size=(2, 4, 3, 3)) * 1e-17
+    ranges = plot_layer_stats(acts).axes[0]
+    linthresh = ranges.xaxis.get_transform().linthresh
+    assert 1e-3 <= linthresh <= 1e-1
+    lo, hi = ranges.get_xlim()
+    assert np.log10(max(abs(lo), abs(hi)) / linthresh) <= 8.0
+    # one decade or so: a plain linear axis
+    assert plot_layer_stats({"a": BATCH, "b": 2 * BATCH}).axes[0].get_xscale() == "linear"
 
 
 def test_plots_leave_no_pyplot_figures():

@@ -282,7 +282,9 @@ def test_override():
     assert custom.mean == (0.5, 0.5, 0.5) and custom.transform is None
     keras_like = Preprocess(transform=lambda x: x, layout="channels_last")
     assert not keras_like.override(normalize=False).normalizes
-    assert "resize 256, crop 224x224" in base.describe()
+    assert "shorter side resized to 256 and centre-cropped to 224x224" in base.describe()
+    assert "stretched" in Preprocess("builtin", size=(64, 64)).describe()
+    assert "not normalised" in base.override(normalize=False).describe()
     with pytest.raises(ValueError, match="positive"):
         Preprocess(mean=(0, 0, 0), std=(1, 0, 1))
 

@@ -49,6 +49,7 @@ import keras
 import numpy as np
 
 from multiviz.backends.contract import GradientResult, Target
+from multiviz.backends.keras.attention import attention_layers, read_attention
 from multiviz.backends.keras.capture import EagerPlan, runner_for
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
@@ -62,11 +63,38 @@ from multiviz.backends.keras.layers import (
     list_sites,
     own_params,
 )
+from multiviz.backends.keras.tokens import model_token_grid
+from multiviz.core.attention import AttentionIO
 from multiviz.core.names import owner, suffix_order
 from multiviz.core.records import LayerInfo
-from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizError, layer_hint
+from multiviz.core.tokens import PATCHES, TOKENS, TOKENS_CF, TokenGrid, canonical_layer_shape
+from multiviz.errors import (
+    InputShapeError,
+    LayerNotFoundError,
+    MultivizError,
+    UnsupportedAttentionError,
+    layer_hint,
+)
 
 __all__ = ["KerasBackend"]
+
+
+def _tokens_first(arr: np.ndarray, layout: str | None) -> np.ndarray:
+    """``(N, T, C)`` tokens from what capture returned (``(N, C, T)`` if it transposed them)."""
+    arr = np.asarray(arr, np.float64)
+    return np.swapaxes(arr, 1, 2) if layout in (LAST, TOKENS_CF) and arr.ndim == 3 else arr
+
+
+def _residual_source(model: Any, source: str) -> str | None:
+    """The layer feeding ``source`` when ``source`` is a LayerNormalization (pre-norm blocks)."""
+    try:
+        layer = model.get_layer(source)
+    except ValueError:
+        return None
+    if not isinstance(layer, keras.layers.LayerNormalization):
+        return None
+    return layer._inbound_nodes[0].input_tensors[0]._keras_history[0].name
+
 
 _SITES: weakref.WeakKeyDictionary[Any, tuple[Any, list[Site]]] = weakref.WeakKeyDictionary()
 _FORWARD: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()
@@ -114,7 +142,7 @@ class KerasBackend:
         sites = self._sites(model)
         if input_shape is not None and graph_of(model) is None:
             return self._run_for_shapes(model, sites, input_shape)
-        return [self._info(s, canonical_shape(s.shape, s.layout)) for s in sites]
+        return [self._info(s, self._shape(s.shape, s.layout, model)) for s in sites]
 
     def capture(self, model: Any, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
         """One forward pass; every call and output of the layers ``names``, canonical layout.
@@ -216,7 +244,13 @@ class KerasBackend:
     def _info(self, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
         return self._info_for(site.key, site, shape)
 
-    def _info_for(self, key: str, site: Site, shape: tuple[int | None, ...] | None) -> LayerInfo:
+    def _info_for(
+        self,
+        key: str,
+        site: Site,
+        shape: tuple[int | None, ...] | None,
+        layout: str | None = None,
+    ) -> LayerInfo:
         return LayerInfo(
             key,
             site.type,
@@ -226,6 +260,76 @@ class KerasBackend:
             site.base,
             **geometry_of(site.layer),
             bounds=bounds_of(site.layer),
+            layout=layout or site.layout,
+        )
+
+    def _shape(
+        self, shape: tuple[int | None, ...] | None, layout: str, model: Any
+    ) -> tuple[int | None, ...] | None:
+        if layout in (TOKENS, PATCHES):
+            return canonical_layer_shape(shape, layout, model_token_grid(model))
+        return canonical_shape(shape, layout)
+
+    # ------------------------------------------------------------------ transformers
+
+    def token_grid(self, model: Any, input_hw: Sequence[int]) -> TokenGrid | None:
+        """The patch grid a layer of ``model`` declares (``grid``, ``num_prefix_tokens``), or None."""
+        return model_token_grid(model)
+
+    def layouts(self, model: Any, x: Any = None, grid: TokenGrid | None = None) -> dict[str, str]:
+        """Output key -> layout (:mod:`multiviz.core.tokens`), static.
+
+        Token layers of a model that declares its grid come back ``(N, T, C)``;
+        with a ``grid`` the model does not declare, rank-3 outputs with its
+        token count come back transposed, ``(N, C, T)`` (:data:`TOKENS_CF`).
+        """
+        own = model_token_grid(model)
+        out = {}
+        for site in self._sites(model):
+            layout = site.layout
+            shape = site.shape
+            if (
+                own is None
+                and grid is not None
+                and layout == LAST
+                and shape is not None
+                and len(shape) == 3
+                and shape[1] in (grid.tokens, grid.patches)
+            ):
+                layout = TOKENS_CF
+            out[site.key] = layout
+        return out
+
+    def attention_io(self, model: Any, x: Any, target: Any = "none") -> AttentionIO:
+        """Each MultiHeadAttention's weights, query tokens and output gradient (rollout)."""
+        found = attention_layers(model)
+        if not found:
+            raise UnsupportedAttentionError(
+                f"Model {model.name!r} has no keras.layers.MultiHeadAttention; attention rollout "
+                "needs a vision transformer."
+            )
+        weights = [read_attention(layer) for _, layer, _ in found]
+        sources = [src for _, _, src in found]
+        residual = _residual_source(model, sources[-1])
+        names = list(dict.fromkeys([*sources, *([residual] if residual else [])]))
+        layouts = self.layouts(model)
+        if isinstance(target, str) and target == "none":
+            acts = self.capture(model, x, names)
+            grads = targets = None
+        else:
+            result = self.gradients(model, x, [*names, *(n for n, _, _ in found)], target)
+            acts = result.activations
+            grads = [_tokens_first(result.gradients[n], layouts.get(n)) for n, _, _ in found]
+            targets = result.targets
+        inputs = [_tokens_first(acts[src], layouts.get(src)) for src in sources]
+        res = _tokens_first(acts[residual], layouts.get(residual)) if residual else None
+        return AttentionIO(
+            [n for n, _, _ in found],
+            weights,
+            inputs,
+            grads,
+            targets,
+            res if res is not None and res.shape == inputs[-1].shape else None,
         )
 
     def _select(self, model: Any, names: Sequence[str]) -> list[Site]:
@@ -293,8 +397,8 @@ class KerasBackend:
             if not mine:
                 infos.append(self._info(site, None))
             for key in mine:
-                shape = canonical_shape(tuple(tensors[key].shape), layout(key))
-                infos.append(self._info_for(key, site, shape))
+                shape = self._shape(tuple(tensors[key].shape), layout(key), model)
+                infos.append(self._info_for(key, site, shape, layout(key)))
         return infos
 
     def _build_if_needed(self, model: Any, batch_shape: tuple[int | None, ...]) -> None:

@@ -27,6 +27,7 @@ upstream does. Shapes are never inspected to guess it.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -303,12 +304,34 @@ def canonical_shape(
 
 
 def list_sites(model: Any) -> list[Site]:
-    """Every site of ``model``, in model order (InputLayers excluded)."""
+    """Every site of ``model``, in model order (InputLayers excluded).
+
+    In a model that declares its patch grid (a layer with ``grid`` and
+    ``num_prefix_tokens``, see :mod:`multiviz.backends.keras.tokens`), a
+    rank-3 output with the grid's token (or patch) count is a token layer:
+    its layout is ``"tokens"`` (``"patches"``) and it is never transposed.
+    """
     graph = graph_of(model)
     if graph is not None:
-        return list(_graph_sites(graph, "", (), ()))
-    # subclassed, or a Sequential not built yet: the layer tree, found at run time
-    return list(_eager_sites(model, "", (), keras.config.image_data_format()))
+        sites = list(_graph_sites(graph, "", (), ()))
+    else:  # subclassed, or a Sequential not built yet: the layer tree, found at run time
+        sites = list(_eager_sites(model, "", (), keras.config.image_data_format()))
+    from multiviz.backends.keras.tokens import model_token_grid
+
+    grid = model_token_grid(model)
+    if grid is None:
+        return sites
+    return [_token_site(s, grid) for s in sites]
+
+
+def _token_site(site: Site, grid: Any) -> Site:
+    from multiviz.core.tokens import PATCHES, TOKENS
+
+    shape = site.shape
+    if shape is None or len(shape) != 3 or shape[1] not in (grid.tokens, grid.patches):
+        return site
+    layout = TOKENS if shape[1] == grid.tokens else PATCHES
+    return dataclasses.replace(site, layout=layout)
 
 
 def _graph_sites(

@@ -22,7 +22,7 @@ import keras
 
 from multiviz.errors import ModelLoadError, NoNetworkError, UnsafeFileError, closest
 from multiviz.sources.images import Preprocess
-from multiviz.sources.models import LoadedModel, ModelSpec, builtin_weights
+from multiviz.sources.models import LoadedModel, ModelSpec, builtin_arch, builtin_weights
 
 __all__ = ["load"]
 
@@ -40,7 +40,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
     if spec.kind == "builtin":
         from multiviz.sources.builtin import BUILTIN_CLASSES, builtin_model
 
-        model = builtin_model("keras", weights=builtin_weights(weights))
+        model = builtin_model("keras", weights=builtin_weights(weights), arch=builtin_arch(spec))
         shape = _input_shape(model)
         return LoadedModel(model, "keras", spec, _BUILTIN_PRESET, shape, BUILTIN_CLASSES)
     if spec.kind == "keras_app":

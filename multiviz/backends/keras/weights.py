@@ -71,8 +71,11 @@ def _walk(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield name, layer
 
 
-def _var_name(variable: Any) -> str:
-    name = variable.name.split("/")[-1].split(":")[0]
+def _var_name(variable: Any, layer: Any = None) -> str:
+    parts = getattr(variable, "path", variable.name).split(":")[0].split("/")
+    if isinstance(layer, keras.layers.MultiHeadAttention):  # "query/kernel", …
+        return "/".join(parts[-2:])
+    name = parts[-1]
     return "kernel" if name == "depthwise_kernel" else name
 
 
@@ -99,6 +102,13 @@ def _op(layer: Any) -> str:
         return "dense"
     if isinstance(layer, keras.layers.BatchNormalization):
         return "batchnorm"
+    if isinstance(layer, keras.layers.LayerNormalization):
+        return "layernorm"
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return "mha"
+    names = {_var_name(v) for v in layer.weights}
+    if names and names <= {"cls_token", "pos_embed", "reg_token"}:
+        return "tokens"
     return "unsupported" if layer.weights else "none"
 
 
@@ -114,6 +124,10 @@ def _config(layer: Any, op: str) -> dict:
         )
     if op == "dense":
         cfg["flatten_from"] = _flatten_source(layer)
+    if op == "layernorm":
+        cfg["eps"] = float(layer.epsilon)
+    if op == "mha":
+        cfg["heads"] = int(layer.num_heads)
     if op == "batchnorm":
         # keras: moving = momentum * moving + (1 - momentum) * batch
         axis = layer.axis if isinstance(layer.axis, int) else tuple(layer.axis)
@@ -147,7 +161,7 @@ def read(model: Any) -> list[LayerParams]:
     out = []
     for name, layer in _walk(model):
         op = _op(layer)
-        arrays = {_var_name(v): np.array(v.numpy(), copy=True) for v in layer.weights}
+        arrays = {_var_name(v, layer): np.array(v.numpy(), copy=True) for v in layer.weights}
         out.append(LayerParams(name, type(layer).__name__, op, "keras", arrays, _config(layer, op)))
     return out
 
@@ -167,7 +181,7 @@ def write(model: Any, updates: Mapping[str, Mapping[str, np.ndarray]]) -> None:
     layers = dict(_walk(model))
     targets = []
     for name, arrays in updates.items():
-        variables = {_var_name(v): v for v in layers[name].weights}
+        variables = {_var_name(v, layers[name]): v for v in layers[name].weights}
         for key, value in arrays.items():
             targets.append((variables[key], value))
     saved = [np.array(v.numpy(), copy=True) for v, _ in targets]

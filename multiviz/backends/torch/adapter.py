@@ -35,7 +35,8 @@ import torch
 from torch import nn
 
 from multiviz.backends.contract import GradientResult, Target
-from multiviz.backends.torch.capture import capture_outputs, output_shapes
+from multiviz.backends.torch.attention import attention_io
+from multiviz.backends.torch.capture import capture_outputs
 from multiviz.backends.torch.gradients import compute_gradients
 from multiviz.backends.torch.inputs import (
     entry_check,
@@ -46,7 +47,16 @@ from multiviz.backends.torch.inputs import (
 )
 from multiviz.backends.torch.layers import find_modules, layer_infos, unwrap
 from multiviz.backends.torch.state import eval_mode
+from multiviz.backends.torch.tokens import (
+    LayoutTracker,
+    keep_tracker,
+    known_tracker,
+    layer_layouts,
+    model_token_grid,
+)
+from multiviz.core.names import split_suffix
 from multiviz.core.records import LayerInfo
+from multiviz.core.tokens import LAST, TokenGrid, canonical_layer_shape
 from multiviz.errors import InputShapeError
 
 __all__ = ["TorchBackend"]
@@ -102,12 +112,14 @@ class TorchBackend:
             LayerInfo(name='0', type='Conv2d', kind='conv', shape=(None, 4, 6, 7), params=112)
         """
         model = unwrap(model)
-        shapes = None
+        shapes = layouts = None
         if input_shape is not None:
             dims = tuple(int(d) for d in input_shape)
             x = to_model_input(np.zeros((1, *dims), np.float32), model)
-            shapes = output_shapes(model, x)
-        return layer_infos(model, shapes)
+            grid = model_token_grid(model, dims[-2:]) if len(dims) == 3 else None
+            layouts, raw = layer_layouts(model, x, grid)
+            shapes = {k: canonical_layer_shape(s, layouts[k], grid) for k, s in raw.items()}
+        return layer_infos(model, shapes, layouts)
 
     def capture(self, model: nn.Module, x: Any, names: Sequence[str]) -> dict[str, np.ndarray]:
         """One inference pass; the chosen modules' outputs as float32 NumPy copies.
@@ -137,7 +149,10 @@ class TorchBackend:
         """
         model = unwrap(model)
         chosen = find_modules(model, names)
-        return capture_outputs(model, to_model_input(x, model), chosen)
+        xt = to_model_input(x, model)
+        tracker = self._tracker(model, xt)
+        arrays = capture_outputs(model, xt, chosen, None if tracker.complete else tracker)
+        return self._first(model, xt, tracker, arrays)
 
     def forward(self, model: nn.Module, x: Any) -> np.ndarray:
         """The model's output in inference mode, as float32 NumPy; the model unchanged.
@@ -202,7 +217,70 @@ class TorchBackend:
                 f"wrt_input=True needs a floating input; this model takes {xt.dtype}. "
                 "Take gradients with respect to a layer (e.g. the embedding) instead."
             )
-        return compute_gradients(model, xt, chosen, target, wrt_input, guided)
+        tracker = self._tracker(model, xt)
+        tracking = None if tracker.complete else tracker
+        result = compute_gradients(model, xt, chosen, target, wrt_input, guided, tracking)
+        result.activations = self._first(model, xt, tracker, result.activations)
+        result.gradients = self._first(model, xt, tracker, result.gradients)
+        return result
+
+    def token_grid(self, model: nn.Module, input_hw: Sequence[int]) -> TokenGrid | None:
+        """The patch grid of a vision transformer at input size ``(H, W)``, or ``None``.
+
+        Example:
+            >>> TorchBackend().token_grid(torch.nn.Identity(), (8, 8)) is None
+            True
+        """
+        return model_token_grid(unwrap(model), input_hw)
+
+    def layouts(self, model: nn.Module, x: Any, grid: TokenGrid | None = None) -> dict[str, str]:
+        """Output key -> layout (:mod:`multiviz.core.tokens`) for input ``x``'s shape (cached).
+
+        Channels-last maps are already channels-first in what :meth:`capture`
+        and :meth:`gradients` return; token layers are returned as
+        ``(N, T, C)`` for the caller to fold.
+        """
+        model = unwrap(model)
+        xt = to_model_input(np.asarray(x[:1]) if isinstance(x, np.ndarray) else x[:1], model)
+        return layer_layouts(model, xt, grid)[0]
+
+    def attention_io(self, model: nn.Module, x: Any, target: Any = "none") -> Any:
+        """Each self-attention layer's weights, input tokens and output gradient (rollout).
+
+        See :func:`multiviz.backends.torch.attention.attention_io`.
+        """
+        model = unwrap(model)
+        return attention_io(model, to_model_input(x, model), target)
+
+    def _tracker(self, model: nn.Module, x: torch.Tensor) -> LayoutTracker:
+        """The finished layout tracker for ``x``'s shape, or a new one to ride the next pass."""
+        known = known_tracker(model, x)
+        if known is not None:
+            return known
+        tracker = LayoutTracker(model, x)
+        tracker.complete = False
+        return tracker
+
+    def _first(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        tracker: LayoutTracker,
+        arrays: dict[str, np.ndarray],
+    ) -> dict[str, np.ndarray]:
+        """Channels-last ``(N, H, W, C)`` maps (Swin, ConvNeXt's MLP) moved to channels first."""
+        if tracker.model is not None:  # it rode this pass
+            if tracker.complete:
+                keep_tracker(model, x, tracker)
+            else:
+                tracker.finish()
+        layouts = tracker.base
+        out = {}
+        for key, arr in arrays.items():
+            layout = layouts.get(key) or layouts.get(split_suffix(key)[0])
+            last = layout == LAST and arr.ndim == 4
+            out[key] = np.ascontiguousarray(np.moveaxis(arr, -1, 1)) if last else arr
+        return out
 
     def input_layout(self, model: nn.Module) -> str:
         """Always ``"channels_first"``: PyTorch models take ``(N, C, H, W)``.

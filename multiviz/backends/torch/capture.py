@@ -36,7 +36,7 @@ from torch import nn
 from multiviz.backends.torch.inputs import entry_check, run_model
 from multiviz.backends.torch.state import eval_mode
 
-__all__ = ["capture_outputs", "flatten_output", "output_shapes", "snapshot"]
+__all__ = ["capture_outputs", "flatten_output", "output_shapes", "single_output", "snapshot"]
 
 Hook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
 
@@ -54,23 +54,42 @@ class _StopForward(BaseException):
     """
 
 
-def flatten_output(key: str, out: Any) -> Iterator[tuple[str, torch.Tensor]]:
+def flatten_output(key: str, out: Any, module: Any = None) -> Iterator[tuple[str, torch.Tensor]]:
     """The tensors in a module's output, keyed ``key``, ``key[0]``, ``key[name]``...
 
-    Non-tensor entries are skipped; nesting gives ``key[1][0]``.
+    Non-tensor entries are skipped; nesting gives ``key[1][0]``. An
+    ``nn.MultiheadAttention`` (``module``) called with ``need_weights=False``
+    returns ``(output, None)``: one output, ``key``, as Keras names its
+    ``MultiHeadAttention``'s.
 
     Example:
         >>> [k for k, _ in flatten_output("lstm", (torch.ones(1), (torch.ones(1), None)))]
         ['lstm[0]', 'lstm[1][0]']
+        >>> mha = torch.nn.MultiheadAttention(2, 1)
+        >>> [k for k, _ in flatten_output("attn", (torch.ones(1), None), mha)]
+        ['attn']
     """
     if isinstance(out, torch.Tensor):
         yield key, out
+    elif single_output(out, module):
+        yield key, out[0]
     elif isinstance(out, (tuple, list)):
         for i, item in enumerate(out):
             yield from flatten_output(f"{key}[{i}]", item)
     elif isinstance(out, Mapping):
         for name, item in out.items():
             yield from flatten_output(f"{key}[{name}]", item)
+
+
+def single_output(out: Any, module: Any) -> bool:
+    """True for an ``nn.MultiheadAttention``'s ``(output, None)``: one output."""
+    return (
+        isinstance(module, nn.MultiheadAttention)
+        and isinstance(out, tuple)
+        and len(out) > 1
+        and isinstance(out[0], torch.Tensor)
+        and all(item is None for item in out[1:])
+    )
 
 
 def snapshot(t: torch.Tensor) -> torch.Tensor | None:
@@ -98,7 +117,7 @@ class _Recorder:
         def record(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
             k = self.calls[name]
             self.calls[name] = k + 1
-            for key, t in flatten_output(name if k == 0 else f"{name}#{k}", out):
+            for key, t in flatten_output(name if k == 0 else f"{name}#{k}", out, module):
                 copy = snapshot(t)
                 if copy is not None:
                     self.outputs[key] = copy
@@ -183,7 +202,7 @@ def _cache_key(
 
 
 def capture_outputs(
-    model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]]
+    model: nn.Module, x: torch.Tensor, chosen: Sequence[tuple[str, nn.Module]], tracker: Any = None
 ) -> dict[str, np.ndarray]:
     """One inference pass of ``x``; the chosen modules' outputs as float32 NumPy copies.
 
@@ -195,6 +214,9 @@ def capture_outputs(
         model: the module.
         x: the input, already on the model's device and dtype.
         chosen: (name, module) pairs to record.
+        tracker: a :class:`~multiviz.backends.torch.tokens.LayoutTracker` to
+            ride along the pass (its ``complete`` says whether the pass ran to
+            the end), or ``None``.
 
     Returns:
         Output key -> array, in the order the modules ran.
@@ -209,11 +231,15 @@ def capture_outputs(
         stack.enter_context(entry_check(model, x))
         for name, module in chosen:
             stack.enter_context(module.register_forward_hook(recorder.hook(name)))
+        if tracker is not None:  # after the recorder: a stop leaves the tracker's hooks unrun
+            tracker.enter(stack)
         try:
             run_model(model, x)
             finished = True
         except _StopForward:
             pass
+    if tracker is not None:
+        tracker.complete = finished
     if finished and recorder.expected is None:
         if len(known) >= _MAX_KEYS_PER_MODEL:
             known.pop(next(iter(known)))

@@ -30,7 +30,7 @@ from multiviz.backends.contract import (
     check_scores,
     class_indices,
 )
-from multiviz.backends.torch.capture import snapshot
+from multiviz.backends.torch.capture import single_output, snapshot
 from multiviz.backends.torch.inputs import entry_check, main_output, run_model, to_numpy
 from multiviz.backends.torch.layers import is_softmax
 from multiviz.backends.torch.state import eval_mode, frozen_parameters, guided_relus
@@ -38,10 +38,14 @@ from multiviz.backends.torch.state import eval_mode, frozen_parameters, guided_r
 __all__ = ["compute_gradients", "score"]
 
 
-def _map_tensors(key: str, out: Any, fn: Callable[[str, torch.Tensor], torch.Tensor]) -> Any:
+def _map_tensors(
+    key: str, out: Any, fn: Callable[[str, torch.Tensor], torch.Tensor], module: Any = None
+) -> Any:
     """``out`` with ``fn(key, t)`` applied to each tensor, keys as in ``flatten_output``."""
     if isinstance(out, torch.Tensor):
         return fn(key, out)
+    if single_output(out, module):  # MultiheadAttention's (output, None): one output
+        return (fn(key, out[0]), *out[1:])
     if isinstance(out, (tuple, list)):
         items = [_map_tensors(f"{key}[{i}]", item, fn) for i, item in enumerate(out)]
         if hasattr(out, "_fields"):  # a namedtuple
@@ -81,7 +85,7 @@ class _Watcher:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> Any:
             k = self.calls.get(name, 0)
             self.calls[name] = k + 1
-            return _map_tensors(name if k == 0 else f"{name}#{k}", out, keep)
+            return _map_tensors(name if k == 0 else f"{name}#{k}", out, keep, module)
 
         return hook
 
@@ -131,6 +135,7 @@ def compute_gradients(
     target: Target = None,
     wrt_input: bool = False,
     guided: bool | str = False,
+    tracker: Any = None,
 ) -> GradientResult:
     """Activations of ``chosen`` and d(sum of per-sample scores) with respect to each.
 
@@ -143,6 +148,8 @@ def compute_gradients(
         wrt_input: also return d(score)/d(input).
         guided: guided backpropagation through every ReLU (module or function);
             ``"deconvnet"``: the deconvnet's rule instead.
+        tracker: a layout tracker to ride along the pass (see
+            :func:`~multiviz.backends.torch.capture.capture_outputs`), or ``None``.
 
     Returns:
         A :class:`GradientResult` of float32 NumPy arrays.
@@ -161,7 +168,11 @@ def compute_gradients(
         for module in model.modules():
             if next(module.children(), None) is None:
                 stack.enter_context(module.register_forward_hook(watcher.leaf_hook))
+        if tracker is not None:
+            tracker.enter(stack)
         output = _scored_output(run_model(model, x), watcher)
+        if tracker is not None:
+            tracker.complete = True
         scores, targets = score(output, target)
         wrt = [*watcher.live.values(), *([x] if wrt_input else [])]
         grads: Sequence[torch.Tensor | None] = [None] * len(wrt)

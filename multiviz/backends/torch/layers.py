@@ -103,13 +103,16 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def layer_infos(
-    model: nn.Module, shapes: dict[str, tuple[int | None, ...]] | None = None
+    model: nn.Module,
+    shapes: dict[str, tuple[int | None, ...] | None] | None = None,
+    layouts: dict[str, str] | None = None,
 ) -> list[LayerInfo]:
     """One :class:`LayerInfo` per module except the root, in ``named_modules()`` order.
 
     Args:
         model: the module.
         shapes: layer name -> canonical output shape, where a forward pass found it.
+        layouts: layer name -> what its output is (:mod:`multiviz.core.tokens`).
 
     Returns:
         The layers, each with its name, class name, kind, own parameter count and shape.
@@ -118,7 +121,7 @@ def layer_infos(
         >>> [i.name for i in layer_infos(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU()))]
         ['0', '1']
     """
-    shapes = shapes or {}
+    shapes, layouts = shapes or {}, layouts or {}
     return [
         LayerInfo(
             name,
@@ -128,6 +131,7 @@ def layer_infos(
             own_params(m),
             **geometry_of(m),
             bounds=bounds_of(m),
+            layout=layouts.get(name, ""),
         )
         for name, m in model.named_modules()
         if name

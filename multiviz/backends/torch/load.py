@@ -36,7 +36,7 @@ from torch import nn
 
 from multiviz.errors import ModelLoadError, NoNetworkError, UnsafeFileError, closest
 from multiviz.sources.images import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from multiviz.sources.models import LoadedModel, ModelSpec, builtin_weights
+from multiviz.sources.models import LoadedModel, ModelSpec, builtin_arch, builtin_weights
 
 __all__ = ["check_exported_archive", "load"]
 
@@ -76,7 +76,7 @@ def load(spec: ModelSpec, *, weights: str, arch: str | None, unsafe: bool) -> Lo
 def _builtin(spec: ModelSpec, weights: str) -> LoadedModel:
     from multiviz.sources.builtin import BUILTIN_CLASSES, builtin_model
 
-    model = builtin_model("torch", weights=builtin_weights(weights))
+    model = builtin_model("torch", weights=builtin_weights(weights), arch=builtin_arch(spec))
     return LoadedModel(model, "torch", spec, _BUILTIN_PRESET, (3, None, None), BUILTIN_CLASSES)
 
 

@@ -18,10 +18,30 @@ from multiviz.core.weight_layouts import LayerParams
 __all__ = ["copy_model", "read", "write"]
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+# an attention module's arrays, under its own names (nn.MultiheadAttention's, timm's)
+_ATTENTION_ARRAYS = {
+    "in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias",
+    "qkv.weight", "qkv.bias", "proj.weight", "proj.bias",
+}  # fmt: skip
+
+
+def _is_timm_attention(module: nn.Module) -> bool:
+    qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
+    return (
+        isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear) and hasattr(module, "num_heads")
+    )
 
 
 def _op(module: nn.Module) -> str:
     own = dict(module.named_parameters(recurse=False))
+    if isinstance(module, nn.MultiheadAttention) and module._qkv_same_embed_dim:
+        return "mha"
+    if _is_timm_attention(module):
+        return "mha"
+    if isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1:
+        return "layernorm"
+    if own and set(own) <= {"cls_token", "pos_embed", "reg_token"}:
+        return "tokens"
     if isinstance(module, nn.modules.conv._ConvNd) and not module.transposed:
         return "conv"
     if isinstance(module, nn.Linear):
@@ -39,6 +59,10 @@ def _config(module: nn.Module) -> dict:
             "stride": tuple(module.stride),
             "dilation": tuple(module.dilation),
         }
+    if isinstance(module, nn.LayerNorm):
+        return {"eps": float(module.eps)}
+    if isinstance(module, nn.MultiheadAttention) or _is_timm_attention(module):
+        return {"heads": int(module.num_heads)}
     if isinstance(module, _BN):
         # torch: running = (1 - momentum) * running + momentum * batch; None = cumulative mean
         return {"eps": float(module.eps), "momentum": module.momentum}
@@ -58,12 +82,18 @@ def read(model: nn.Module) -> list[LayerParams]:
         ['0']
     """
     out = []
+    inside: list[str] = []  # attention modules read whole: their projections are not layers
     for name, module in model.named_modules():
+        if any(name.startswith(a + ".") for a in inside):
+            continue
         own = dict(module.named_parameters(recurse=False))
         own.update(
             (k, b) for k, b in module.named_buffers(recurse=False) if k != "num_batches_tracked"
         )
-        if not name or (next(module.children(), None) is not None and not own):
+        if _op(module) == "mha":
+            inside.append(name)
+            own = {k: v for k, v in module.named_parameters() if k in _ATTENTION_ARRAYS}
+        elif not name or (next(module.children(), None) is not None and not own):
             continue  # the root, or a pure container
         arrays = {k: v.detach().cpu().numpy().copy() for k, v in own.items() if v is not None}
         out.append(
@@ -89,7 +119,8 @@ def write(model: nn.Module, updates: Mapping[str, Mapping[str, np.ndarray]]) -> 
     for name, arrays in updates.items():
         module = modules[name]
         for key, value in arrays.items():
-            tensor = getattr(module, key)
+            owner, _, leaf = key.rpartition(".")  # "out_proj.weight": a child's tensor
+            tensor = getattr(module.get_submodule(owner) if owner else module, leaf)
             if not isinstance(tensor, torch.Tensor):
                 raise KeyError(f"{name}.{key} is not a tensor of {type(module).__name__}")
             targets.append((tensor, value))

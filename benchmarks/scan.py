@@ -1,0 +1,220 @@
+"""Scan benchmark: what ``mv.scan`` costs relative to plain forward passes, and its memory.
+
+Three measurements, each in its own subprocess so that one's memory does not
+colour another's:
+
+* **throughput** — torchvision's ResNet (random weights) over generated
+  images, batch by batch: plain forward passes (``torch.inference_mode``)
+  against ``mv.scan`` of layers at stride 16-32 (``layer3``, ``layer4``) and
+  of early layers (``relu`` at stride 2, ``layer1`` at stride 4); the ratio
+  is scan throughput / forward throughput over the same batches (target
+  >= 0.9 for the late layers). Early layers have large maps: their quantile
+  sketches see at most ``sketch_positions`` (4096) evenly spaced positions
+  per map, moments, counts and top-k see every value;
+* **peak RSS** — the built-in CNN scanned over 1,000, 10,000 and 50,000
+  generated images (``ru_maxrss`` of a fresh process): memory must not grow
+  with the number of inputs;
+* **Ray** — the same scan with ``engine="ray"`` on a local Ray with 2 CPUs,
+  against the local engine.
+
+Run::
+
+    python benchmarks/scan.py                     # all three, full sizes (about 10 minutes)
+    python benchmarks/scan.py --quick             # a smoke run
+    python benchmarks/scan.py --only rss --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+
+
+def _batches(n: int, batch: int, shape: tuple[int, ...], seed: int = 0):
+    """``n`` generated images in batches: uniform noise with a bright square, float32."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, batch):
+        k = min(batch, n - start)
+        x = rng.random((k, *shape), dtype=np.float32)
+        x[:, :, 8:24, 8:24] += 1.0
+        yield x
+
+
+def throughput(args: argparse.Namespace) -> dict:
+    import torch
+    import torchvision
+
+    import multiviz as mv
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.model)(weights=None).eval()
+    shape = (3, args.size, args.size)
+    batches = list(_batches(args.images, args.batch, shape))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            for x in batches:
+                model(torch.from_numpy(x))
+
+    def scan(layers: list[str]):
+        return lambda: mv.scan(model, batches, layers, topk=16, progress=False)
+
+    variants = {
+        "forward": forward,
+        "scan layer3+layer4": scan(["layer3", "layer4"]),
+        "scan layer4": scan(["layer4"]),
+        "scan relu+layer1 (early)": scan(["relu", "layer1"]),
+    }
+    forward()  # warm up
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.rounds):  # rotating order: a shared machine drifts
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    base = float(np.median(times["forward"]))
+    return {
+        "model": args.model,
+        "images": args.images,
+        "size": args.size,
+        "batch": args.batch,
+        "seconds": {k: float(np.median(v)) for k, v in times.items()},
+        "images_per_s": {k: args.images / float(np.median(v)) for k, v in times.items()},
+        "throughput_ratio": {k: base / float(np.median(v)) for k, v in times.items()},
+    }
+
+
+def rss_child(n: int, batch: int) -> dict:
+    import torch  # noqa: F401 - the framework first
+
+    import multiviz as mv
+
+    model = mv.builtin_model("torch")
+    t0 = time.perf_counter()
+    s = mv.scan(
+        model, _batches(n, batch, (3, 64, 64)), ["relu2", "relu3", "fc"], topk=16, progress=False
+    )
+    seconds = time.perf_counter() - t0
+    assert s.samples == n
+    return {
+        "images": n,
+        "seconds": seconds,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def ray_vs_local(args: argparse.Namespace) -> dict:
+    import ray
+    import torch  # noqa: F401
+
+    import multiviz as mv
+
+    model = mv.builtin_model("torch")
+    x = np.concatenate(list(_batches(args.ray_images, 256, (3, 64, 64))))
+    layers = ["relu2", "relu3", "fc"]
+    t0 = time.perf_counter()
+    local = mv.scan(model, x, layers, batch_size=128, progress=False)
+    t_local = time.perf_counter() - t0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        mv.scan(model, x[:256], layers, batch_size=128, engine="ray", concurrency=2)  # warm
+        t0 = time.perf_counter()
+        remote = mv.scan(model, x, layers, batch_size=128, engine="ray", concurrency=2)
+        t_ray = time.perf_counter() - t0
+    finally:
+        ray.shutdown()
+    assert remote.exemplars("relu3", 0) == local.exemplars("relu3", 0)
+    return {
+        "images": args.ray_images,
+        "local_s": t_local,
+        "ray_2cpu_s": t_ray,
+        "ray_over_local": t_ray / t_local,
+    }
+
+
+def _child(kind: str, extra: list[str]) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(HERE), "--child", kind, *extra],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    p.add_argument("--only", choices=("throughput", "rss", "ray"), action="append")
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--images", type=int, default=10_000)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--rss-images", default="1000,10000,50000")
+    p.add_argument("--ray-images", type=int, default=4096)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--n", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.model, args.images, args.size, args.rss_images, args.ray_images = (
+            "resnet18",
+            64,
+            112,
+            "256,1024",
+            512,
+        )
+    if args.child == "throughput":
+        print(json.dumps(throughput(args)))
+        return
+    if args.child == "rss":
+        print(json.dumps(rss_child(args.n, 256)))
+        return
+    if args.child == "ray":
+        print(json.dumps(ray_vs_local(args)))
+        return
+    only = set(args.only or ("throughput", "rss", "ray"))
+    common = [
+        "--model",
+        args.model,
+        "--images",
+        str(args.images),
+        "--size",
+        str(args.size),
+        "--batch",
+        str(args.batch),
+        "--rounds",
+        str(args.rounds),
+        "--ray-images",
+        str(args.ray_images),
+    ]
+    results: dict = {}
+    if "throughput" in only:
+        results["throughput"] = _child("throughput", common)
+        print(json.dumps(results["throughput"], indent=1), flush=True)
+    if "rss" in only:
+        results["rss"] = [_child("rss", ["--n", n]) for n in args.rss_images.split(",")]
+        print(json.dumps(results["rss"], indent=1), flush=True)
+    if "ray" in only:
+        results["ray"] = _child("ray", common)
+        print(json.dumps(results["ray"], indent=1), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
