@@ -3,6 +3,8 @@
     nox -s core        NumPy + matplotlib only: no framework may be importable
     nox -s torch       PyTorch only
     nox -s tensorflow  TensorFlow / Keras 3 only (and JAX, for Keras on its JAX backend)
+    nox -s keras_jax   Keras 3 on JAX, no TensorFlow: every Keras test that needs no TensorFlow
+    nox -s keras_torch Keras 3 on torch, no TensorFlow: the same tests
     nox -s both        both frameworks: cross-framework parity tests
     nox -s lint        ruff
     nox -s docs        the documentation site (mkdocs, warnings are errors)
@@ -26,7 +28,7 @@ from collections.abc import Iterator
 
 import nox
 
-nox.options.sessions = ["lint", "core", "torch", "tensorflow", "both"]
+nox.options.sessions = ["lint", "core", "torch", "tensorflow", "keras_jax", "keras_torch", "both"]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
@@ -80,7 +82,7 @@ def core(session: nox.Session) -> None:
         session.run(
             *PYTEST,
             "-m",
-            "not torch and not keras and not both",
+            "not torch and not keras and not tensorflow and not both",
             *session.posargs,
             env={**ENV, "MULTIVIZ_REQUIRE": "none"},
         )
@@ -107,7 +109,7 @@ def torch(session: nox.Session) -> None:
         session.run(
             *PYTEST,
             "-m",
-            "not keras and not both",
+            "not keras and not tensorflow and not both",
             *session.posargs,
             env={**ENV, "MULTIVIZ_REQUIRE": "torch,quantus,ray"},
         )
@@ -124,9 +126,37 @@ def tensorflow(session: nox.Session) -> None:
             "-m",
             "not torch and not both",
             *session.posargs,
-            env={**ENV, "MULTIVIZ_REQUIRE": "keras,jax"},
+            env={**ENV, "MULTIVIZ_REQUIRE": "keras,tensorflow,jax"},
         )
         session.run(*PYTEST, *backend_doctests("keras"), env=ENV)
+
+
+#: the Keras tests that need no TensorFlow (nor PyTorch models next to Keras ones)
+KERAS_ONLY = "keras and not tensorflow and not both"
+NO_TENSORFLOW = (
+    "import importlib.util as u, sys; "
+    "sys.exit('this session must not have TensorFlow' if u.find_spec('tensorflow') else 0)"
+)
+
+
+@nox.session
+def keras_jax(session: nox.Session) -> None:
+    """Keras 3 on JAX, TensorFlow absent: multiviz needs none of it there."""
+    with pruned(session):
+        session.install("-e", ".[dev,jax]")
+        session.run("python", "-c", NO_TENSORFLOW)
+        env = {**ENV, "KERAS_BACKEND": "jax", "MULTIVIZ_REQUIRE": "keras,jax"}
+        session.run(*PYTEST, "-m", KERAS_ONLY, *session.posargs, env=env)
+
+
+@nox.session
+def keras_torch(session: nox.Session) -> None:
+    """Keras 3 on torch, TensorFlow absent: multiviz needs none of it there."""
+    with pruned(session):
+        session.install("-e", ".[dev,keras-torch]")
+        session.run("python", "-c", NO_TENSORFLOW)
+        env = {**ENV, "KERAS_BACKEND": "torch", "MULTIVIZ_REQUIRE": "keras,torch"}
+        session.run(*PYTEST, "-m", KERAS_ONLY, *session.posargs, env=env)
 
 
 @nox.session

@@ -4,9 +4,14 @@ Import order matters with torch's CUDA build: importing TensorFlow before
 torchvision / torch._dynamo can segfault the process, so torch and
 torchvision are imported first here, before any test module can import keras.
 
-A test marked ``torch``, ``keras``, ``both`` or ``jax`` is skipped when its framework is
-missing — unless the nox session asked for that framework through
-MULTIVIZ_REQUIRE, in which case the run fails instead of skipping.
+Markers say what a test needs: ``torch``; ``keras`` (Keras 3 on whichever
+backend KERAS_BACKEND names — TensorFlow by default, JAX in the ``keras_jax``
+session, torch in ``keras_torch``); ``tensorflow`` (TensorFlow itself: its
+APIs, or Keras on TensorFlow); ``both`` (PyTorch and Keras); ``jax`` (JAX).
+A test is skipped when what it needs is missing — unless the nox session asked
+for it through MULTIVIZ_REQUIRE (the same words), in which case the run fails
+instead of skipping. A Keras backend is fixed when keras is imported: one
+backend per process.
 
 A test that takes the ``framework`` fixture runs once per framework, each run
 marked with its framework (so the torch session runs the torch half and the
@@ -28,9 +33,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
-HAS_KERAS = (
-    importlib.util.find_spec("keras") is not None
-    and importlib.util.find_spec("tensorflow") is not None
+HAS_TENSORFLOW = importlib.util.find_spec("tensorflow") is not None
+#: the framework Keras runs on in this process
+KERAS_BACKEND = os.environ["KERAS_BACKEND"]
+HAS_KERAS = importlib.util.find_spec("keras") is not None and (
+    importlib.util.find_spec(KERAS_BACKEND) is not None
 )
 
 if HAS_TORCH:  # before TensorFlow, always (see module docstring)
@@ -49,6 +56,7 @@ HAS_QUANTUS = importlib.util.find_spec("quantus") is not None
 AVAILABLE = {
     "torch": HAS_TORCH,
     "keras": HAS_KERAS,
+    "tensorflow": HAS_TENSORFLOW,
     "jax": HAS_JAX,
     "quantus": HAS_QUANTUS,
     "ray": HAS_RAY,
@@ -66,7 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        optional = ("torch", "keras", "jax", "quantus", "ray")
+        optional = ("torch", "keras", "tensorflow", "jax", "quantus", "ray")
         needs = {m.name for m in item.iter_markers()} & {*optional, "both"}
         if "both" in needs:
             needs |= {"torch", "keras"}

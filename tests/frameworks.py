@@ -15,6 +15,7 @@ imports none.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections import OrderedDict
@@ -90,6 +91,29 @@ def captum_weights() -> dict[str, np.ndarray]:
     }
 
 
+def _conv_f64(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1) -> np.ndarray:
+    """NCHW x OIHW, zero padding k // 2, float64 NumPy."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k = w.shape[-1]
+    p = np.pad(np.asarray(x, np.float64), ((0, 0), (0, 0), (k // 2, k // 2), (k // 2, k // 2)))
+    win = sliding_window_view(p, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    return np.einsum("nchwij,ocij->nohw", win, w) + b[None, :, None, None]
+
+
+def tanh_logits(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The tanh net's logits in float64 NumPy: an independent reference for any framework."""
+    ic = _conv_f64(_conv_f64(x, w["c0"], w["c0_b"]), w["ic"], w["ic_b"])
+    return np.tanh(ic).mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"]
+
+
+def cam_logits(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """The CAM net's logits in float64 NumPy (the strided conv pads 1: TensorFlow's "same" here)."""
+    h = np.maximum(_conv_f64(x, w["conv1"], w["conv1_b"]), 0)
+    h = np.maximum(_conv_f64(h, w["feat"], w["feat_b"], stride=2), 0)
+    return h.mean(axis=(2, 3)) @ w["fc"].T + w["fc_b"]
+
+
 #: guided backprop by hand: x -> W1 x -> relu -> W2 (no biases)
 GUIDED_W1 = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], np.float32)  # (3, 2)
 GUIDED_W2 = np.array([[1.0, -2.0, 3.0], [0.5, 0.5, 0.5]], np.float32)  # (2, 3)
@@ -131,6 +155,10 @@ class TorchKit:
 
     def sum(self, t: Any, axis: Any = None) -> Any:
         return t.sum() if axis is None else t.sum(dim=axis)
+
+    def float64(self) -> Any:
+        """Context manager for float64 work (nothing to switch on in PyTorch)."""
+        return contextlib.nullcontext()
 
     def run(self, model: Any, x: np.ndarray) -> np.ndarray:
         """The model's own forward pass in eval mode, as NumPy."""
@@ -321,7 +349,7 @@ class TorchKit:
 
 
 class KerasKit:
-    """Keras 3 on TensorFlow: Functional models, inputs channels-last."""
+    """Keras 3 on the process's backend: Functional models, inputs channels-last."""
 
     name = "keras"
     layout = "channels_last"
@@ -333,14 +361,18 @@ class KerasKit:
 
     def __init__(self) -> None:
         import keras
-        import tensorflow as tf
 
         from multiviz.backends import backend_by_name
 
         self.keras = keras
-        self.tf = tf
         self.backend = backend_by_name("keras")
-        self.model_error = tf.errors.InvalidArgumentError
+        self.model_error: type[BaseException] = Exception  # JAX: a runtime error of XLA
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            self.model_error = tf.errors.InvalidArgumentError
+        elif keras.backend.backend() == "torch":
+            self.model_error = RuntimeError
         self.shape_error_cause = Exception  # ValueError or InvalidArgumentError, by the verb
 
     # -- arrays
@@ -352,13 +384,21 @@ class KerasKit:
         return np.moveaxis(x, -1, 1) if np.ndim(x) == 4 else np.asarray(x)
 
     def tensor(self, x: np.ndarray) -> Any:
-        return self.tf.constant(x)
+        return self.keras.ops.convert_to_tensor(x)
 
     def sum(self, t: Any, axis: Any = None) -> Any:
         return self.keras.ops.sum(t, axis=axis)
 
     def run(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return np.asarray(model(self.native(x), training=False))
+        return self.keras.ops.convert_to_numpy(model(self.native(x), training=False))
+
+    def float64(self) -> Any:
+        """Context manager: float64 computes in float64 (JAX: x64 switched on for the block)."""
+        if self.keras.backend.backend() == "jax":
+            import jax
+
+            return jax.enable_x64(True)
+        return contextlib.nullcontext()
 
     # -- models
 
@@ -446,7 +486,7 @@ class KerasKit:
 
     def features(self, model: Any, x: np.ndarray, layer: str) -> np.ndarray:
         sub = self.keras.Model(model.inputs[0], model.get_layer(layer).output)
-        return self.canonical(np.asarray(sub(self.native(x))))
+        return self.canonical(self.keras.ops.convert_to_numpy(sub(self.native(x))))
 
     def dense_weights(self, model: Any, name: str) -> np.ndarray:
         return model.get_layer(name).get_weights()[0].T
@@ -586,16 +626,47 @@ _KERAS_LAYERS: dict[str, type] = {}
 
 def _keras_tripwire(kit: KerasKit) -> type:
     if "tripwire" not in _KERAS_LAYERS:
-        tf = kit.tf
+        check = _keras_finite_check(kit.keras.backend.backend())
 
         class Tripwire(kit.keras.layers.Layer):
             """Identity that fails at run time (eager or traced) when the input holds NaN."""
 
             def call(self, x: Any) -> Any:
-                return tf.debugging.assert_all_finite(x, "tripwire: non-finite activation")
+                return check(x)
 
         _KERAS_LAYERS["tripwire"] = Tripwire
     return _KERAS_LAYERS["tripwire"]
+
+
+def _keras_finite_check(backend: str) -> Any:
+    """``x``, or an error at run time (eager or compiled) when ``x`` holds NaN/Inf."""
+    message = "tripwire: non-finite activation"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return lambda x: tf.debugging.assert_all_finite(x, message)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        def fail_if(bad: Any) -> None:
+            if bad:
+                raise FloatingPointError(message)
+
+        def check(x: Any) -> Any:  # raises from the compiled program too
+            jax.debug.callback(fail_if, ~jnp.isfinite(x).all())
+            return x
+
+        return check
+
+    def check_torch(x: Any) -> Any:
+        import torch
+
+        if not bool(torch.isfinite(x).all()):
+            raise RuntimeError(message)
+        return x
+
+    return check_torch
 
 
 def _keras_split(kit: KerasKit) -> type:

@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.tensorflow]  # TensorFlow's APIs throughout
 
 keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
@@ -946,12 +946,13 @@ OTHER_BACKEND_SCRIPT = textwrap.dedent(
     np.testing.assert_allclose(acts["conv"], want, atol=1e-5)
     np.testing.assert_allclose(acts["relu"], np.maximum(want, 0), atol=1e-5)
     np.testing.assert_allclose(mv.forward(model, x), np.maximum(want, 0).transpose(0, 2, 3, 1), atol=1e-5)
-    try:
-        get_backend(model).gradients(model, x, ["conv"])
-    except MultivizError as err:
-        assert "TensorFlow backend" in str(err)
-    else:
-        raise AssertionError("gradients should need TensorFlow")
+    # gradients of sum(relu(conv)): 1 where conv > 0 at the layer; w @ that at the input
+    res = get_backend(model).gradients(
+        model, x, ["conv"], target=lambda out: keras.ops.sum(out, axis=(1, 2, 3)), wrt_input=True
+    )
+    np.testing.assert_allclose(res.gradients["conv"], (want > 0).astype("float32"), atol=1e-6)
+    dx = np.einsum("ndhw,cd->nhwc", (want > 0).astype("float32"), w[0, 0])
+    np.testing.assert_allclose(res.input_gradient, dx, atol=1e-5)
     print("ok")
     """
 )

@@ -18,11 +18,11 @@ What works where:
   layer tree; a layer called twice gives ``"name#1"`` in call order. Output
   shapes are unknown until a pass runs (``layers(model, input_shape=...)``
   runs one on zeros).
-* **Backends**: capture and forward also run when Keras uses the torch
-  backend (tested) or JAX (written for it, untested here); only TensorFlow
-  gets the ``tf.function``. Gradients need the TensorFlow backend
-  (``tf.GradientTape``); on the others they raise a clear
-  :class:`~multiviz.errors.MultivizError`.
+* **Backends**: everything runs on each Keras backend — TensorFlow, JAX and
+  torch, one per process (``KERAS_BACKEND``), each tested in its own session.
+  Only TensorFlow's capture gets a ``tf.function``; gradients are taken per
+  backend (:mod:`.gradients`: a tape on TensorFlow, one jitted pure function
+  on JAX, autograd on torch).
 * **Threads and interrupts**: every verb holds the model's lock
   (:mod:`multiviz.backends.guard`); a layer patched for a call (a subclassed
   model's recorded ``call``, guided ReLUs) serves only the calling thread and
@@ -215,8 +215,9 @@ class KerasBackend:
         Raises:
             TargetError: ``target`` does not fit the batch or the output (the
                 contract's check, as for PyTorch).
-            MultivizError: Keras runs on a backend whose gradients are not
-                supported yet (see :mod:`.gradients`).
+            MultivizError: Keras runs on a backend multiviz has no gradients
+                for, or (JAX) a layer of a model without a graph is asked for
+                (see :mod:`.gradients`).
         """
         inputs = self._inputs(model, x)
         sites = self._select(model, names)

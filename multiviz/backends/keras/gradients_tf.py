@@ -152,10 +152,20 @@ def graph_head(model: Any) -> tuple[int, Any, str | None]:
     return index, main, head_name(layer) if layer is not None else None
 
 
+#: ``tap(key, tensor) -> tensor``: what flows on from a recorded site (JAX adds a
+#: zero perturbation there, to differentiate with respect to it)
+Tap = Callable[[str, Any], Any]
+
+
 def record_forward(
-    model: Any, x: Any, sites: Sequence[Site]
+    model: Any, x: Any, sites: Sequence[Site], tap: Tap | None = None
 ) -> tuple[Any, dict[str, Any], dict[int, tuple[Any, Any]]]:
     """Run ``model`` on ``x`` once, eagerly, recording the tensors of ``sites``.
+
+    Args:
+        tap: if given, each recorded tensor is replaced, for the rest of the
+            pass, by ``tap(key, tensor)`` (and that is what is recorded).
+            Only for models with a graph.
 
     Returns:
         ``(whole output, key -> tensor, heads)``: the output as the model
@@ -171,7 +181,7 @@ def record_forward(
     want = _want_for(sites, ending)
     rec: dict[str, Any] = {}
     inputs = [x] if not isinstance(x, (list, tuple)) else list(x)
-    outputs = _interpret(graph, inputs, want, rec)
+    outputs = _interpret(graph, inputs, want, rec, tap)
     heads = {}
     for i, path in ending:
         seen = rec.pop(f"{_LOGITS_IN}{i}", None)
@@ -180,7 +190,9 @@ def record_forward(
     return whole_output(graph, outputs), rec, heads
 
 
-def _interpret(graph: Any, inputs: Sequence[Any], want: Want, rec: dict[str, Any]) -> list[Any]:
+def _interpret(
+    graph: Any, inputs: Sequence[Any], want: Want, rec: dict[str, Any], tap: Tap | None = None
+) -> list[Any]:
     """Functional.call, one node at a time, recording what ``want`` asks for."""
     values = {id(t): v for t, v in zip(graph.inputs, inputs, strict=False)}
     for depth in sorted(graph._nodes_by_depth, reverse=True):
@@ -195,11 +207,13 @@ def _interpret(graph: Any, inputs: Sequence[Any], want: Want, rec: dict[str, Any
             if key in want.inputs:
                 rec[want.inputs[key]] = [values[id(t)] for t in node.input_tensors]
             if key in want.nested:
-                outs = _run_nested(op, node, args, kwargs, values, want.nested[key], rec)
+                outs = _run_nested(op, node, args, kwargs, values, want.nested[key], rec, tap)
             else:
                 outs = call_layer(op, args, kwargs)
             flat = keras.tree.flatten(outs)
             for name, i in want.outputs.get(key, []):
+                if tap is not None:
+                    flat[i] = tap(name, flat[i])
                 rec[name] = flat[i]
             for t, v in zip(node.outputs, flat, strict=False):
                 values[id(t)] = v
@@ -214,10 +228,11 @@ def _run_nested(
     values: dict[int, Any],
     want: Want,
     rec: dict[str, Any],
+    tap: Tap | None = None,
 ) -> Any:
     inner = graph_of(op)
     if inner is not None:
-        outs = _interpret(inner, [values[id(t)] for t in node.input_tensors], want, rec)
+        outs = _interpret(inner, [values[id(t)] for t in node.input_tensors], want, rec, tap)
         return outs if len(outs) > 1 else outs[0]
     out, tensors = EagerPlan(want.eager).run(op, args, kwargs)
     rec.update(tensors)
@@ -339,7 +354,8 @@ def scored_outputs(whole: Any, heads: dict[int, tuple[Any, Any]]) -> tuple[Any, 
 def pick_scores(logits: Any, idx: Any) -> tuple[Any, Any]:
     """``logits[n, idx[n]]`` per sample, ``idx == -1`` replaced by the argmax."""
     ops = keras.ops
-    top = ops.cast(ops.argmax(logits, axis=1), "int64")
+    # the indices' own integer type: int64 on TensorFlow, int32 on JAX without x64
+    top = ops.cast(ops.argmax(logits, axis=1), keras.backend.standardize_dtype(idx.dtype))
     idx = ops.where(idx < 0, top, idx)
     return ops.take_along_axis(logits, idx[:, None], axis=1)[:, 0], idx
 
