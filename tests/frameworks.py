@@ -695,3 +695,21 @@ def kit(name: str) -> TorchKit | KerasKit:
 def message_of(err: BaseException) -> str:
     """An exception's text with framework-specific whitespace folded."""
     return re.sub(r"[ \t]+", " ", str(err)).strip()
+
+
+def keras_backend_is(kit_or_name: Any, *backends: str, why: str) -> None:
+    """Skip a Keras run unless Keras runs on one of ``backends``, saying ``why``.
+
+    For what multiviz documents as unsupported on a Keras backend (layer
+    gradients of a subclassed model on JAX, docs/keras-backends.md), not for
+    hiding failures. PyTorch runs are never skipped.
+    """
+    import pytest
+
+    name = getattr(kit_or_name, "name", kit_or_name)
+    if name != "keras":
+        return
+    import keras
+
+    if keras.backend.backend() not in backends:
+        pytest.skip(f"Keras on {keras.backend.backend()}: {why}")

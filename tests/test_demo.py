@@ -51,6 +51,7 @@ def test_demo_torch(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.keras
+@pytest.mark.tensorflow  # the demo's Keras half runs Keras on TensorFlow
 def test_demo_keras(tmp_path: Path) -> None:
     files = run_demo(tmp_path, ["keras"], log=lambda s: None)
     _check_pictures(files["keras"])

@@ -25,7 +25,7 @@ import pytest
 
 import multiviz as mv
 from multiviz.backends.guard import model_lock
-from tests.frameworks import C, H, W, hand_weights
+from tests.frameworks import C, H, W, hand_weights, keras_backend_is
 
 PACKAGE = os.path.dirname(mv.__file__) + os.sep
 
@@ -140,6 +140,12 @@ FRESH = {"capture", "capture_early_stop", "guided_gradients"}
 @pytest.mark.parametrize("verb", list(VERBS))
 def test_one_interrupt_at_any_line_leaves_the_model_as_found(framework, verb):
     kit = framework
+    if verb in ("guided_gradients", "callable_target"):  # the un-jitted JAX steps
+        keras_backend_is(
+            kit, "tensorflow", "torch",
+            why="an interrupt inside an un-jitted JAX trace can leave Keras's StatelessScope "
+            "open (known limitation, docs/keras-backends.md)",
+        )  # fmt: skip
     model = kit.one_by_one(hand_weights())
     kit.unsettle(model)  # mixed modes, a frozen parameter, a gradient, a frozen Keras layer
     x = kit.native(_x())
@@ -169,6 +175,13 @@ def test_one_interrupt_while_layers_of_a_subclassed_keras_model_are_wrapped(verb
     from tests.frameworks import kit as make_kit
 
     kit = make_kit("keras")
+    if verb != "capture":
+        keras_backend_is(
+            kit,
+            "tensorflow",
+            "torch",
+            why="layer gradients of a subclassed model are refused on JAX (docs/keras-backends.md)",
+        )
     model = _subclassed_keras(kit)
     x = kit.native(_x())
     run = {  # chosen layers' `call` wrapped; every ReLU guided

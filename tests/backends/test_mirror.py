@@ -28,11 +28,14 @@ def test_torch_and_keras_have_every_shared_file() -> None:
 
 def test_only_keras_adds_files_and_only_those_it_needs() -> None:
     assert _modules("torch") - _modules("keras") == set()
-    # TensorFlow's gradient code (one file per Keras backend, see keras/gradients.py)
+    # the gradient code of each Keras backend (keras/gradients.py dispatches to
+    # one file per backend: TensorFlow, its fast sub-model path, JAX, torch)
     # and a Keras twin of torchvision's ResNet-18
     assert _modules("keras") - _modules("torch") == {
         "gradients_tf",
         "gradients_tf_fast",
+        "gradients_jax",
+        "gradients_torch",
         "resnet18",
     }
 

@@ -150,8 +150,13 @@ class JaxStep:
         import jax
         import jax.numpy as jnp
 
+        # the recorded tensors' shapes; the score is not needed for them (a
+        # callable target is called once per call, by the pass below)
+        def unscored(whole: Any, logits: Any) -> tuple[Any, Any]:
+            return jnp.zeros(()), None
+
         shapes = jax.eval_shape(
-            lambda t, f, x: self._forward(t, f, x, None, score)[1][3], trainable, frozen, x
+            lambda t, f, x: self._forward(t, f, x, None, unscored)[1][3], trainable, frozen, x
         )
         eps = {k: jnp.zeros(s.shape, s.dtype) for k, s in shapes.items()}
 
