@@ -95,11 +95,28 @@ def add_evaluate_parser(add: Any, model_args: argparse.ArgumentParser) -> None:
     p.set_defaults(run=cmd_evaluate)
 
 
-def add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """The options of :func:`multiviz.evaluate`, as one group (``evaluate`` and ``report``)."""
+def _unlisted(group: Any) -> None:
+    """Make every argument added to ``group`` from now on hidden from ``--help``."""
+    add = group.add_argument
+
+    def add_hidden(*args: Any, **kwargs: Any) -> Any:
+        kwargs["help"] = argparse.SUPPRESS
+        return add(*args, **kwargs)
+
+    group.add_argument = add_hidden
+
+
+def add_evaluation_options(p: argparse.ArgumentParser, listed: bool = True) -> None:
+    """The options of :func:`multiviz.evaluate`, as one group (``evaluate`` and ``report``).
+
+    ``listed=False`` accepts them without listing them in ``--help`` (``report``
+    points to ``multiviz evaluate --help``, so they are described once).
+    """
     from multiviz.cli.parser import _positive_int, _unit_float
 
     g = p.add_argument_group(EVALUATION_GROUP)
+    if not listed:
+        _unlisted(g)
     g.add_argument(
         "--method",
         action="append",

@@ -324,10 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--evaluate",
         action="store_true",
-        help="add a section saying which attribution map to trust, over every image given "
-        "(the evaluation options below; see `multiviz evaluate`)",
+        help="add a section saying which attribution map to trust, over every image given; "
+        "takes every option of `multiviz evaluate` (--method, --metric, --boxes, ...: see "
+        "`multiviz evaluate --help`)",
     )
-    add_evaluation_options(p)
+    add_evaluation_options(p, listed=False)
     _add_output(p, "report.html")
     p.set_defaults(run=cmd_report)
 
