@@ -93,7 +93,8 @@ def capture(
         ``acts.prefix[name]`` ``(N, P, C)``; channels-last maps (Swin stages)
         come back channels first. Patch tokens whose norm exceeds 4x their
         image's median are listed in ``acts.artifacts[name]`` and named in
-        one :class:`~multiviz.MultivizWarning` (Darcet et al. 2024).
+        one :class:`~multiviz.MultivizWarning` (Darcet et al. 2024). A batch
+        of zero samples (``N = 0``) gives empty arrays of the right shape.
 
     Raises:
         LayerNotFoundError: a name matched no layer (closest names listed), or a
@@ -110,12 +111,18 @@ def capture(
         >>> acts["conv1"].shape                        # doctest: +SKIP
         (1, 16, 64, 64)
     """
+    from multiviz.core.empty import batch_length, cut, stand_in
+
     backend = get_backend(model)
     given = token_grid_arg(token_grid, prefix_tokens)
     infos = backend.layers(model)
     asked = requests(names, infos, kind=kind)
-    arrays = select(backend.capture(model, x, layers_of(asked)), asked)
-    keep, prefix, artifacts = fold_token_layers(backend, model, x, arrays, given)
+    empty = batch_length(x) == 0  # run one zero sample for the shapes, keep none of it
+    run = stand_in(x) if empty else x
+    arrays = select(backend.capture(model, run, layers_of(asked)), asked)
+    keep, prefix, artifacts = fold_token_layers(backend, model, run, arrays, given)
+    if empty:
+        keep, prefix, artifacts = cut(keep), cut(prefix), cut(artifacts)
     return Activations(
         keep, backend.name, bounds=_bounds(keep, infos), prefix=prefix, artifacts=artifacts
     )
@@ -178,7 +185,8 @@ def _input_size(backend: Any, model: Any, x: Any) -> tuple[int, int] | None:
 def forward(model: Any, x: Any) -> np.ndarray:
     """Run the model in inference mode and return its output as NumPy.
 
-    The model is left exactly as it was (mode, gradients, weights).
+    The model is left exactly as it was (mode, gradients, weights). A batch
+    of zero samples gives ``(0, ...)`` outputs of the right shape.
 
     Example:
         >>> import multiviz as mv
@@ -186,4 +194,8 @@ def forward(model: Any, x: Any) -> np.ndarray:
         >>> mv.forward(model, mv.to_channels_last(mv.sample_image()[None])).shape  # doctest: +SKIP
         (1, 4)
     """
+    from multiviz.core.empty import batch_length, cut, stand_in
+
+    if batch_length(x) == 0:
+        return cut(get_backend(model).forward(model, stand_in(x)))
     return get_backend(model).forward(model, x)

@@ -31,7 +31,14 @@ from multiviz.attribution.maps import (
     finish_maps,
     upsample_maps,
 )
-from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, Targets, chunks, quiet_numpy
+from multiviz.attribution.model_call import (
+    BATCH_SIZE,
+    ModelCall,
+    Targets,
+    chunks,
+    empty_batch,
+    quiet_numpy,
+)
 from multiviz.core.names import resolve
 from multiviz.errors import CamHeadError, TargetError
 
@@ -47,6 +54,7 @@ __all__ = [
 
 
 @quiet_numpy
+@empty_batch
 def grad_cam(
     model: Any,
     x: Any,
@@ -133,6 +141,7 @@ def grad_cam(
 
 
 @quiet_numpy
+@empty_batch
 def grad_cam_plus_plus(
     model: Any,
     x: Any,
@@ -183,6 +192,7 @@ def grad_cam_plus_plus(
 
 
 @quiet_numpy
+@empty_batch
 def layer_cam(
     model: Any,
     x: Any,
@@ -260,6 +270,7 @@ def check_options(relu: Any, reduce: Any, upsample: Any) -> None:
 
 
 @quiet_numpy
+@empty_batch
 def cam(
     model: Any,
     x: Any,
@@ -415,6 +426,7 @@ def _check_pooling(acts: np.ndarray, pooled: np.ndarray, name: str, pool: str) -
 
 
 @quiet_numpy
+@empty_batch
 def score_cam(
     model: Any,
     x: Any,
@@ -490,6 +502,7 @@ def _channel_scores(call: ModelCall, acts: np.ndarray, target: Targets) -> np.nd
 
 
 @quiet_numpy
+@empty_batch
 def guided_grad_cam(
     model: Any,
     x: Any,

@@ -16,7 +16,7 @@ import numpy as np
 
 from multiviz.attribution import cam, cam_math, gradient
 from multiviz.attribution.maps import aggregate_channels, normalize_maps
-from multiviz.attribution.model_call import ModelCall, one_report, quiet_numpy
+from multiviz.attribution.model_call import ModelCall, empty_batch, one_report, quiet_numpy
 from multiviz.core.layout import to_channels_last
 from multiviz.core.views import MAX_LINES, array_summary, clip_rows, plural, text_table
 from multiviz.errors import closest
@@ -130,6 +130,7 @@ class Explanations(dict):
 
 
 @quiet_numpy
+@empty_batch
 def explain(
     model: Any,
     x: Any,

@@ -27,10 +27,13 @@ from multiviz.attribution.model_call import (
     Targets,
     as_numpy,
     chunks,
+    empty_batch,
     quiet_numpy,
     rows_of,
 )
 from multiviz.backends.contract import read_inputs
+from multiviz.core.checks import check_number
+from multiviz.errors import NumberError
 
 __all__ = ["SALIENCY_METHODS", "deconvnet", "guided_backprop", "integrated_gradients", "saliency"]
 
@@ -46,6 +49,7 @@ def _input_map(values: np.ndarray, aggregation: str | None, normalize: bool) -> 
 
 
 @quiet_numpy
+@empty_batch
 def saliency(
     model: Any,
     x: Any,
@@ -111,6 +115,11 @@ def saliency(
             f"`method` must be one of {list(SALIENCY_METHODS)}. Received: method={method!r}"
         )
     check_aggregation(aggregation)
+    if method == "smoothgrad":
+        check_number(samples, "samples", low=1, integer=True)
+        check_number(noise, "noise", low=0)
+        if seed is not None:
+            check_number(seed, "seed", integer=True)
     call = ModelCall.make(model, x, batch_size)
     target = call.check_target(target)
     if method == "smoothgrad":
@@ -125,8 +134,6 @@ def saliency(
 def _smoothgrad(
     call: ModelCall, target: Targets, samples: int, noise: float, seed: int | None
 ) -> list[np.ndarray]:
-    if samples < 1:
-        raise ValueError(f"`samples` must be >= 1. Received: samples={samples}")
     target = call.fixed_target(target)
     xs = call.parts_canonical()
     sigmas = [gradient_math.noise_sigma(x, noise) for x in xs]
@@ -147,6 +154,7 @@ def _smoothgrad(
 
 
 @quiet_numpy
+@empty_batch
 def integrated_gradients(
     model: Any,
     x: Any,
@@ -274,6 +282,11 @@ def _baseline(call: ModelCall, baseline: Any, part: Any, label: str) -> np.ndarr
         b = np.zeros(shape, np.float32)
     else:
         b = as_numpy(baseline)
+        if b.dtype.kind in "fc" and not np.isfinite(b).all():
+            raise NumberError(
+                f"`baseline` must hold finite numbers. Received: {int((~np.isfinite(b)).sum())} "
+                "NaN or infinite value(s)"
+            )
         try:
             b = np.broadcast_to(b, shape)
         except ValueError:
@@ -287,6 +300,7 @@ def _baseline(call: ModelCall, baseline: Any, part: Any, label: str) -> np.ndarr
 
 
 @quiet_numpy
+@empty_batch
 def guided_backprop(
     model: Any,
     x: Any,
@@ -333,6 +347,7 @@ def guided_backprop(
 
 
 @quiet_numpy
+@empty_batch
 def deconvnet(
     model: Any,
     x: Any,

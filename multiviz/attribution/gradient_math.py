@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from multiviz.core.checks import check_number
+
 __all__ = [
     "INTEGRATION_RULES",
     "add_noise",
@@ -33,8 +35,7 @@ def noise_sigma(x: np.ndarray, level: float) -> np.ndarray:
         >>> noise_sigma(np.array([[[[0.0, 2.0]]], [[[1.0, 1.5]]]]), 0.1).tolist()
         [0.2, 0.05]
     """
-    if not level >= 0:
-        raise ValueError(f"`noise` must be a fraction >= 0 of the input range. Received: {level!r}")
+    check_number(level, "noise", low=0)  # a fraction of the input range
     x = np.asarray(x, np.float64).reshape(len(x), -1)
     return level * (x.max(axis=1) - x.min(axis=1))
 
@@ -79,14 +80,12 @@ def integration_points(steps: int, rule: str = "trapezoid") -> tuple[np.ndarray,
         >>> a.tolist(), w.tolist()
         ([0.0, 0.5, 1.0], [0.25, 0.5, 0.25])
     """
-    steps = int(steps)
     if rule not in INTEGRATION_RULES:
         raise ValueError(
             f"`rule` must be one of {list(INTEGRATION_RULES)}. Received: rule={rule!r}"
         )
     least = 2 if rule == "trapezoid" else 1
-    if steps < least:
-        raise ValueError(f"`steps` must be >= {least} for rule={rule!r}. Received: steps={steps}")
+    steps = int(check_number(steps, "steps", low=least, integer=True))
     if rule == "trapezoid":
         alphas = np.linspace(0.0, 1.0, steps)
         weights = np.full(steps, 1.0 / (steps - 1))

@@ -44,6 +44,7 @@ from multiviz.attribution.cam_math import sigmoid, softmax
 from multiviz.attribution.maps import finish_maps, upsample_maps
 from multiviz.backends import Backend, GradientResult, get_backend
 from multiviz.backends.contract import Inputs, check_target, read_inputs
+from multiviz.core.checks import check_number
 from multiviz.core.layout import to_channels_first, to_channels_last
 from multiviz.core.names import Request, requests, select
 from multiviz.core.records import LayerInfo
@@ -97,9 +98,7 @@ def chunks(total: int, size: int) -> Iterator[slice]:
         >>> [(s.start, s.stop) for s in chunks(5, 2)]
         [(0, 2), (2, 4), (4, 5)]
     """
-    size = int(size)
-    if size < 1:
-        raise ValueError(f"`batch_size` must be a positive int. Received: batch_size={size}")
+    size = int(check_number(size, "batch_size", low=1, integer=True))
     for start in range(0, total, size):
         yield slice(start, min(start + size, total))
 
@@ -182,6 +181,48 @@ def quiet_numpy(fn: F) -> F:
             return fn(*args, **kwargs)
 
     return quiet  # type: ignore[return-value]
+
+
+def empty_batch(fn: F) -> F:
+    """Give a batch of zero samples an empty result of the right shape.
+
+    The call runs on one all-zero stand-in sample of the same structure (see
+    :mod:`multiviz.core.empty`) and zero rows of every array it returns are
+    kept: ``(0, H, W)`` maps, ``(0,)`` deltas. A ``target`` or ``baseline``
+    given per sample (length 0) is dropped for the stand-in.
+    """
+    import inspect
+
+    from multiviz.core.empty import batch_length, cut, stand_in
+
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError:
+            return fn(*args, **kwargs)  # let the function say what is wrong
+        x = bound.arguments.get("x")
+        if x is None or batch_length(x) != 0:
+            return fn(*args, **kwargs)
+        bound.arguments["x"] = stand_in(x)
+        for name in ("target", "baseline"):
+            given = bound.arguments.get(name)
+            if _per_sample_and_empty(given):
+                bound.arguments[name] = None
+        return cut(fn(*bound.args, **bound.kwargs))
+
+    return call  # type: ignore[return-value]
+
+
+def _per_sample_and_empty(value: Any) -> bool:
+    if value is None or callable(value) or isinstance(value, (str, bytes, int, float)):
+        return False
+    try:
+        return len(value) == 0
+    except TypeError:
+        return False
 
 
 @contextlib.contextmanager
@@ -295,14 +336,7 @@ class ModelCall:
                 it); ``input_index`` names no image input.
             ValueError: ``batch_size`` is not a positive int.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise ValueError(
-                f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
-            )
-        if int(batch_size) < 1:
-            raise ValueError(
-                f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
-            )
+        check_number(batch_size, "batch_size", low=1, integer=True)
         given = token_grid_arg(token_grid, prefix_tokens)
         backend = get_backend(model)
         layout = backend.input_layout(model)

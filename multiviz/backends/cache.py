@@ -74,10 +74,11 @@ def set_cache_size(size: int) -> int:
         >>> set_cache_size(0)
         Traceback (most recent call last):
         ...
-        ValueError: `size` must be a whole number >= 1. Received: size=0
+        multiviz.errors.NumberError: `size` must be a whole number >= 1. Received: size=0
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"`size` must be a whole number >= 1. Received: size={size!r}")
+    from multiviz.core.checks import check_number
+
+    check_number(size, "size", low=1, integer=True)
     old, _SIZE[0] = _SIZE[0], size
     for per_model in list(_CACHES.values()):
         _trim(per_model)

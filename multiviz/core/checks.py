@@ -146,8 +146,9 @@ def check_numbers(values: Any, name: str, **rule: Any) -> tuple[Any, ...]:
         try:
             check_number(item, name, **rule)
         except NumberError:
+            rule_text = describe_range(**rule).replace("a ", "", 1).replace("number", "numbers", 1)
             raise NumberError(
-                f"`{name}` must hold only {describe_range(**rule)}s. Received: {name}={items!r}"
+                f"`{name}` must hold only {rule_text}. Received: {name}={items!r}"
             ) from None
     return items
 

@@ -57,6 +57,31 @@ class _CountingScorer:
         return np.asarray(self._fn(self.call.native(inputs), rows), np.float64)
 
 
+def _check_numbers(
+    steps: Any,
+    blur_sigma: Any,
+    percentages: Any,
+    noise: Any,
+    tolerance: Any,
+    iou_threshold: Any,
+    level: Any,
+    resamples: Any,
+    seed: Any,
+) -> None:
+    """Every numeric parameter of :func:`evaluate`, before any model call."""
+    from multiviz.core.checks import check_number, check_numbers
+
+    check_number(steps, "steps", low=1, integer=True)
+    check_number(blur_sigma, "blur_sigma", low=0, low_open=True)
+    check_numbers(percentages, "percentages", low=0, high=100, low_open=True, high_open=True)
+    check_number(noise, "noise", low=0)
+    check_number(tolerance, "tolerance", low=0)
+    check_number(iou_threshold, "iou_threshold", low=0, high=1)
+    check_number(level, "level", low=0, high=1, low_open=True, high_open=True)
+    check_number(resamples, "resamples", low=1, integer=True)
+    check_number(seed, "seed", integer=True)
+
+
 def _check_metrics(
     metrics: Sequence[str] | str | None, has_regions: bool, has_randomized: bool
 ) -> list[str]:
@@ -226,8 +251,9 @@ def evaluate(
             f"`substrate` must be one of {list(perturbation.SUBSTRATES)} or None (RISE's: zeros "
             f"for deletion, blur for insertion). Received: substrate={substrate!r}"
         )
-    if not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"`steps` must be a positive int. Received: steps={steps!r}")
+    _check_numbers(
+        steps, blur_sigma, percentages, noise, tolerance, iou_threshold, level, resamples, seed
+    )
     methods = _check_methods(methods) if methods else []
     call = ModelCall.make(model, x, batch_size)
     size = call.size

@@ -120,6 +120,7 @@ def compare_activations(
         >>> compare_activations(a, b).passed
         True
     """
+    _check_tolerances(atol, rtol)
     if specs is None:
         specs = ([LayerSpec(n) for n in acts_a], [LayerSpec(n) for n in acts_b])
     pairing = pair_layers(specs[0], specs[1], pairs, labels)
@@ -245,6 +246,8 @@ def compare(
     Raises:
         LayerNotFoundError: an explicit pair names a layer that is not there.
         UnsupportedModelError: a model is neither PyTorch nor Keras.
+        NumberError: ``atol`` or ``rtol`` is NaN, infinite or negative (a NaN
+            tolerance would pass every comparison).
 
     Example:
         >>> import multiviz as mv
@@ -256,6 +259,8 @@ def compare(
     """
     import multiviz
     from multiviz.backends import get_backend
+
+    _check_tolerances(atol, rtol)
     from multiviz.parity.transfer import read_params
 
     capture = multiviz.capture
@@ -281,3 +286,11 @@ def compare(
         acts[0].arrays, acts[1].arrays, pairs, specs=(specs[0], specs[1]), atol=atol, rtol=rtol,
         cka=cka, labels=labels, flatten_from=(flats[0], flats[1]), notes=(notes[0], notes[1]),
     )  # fmt: skip
+
+
+def _check_tolerances(atol: Any, rtol: Any) -> None:
+    """Both tolerances finite and >= 0: ``|b - a| <= nan`` is False, but NaN must never pass."""
+    from multiviz.core.checks import check_number
+
+    check_number(atol, "atol", low=0)
+    check_number(rtol, "rtol", low=0)

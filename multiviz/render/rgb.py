@@ -347,6 +347,9 @@ def overlay_style(
         cmap = "jet" if blend == "uniform" else ("RdBu_r" if mode == "symmetric" else "turbo")
     if alpha is None:
         alpha = 0.5 if blend == "uniform" else 0.6
+    from multiviz.core.checks import check_number
+
+    check_number(alpha, "alpha", low=0, high=1)
     return cmap, mode, float(alpha)
 
 
@@ -365,8 +368,7 @@ def overlay(
     cmap, mode, alpha = overlay_style(
         heat, blend=blend, cmap=cmap, normalize=normalize, alpha=alpha
     )
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"`alpha` must be in [0, 1]. Received: alpha={alpha!r}")
+
     img = as_rgb_float(image)
     scaled, info = normalize_maps(heat[None], mode, percentile=percentile, return_info=True)
     up = np.clip(resize_bilinear(scaled[0], img.shape[:2]), 0.0, 1.0)

@@ -121,16 +121,15 @@ def scan(
 
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {list(ENGINES)}. Received: engine={engine!r}")
-    if isinstance(topk, bool) or not isinstance(topk, int | np.integer) or topk < 1:
-        raise ValueError(f"`topk` must be an int >= 1. Received: topk={topk!r}")
-    if (
-        isinstance(checkpoint_every, bool)
-        or not isinstance(checkpoint_every, int)
-        or checkpoint_every < 1
-    ):
-        raise ValueError(
-            f"`checkpoint_every` must be an int >= 1. Received: checkpoint_every={checkpoint_every!r}"
-        )
+    from multiviz.core.checks import check_number
+
+    check_number(topk, "topk", low=1, integer=True)
+    check_number(checkpoint_every, "checkpoint_every", low=1, integer=True)
+    check_number(sketch_k, "sketch_k", low=4, high=1024, integer=True)
+    if sketch_positions is not None:
+        check_number(sketch_positions, "sketch_positions", low=1, integer=True)
+    check_number(eps, "eps", low=0)
+    check_number(index_offset, "index_offset", low=0, integer=True)
     backend = get_backend(model)
     layout = backend.input_layout(model)
     if preprocess is None:

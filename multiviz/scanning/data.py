@@ -217,12 +217,9 @@ def source(
         ValueError: ``batch_size`` is not a positive int.
         TypeError: ``data`` is none of these (what was received is named).
     """
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, int | np.integer)
-        or batch_size < 1
-    ):
-        raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
+    from multiviz.core.checks import check_number
+
+    check_number(batch_size, "batch_size", low=1, integer=True)
     if isinstance(data, str | os.PathLike):
         folder = ImageFolder(data, preprocess, max_pixels)
         return Source(folder, unpack, int(batch_size), len(folder), "folder")

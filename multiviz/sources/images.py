@@ -343,8 +343,12 @@ class Preprocess:
             )
         if (self.mean is None) != (self.std is None):
             raise ValueError("Pass both `mean` and `std`, or neither.")
-        if self.std is not None and any(s <= 0 for s in self.std):
-            raise ValueError(f"`std` must be positive. Received: std={self.std}")
+        from multiviz.core.checks import check_numbers
+
+        if self.mean is not None:
+            check_numbers(self.mean, "mean")
+        if self.std is not None:
+            check_numbers(self.std, "std", low=0, low_open=True)
 
     @property
     def normalizes(self) -> bool:
