@@ -291,8 +291,9 @@ def _check_methods(methods: Sequence[str] | str) -> list[str]:
         if m not in TITLES:
             near = closest(str(m), TITLES)
             raise ValueError(
-                f"Unknown attribution method {m!r}. Valid: {list(TITLES)}."
+                f"Unknown attribution method {m!r}."
                 + (f" Did you mean {near[0]!r}?" if near else "")
+                + f"\nhint: valid methods: {', '.join(TITLES)}"
             )
     if not out:
         raise ValueError(f"`methods` is empty. Pass some of {list(TITLES)}.")

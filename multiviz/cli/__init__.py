@@ -104,18 +104,29 @@ def exit_code(err: BaseException) -> int:
 def _fail(err: BaseException, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
-    print(f"multiviz: error: {_one_line(err)}", file=sys.stderr)
+    first, hint = _error_lines(err)
+    print(f"multiviz: error: {first}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
     return code
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split()) if str(err).strip() else ""
-    text = text.replace("mv.layers(model)", "`multiviz layers MODEL`")  # speak CLI, not Python
+def _error_lines(err: BaseException) -> tuple[str, str]:
+    """The error's first line and its ``hint:`` line (``""`` when it has none), each one line.
+
+    Example:
+        >>> _error_lines(ValueError("bad\nhint: do this"))[1]
+        'do this'
+    """
+    head, found, tail = str(err).partition("\nhint:")
+    first = " ".join(head.split())
+    hint = " ".join(tail.split()) if found else ""
+    first, hint = (t.replace("mv.layers(model)", "`multiviz layers MODEL`") for t in (first, hint))
     if not isinstance(err, MultivizError):
         # not one of ours: say what kind of failure it was
-        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-        text += " (run again with --debug for the traceback)"
-    return text
+        first = f"{type(err).__name__}: {first}" if first else type(err).__name__
+        first += " (run again with --debug for the traceback)"
+    return first, hint
 
 
 #: the modules whose own warnings a command hides (without --debug): the

@@ -18,7 +18,7 @@ import numpy as np
 
 import multiviz as mv
 from multiviz.cli.exit_codes import EXIT_OK
-from multiviz.cli.inputs import images_from_args, model_from_args
+from multiviz.cli.inputs import images_from_args, model_from_args, one_layer
 from multiviz.cli.output import (
     check_cmap,
     check_image_output,
@@ -169,7 +169,6 @@ def _reduced(
 
 def cmd_cam(args: argparse.Namespace) -> int:
     """``multiviz cam MODEL IMAGE --method grad-cam``: attribution maps over the images."""
-    from multiviz.core.names import resolve
 
     fmt = check_image_output(args.output)
     if args.cmap is not None:
@@ -180,7 +179,7 @@ def cmd_cam(args: argparse.Namespace) -> int:
     layer = None
     if any(m in _LAYER_METHODS for m in methods):
         if args.layer is not None:
-            layer = resolve(args.layer, infos)[0]
+            layer = one_layer(args.layer, infos)
         elif any(i.type.endswith("Attention") or i.type == "MultiheadAttention" for i in infos):
             print_note(args, "no --layer: a transformer; the layer is chosen automatically")
         else:

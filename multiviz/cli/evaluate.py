@@ -310,13 +310,15 @@ def evaluation_kwargs(
     ``originals`` are the images as read (before resizing), for moving
     ``--boxes`` / ``--masks`` onto the model's input.
     """
+    import multiviz as mv
     from multiviz.cli.drawing import _target
-    from multiviz.cli.inputs import model_from_args
+    from multiviz.cli.inputs import model_from_args, one_layer
 
+    layer = None if args.layer is None else one_layer(args.layer, mv.layers(loaded.model))
     methods = list(dict.fromkeys(args.method or [METHOD_NAMES[m] for m in _DEFAULT_METHODS]))
     kwargs: dict[str, Any] = {
         "methods": methods,
-        "layer": args.layer,
+        "layer": layer,
         "metrics": list(dict.fromkeys(args.metric)) if args.metric else None,
         "target": _target(args.target, loaded.class_names),
         "score": args.score,

@@ -151,26 +151,25 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
             return ModelSpec("torchvision", "torch", name, spec)
         return ModelSpec("keras_app", "keras", name, spec)
     if sep and len(prefix) > 1 and not Path(spec).exists():
-        raise ModelLoadError(f"Unknown model source {prefix!r} in {spec!r}. " + _VALID_SPECS)
+        raise ModelLoadError(f"Unknown model source {prefix!r} in {spec!r}." + _VALID_SPECS)
     return _parse_file(Path(spec), spec)
 
 
 _EXAMPLE = {"torchvision": "torchvision:resnet18", "keras": "keras:MobileNetV2"}
-_VALID_SPECS = (
-    "A model is one of: builtin, builtin-vit, torchvision:NAME, keras:NAME, or a saved file "
-    "(.keras/.h5 Keras model, .pt2 torch.export program, .pt/.pth TorchScript archive or "
-    "state dict with --arch)."
+_VALID_SPECS = (  # the hint line after a model-spec error (DESIGN.md's error format)
+    "\nhint: a model is one of builtin, builtin-vit, torchvision:NAME, keras:NAME, or a file: "
+    ".keras/.h5 (Keras), .pt2 (torch.export), .pt/.pth (TorchScript, or a state dict with --arch)"
 )
 
 
 def _parse_file(path: Path, text: str) -> ModelSpec:
     suffix = path.suffix.lower()
     if not path.exists():
-        raise ModelLoadError(f"Model file not found: {text!r}. Check the path. " + _VALID_SPECS)
+        raise ModelLoadError(f"Model file not found: {text!r}. Check the path." + _VALID_SPECS)
     if path.is_dir():
         raise ModelLoadError(
             f"{text!r} is a folder, not a model file (TensorFlow SavedModel folders are not "
-            "supported). Save the model with model.save('model.keras'). " + _VALID_SPECS
+            "supported). Save the model with model.save('model.keras')." + _VALID_SPECS
         )
     if suffix in KERAS_SUFFIXES:
         return ModelSpec("keras_file", "keras", str(path), text)
@@ -178,7 +177,7 @@ def _parse_file(path: Path, text: str) -> ModelSpec:
         return ModelSpec(_torch_file_kind(path), "torch", str(path), text)
     raise ModelLoadError(
         f"Cannot load {text!r}: the extension {suffix or '(none)'!r} is not a model format "
-        f"multiviz reads ({', '.join(KERAS_SUFFIXES + TORCH_SUFFIXES)}). " + _VALID_SPECS
+        f"multiviz reads ({', '.join(KERAS_SUFFIXES + TORCH_SUFFIXES)})." + _VALID_SPECS
     )
 
 

@@ -91,3 +91,40 @@ def test_zero_images_as_a_torch_tensor(builtin_torch):
     x = torch.zeros((0, 3, 32, 40))
     assert mv.grad_cam(builtin_torch, x, "conv3").shape == (0, 32, 40)
     assert mv.capture(builtin_torch, x, ["conv1"])["conv1"].shape[0] == 0
+
+
+# --------------------------------------------------------------------------- overflowing gradients
+
+
+@pytest.mark.parametrize(
+    "method", ["guided_backprop", "deconvnet", "integrated_gradients", "smoothgrad"]
+)
+def test_overflowing_input_gradients_follow_the_nonfinite_policy_with_default_scaling(
+    framework, method
+):
+    """Maps documented in [0, 1] (the default ``normalize=True``): the overflowing
+    sample's map is all NaN (DESIGN.md's policy), never NaN inside a finite-looking
+    map, and the other sample's map is the closed form's: zero gradient where the
+    ReLU is off, so an all-zero map."""
+    import warnings
+
+    from tests.twins import HEADS_SIZE, native, overflow_net
+
+    rng = np.random.default_rng(1)
+    x = (1e-30 * rng.uniform(1.0, 2.0, (2, 3, *HEADS_SIZE))).astype(np.float32)
+    x[0] *= -1  # the ReLU is off for sample 0
+    fw = framework.name
+    model = overflow_net(fw)
+    call = {
+        "guided_backprop": lambda v: mv.guided_backprop(model, v),
+        "deconvnet": lambda v: mv.deconvnet(model, v),
+        "integrated_gradients": lambda v: mv.integrated_gradients(model, v, steps=4),
+        "smoothgrad": lambda v: mv.saliency(model, v, method="smoothgrad", samples=2, noise=0.0),
+    }[method]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = call(native(fw, x))
+    assert np.isnan(out[1]).all(), method
+    assert np.isfinite(out[0]).all() and np.all(out[0] == 0.0), method
+    assert [type(s.message) for s in seen] == [mv.MultivizWarning], [str(s.message) for s in seen]
+    assert "sample 1," in str(seen[0].message)

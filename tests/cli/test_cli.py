@@ -30,10 +30,13 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def one_error_line(err: str) -> str:
+    """The error line, and its optional ``hint:`` line after it (DESIGN.md's format), joined."""
     lines = [
         line for line in err.splitlines() if line.strip() and not line.startswith("multiviz: note:")
     ]
-    assert len(lines) == 1, f"expected one error line, got: {err!r}"
+    if len(lines) == 2 and lines[1].startswith("hint: "):
+        lines = [f"{lines[0]} {lines[1]}"]
+    assert len(lines) == 1, f"expected one error line (and a hint line), got: {err!r}"
     assert lines[0].startswith("multiviz: error: ")
     assert "Traceback" not in err
     return lines[0]

@@ -21,9 +21,9 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 def error_line(err: str) -> str:
     lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("multiviz: note:")]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("multiviz: error: ")
-    return lines[0]
+    assert len(lines) == 2 and lines[1].startswith("hint: "), err  # this refusal has a hint
+    assert lines[0].startswith("multiviz: error: ") and len(lines[0]) <= 200 + 17
+    return " ".join(lines)
 
 
 @pytest.fixture(scope="module")
