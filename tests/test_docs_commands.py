@@ -30,6 +30,7 @@ def documented_commands() -> list[tuple[str, str]]:
     for path in DOCS:
         text = path.read_text(encoding="utf-8")
         for block in re.findall(r"```(?:bash|console|sh)\n(.*?)```", text, flags=re.S):
+            block = re.sub(r"\\\n\s*", " ", block)  # a command continued with a backslash
             for line in block.splitlines():
                 line = line.strip().removeprefix("$ ")
                 if line.startswith("multiviz "):
@@ -77,8 +78,10 @@ def _make_inputs(argv: list[str], folder: Path) -> None:
     from multiviz.cli.parser import build_parser
 
     args = build_parser().parse_args(argv)
-    named = [getattr(args, k, None) for k in ("model", "image", "images")]
-    named += list(getattr(args, "specs", None) or [])
+    named: list[str] = []
+    for key in ("model", "image", "images", "specs"):  # one name, or several (evaluate)
+        value = getattr(args, key, None)
+        named += value if isinstance(value, list) else [value]
     for name in filter(None, named):
         path = folder / name
         if path.exists() or ":" in name or name in ("builtin", "builtin-vit"):
