@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from capture import fmt  # table cells as every benchmark writes them
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["capture", "render", "attribution", "peers", "evaluate"]
-TAKES_FRAMEWORK = {"capture", "attribution", "peers"}
+SCRIPTS = ["capture", "render", "attribution", "peers", "evaluate", "pressure"]
+TAKES_FRAMEWORK = {"capture", "attribution", "peers", "pressure"}
 TAKES_DEVICE = {"capture", "attribution"}
-TAKES_THREADS = {"capture", "attribution", "peers", "evaluate"}
+TAKES_THREADS = {"capture", "attribution", "peers", "evaluate", "pressure"}
 
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"}
 

@@ -13,9 +13,10 @@
 
 Every subcommand loads the model (:mod:`multiviz.sources.models`), reads and
 preprocesses the images (:mod:`multiviz.sources.images`), and calls the public API.
-Errors are one line, ``multiviz: error: ...``, saying what to do (``--debug``
-shows the traceback); exit codes are listed in ``multiviz --help``. Outputs
-are computed first and written last, each atomically, so a failure never
+Errors are one line, ``multiviz: error: ...``, then at most one ``hint:``
+line saying what to do (``--debug`` shows the traceback); exit codes are
+listed in ``multiviz --help``. Outputs are computed first and written last as
+one set (temporary files, then all moved into place), so a failure never
 leaves a half-written or partial set of files.
 
 The package, module by module: :mod:`multiviz.cli.parser` (the options),
@@ -115,8 +116,9 @@ def _error_lines(err: BaseException) -> tuple[str, str]:
     """The error's first line and its ``hint:`` line (``""`` when it has none), each one line.
 
     Example:
-        >>> _error_lines(ValueError("bad\nhint: do this"))[1]
-        'do this'
+        >>> from multiviz.errors import UsageError
+        >>> _error_lines(UsageError("bad value" + chr(10) + "hint: do this"))
+        ('bad value', 'do this')
     """
     head, found, tail = str(err).partition("\nhint:")
     first = " ".join(head.split())

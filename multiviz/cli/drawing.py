@@ -18,7 +18,7 @@ import numpy as np
 
 import multiviz as mv
 from multiviz.cli.exit_codes import EXIT_OK
-from multiviz.cli.inputs import images_from_args, model_from_args, one_layer
+from multiviz.cli.inputs import images_from_args, model_from_args
 from multiviz.cli.output import (
     check_cmap,
     check_image_output,
@@ -31,7 +31,7 @@ from multiviz.cli.output import (
 )
 from multiviz.errors import UsageError
 
-__all__ = ["AGGREGATIONS", "METHODS", "NORMALIZE", "REDUCE", "cmd_cam", "cmd_maps"]
+__all__ = ["AGGREGATIONS", "METHODS", "NORMALIZE", "REDUCE", "cmd_cam", "cmd_maps", "one_layer"]
 
 # `cam --method` choices -> the method's name in multiviz.explain
 METHODS = {
@@ -165,6 +165,35 @@ def _reduced(
 
 
 # --------------------------------------------------------------------------- cam
+
+
+def one_layer(text: str, infos: Any, option: str = "--layer") -> str:
+    """The one layer ``text`` (a name or a glob pattern) names; several matches are an error.
+
+    A command that uses one layer (``cam``, ``evaluate``) never picks the first
+    of several matches silently: the error lists them (at most 5, then a count).
+
+    Example:
+        >>> from multiviz.core.records import LayerInfo
+        >>> infos = [LayerInfo("conv1", "Conv2d", "conv"), LayerInfo("conv2", "Conv2d", "conv")]
+        >>> one_layer("conv2", infos)
+        'conv2'
+        >>> one_layer("conv*", infos)
+        Traceback (most recent call last):
+        ...
+        multiviz.errors.UsageError: --layer 'conv*' matches 2 layers (conv1, conv2); this command uses one.
+        hint: pass one name, e.g. --layer conv1
+    """
+    from multiviz.core.names import resolve
+
+    found = resolve(text, infos)
+    if len(found) == 1:
+        return found[0]
+    shown = ", ".join(found[:5]) + (f", … {len(found) - 5} more" if len(found) > 5 else "")
+    raise UsageError(
+        f"{option} {text!r} matches {len(found)} layers ({shown}); this command uses one."
+        f"\nhint: pass one name, e.g. {option} {found[0]}"
+    )
 
 
 def cmd_cam(args: argparse.Namespace) -> int:

@@ -311,8 +311,8 @@ def evaluation_kwargs(
     ``--boxes`` / ``--masks`` onto the model's input.
     """
     import multiviz as mv
-    from multiviz.cli.drawing import _target
-    from multiviz.cli.inputs import model_from_args, one_layer
+    from multiviz.cli.drawing import _target, one_layer
+    from multiviz.cli.inputs import model_from_args
 
     layer = None if args.layer is None else one_layer(args.layer, mv.layers(loaded.model))
     methods = list(dict.fromkeys(args.method or [METHOD_NAMES[m] for m in _DEFAULT_METHODS]))

@@ -21,7 +21,6 @@ __all__ = [
     "images_from_args",
     "images_from_sources",
     "model_from_args",
-    "one_layer",
     "require_capture",
 ]
 
@@ -112,35 +111,6 @@ def _check_fit(loaded: Any, batch: Any) -> None:
     raise InputShapeError(
         f"The image batch has shape {tuple(batch.inputs.shape)} but {loaded.spec.text} takes "
         f"(N, {shown}): " + ("; ".join(fix) if fix else "the shapes do not match") + "."
-    )
-
-
-def one_layer(text: str, infos: Any, option: str = "--layer") -> str:
-    """The one layer ``text`` (a name or a glob pattern) names; several matches are an error.
-
-    A command that uses one layer (``cam``, ``evaluate``) never picks the first
-    of several matches silently: the error lists them (at most 5, then a count).
-
-    Example:
-        >>> from multiviz.core.records import LayerInfo
-        >>> infos = [LayerInfo("conv1", "Conv2d", "conv"), LayerInfo("conv2", "Conv2d", "conv")]
-        >>> one_layer("conv2", infos)
-        'conv2'
-        >>> one_layer("conv*", infos)
-        Traceback (most recent call last):
-        ...
-        multiviz.errors.UsageError: --layer 'conv*' matches 2 layers (conv1, conv2); this command uses one.
-        hint: pass one name, e.g. --layer conv1
-    """
-    from multiviz.core.names import resolve
-
-    found = resolve(text, infos)
-    if len(found) == 1:
-        return found[0]
-    shown = ", ".join(found[:5]) + (f", … {len(found) - 5} more" if len(found) > 5 else "")
-    raise UsageError(
-        f"{option} {text!r} matches {len(found)} layers ({shown}); this command uses one."
-        f"\nhint: pass one name, e.g. {option} {found[0]}"
     )
 
 

@@ -591,7 +591,8 @@ def test_console_script():
     )  # fmt: skip
     assert done.returncode == EXIT_USAGE
     assert done.stderr.startswith("multiviz: error: Model file not found: 'missing.pt2'")
-    assert len(done.stderr.strip().splitlines()) == 1
+    lines = done.stderr.strip().splitlines()  # the error, then its one hint line (DESIGN.md)
+    assert len(lines) == 2 and lines[1].startswith("hint: a model is one of")
 
 
 # --------------------------------------------------------------------------- Keras

@@ -57,8 +57,8 @@ def _application(spec: ModelSpec, weights: str) -> LoadedModel:
         raise ModelLoadError(
             f"keras.applications has no model {spec.name!r}."
             + (f" Did you mean {near}?" if near else "")
-            + f"\nhint: its {len(apps)} models are listed by "
-            "python -c \"import keras; print(dir(keras.applications))\""
+            + "\nhint: list the models with "
+            'python -c "import keras; print(dir(keras.applications))"'
         )
     builder = apps[name]
     chosen = {"none": None, "default": "imagenet"}.get(weights, weights)
