@@ -452,7 +452,8 @@ class QuantileSketch:
             keep = np.linspace(0, v.shape[2] - 1, self.positions).round().astype(np.intp)
             v = v[:, :, np.unique(keep)]
         # channel-major float32, contiguous: one C++ call per channel
-        per_channel = np.ascontiguousarray(np.moveaxis(v, 1, 0), dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: Inf, left out below
+            per_channel = np.ascontiguousarray(np.moveaxis(v, 1, 0), dtype=np.float32)
         per_channel = per_channel.reshape(self.channels, -1)
         if finite is None or _narrows(v.dtype):  # float64 beyond float32's range is Inf here
             finite = _all_finite(per_channel)
@@ -602,7 +603,8 @@ class TopK:
             return self
         if v.shape[2] == 0:
             return self
-        x = v.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # beyond float32: Inf, not a candidate
+            x = v.astype(np.float32, copy=False)
         if finite is None or _narrows(v.dtype):  # float64 beyond float32's range is Inf here
             finite = _all_finite(x)
         if not finite:
