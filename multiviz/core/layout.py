@@ -34,6 +34,9 @@ from multiviz.errors import InputShapeError
 
 __all__ = [
     "LAYOUTS",
+    "SEQUENCE",
+    "STATE",
+    "TIME_MAPS",
     "channel_axis",
     "infer_layout",
     "map_ndim",
@@ -44,6 +47,14 @@ __all__ = [
 
 #: layout -> rank
 LAYOUTS: dict[str, int] = {"NCHW": 4, "CHW": 3, "NCL": 3, "CL": 2, "NF": 2, "F": 1}
+
+#: What a layer's output *is*, beyond maps and vectors (DESIGN.md, "Layouts by what a
+#: layer is"), as backends report it: a sequence ``(N, T, F)`` (a recurrent layer's
+#: output, an embedding's, what follows them) — never transposed like a
+#: channels-last map; a recurrent state ``(N, layers * directions, H)``; maps of
+#: each time step of a time-distributed layer ``(N, T, C, H, W)``, whose
+#: statistics treat ``T`` as a batch axis.
+SEQUENCE, STATE, TIME_MAPS = "sequence", "state", "time_maps"
 _DEFAULT = {4: "NCHW", 3: "CHW", 2: "CL", 1: "F"}
 
 

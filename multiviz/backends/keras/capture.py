@@ -32,7 +32,7 @@ import keras
 
 from multiviz.backends.cache import cached
 from multiviz.backends.guard import undoing
-from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
+from multiviz.backends.keras.layers import LAST, STATE, Site, Step, graph_of, output_layout
 from multiviz.backends.keras.state import call_layer, recording
 from multiviz.core.names import owner
 
@@ -175,6 +175,7 @@ class Runner:
         self.plan = build_plan(model, sites)
         self.layouts = {s.key: s.layout for s in sites}
         self.layouts.update({s.base: s.layout for s in sites if not s.in_graph})
+        self.layers = {s.base: s.layer for s in sites if not s.in_graph}
         graph = graph_of(model)
         self.graph_ref = weakref.ref(graph) if graph is not None and graph is not model else None
         self._fn: Callable[..., Tensors] | None = None
@@ -186,17 +187,20 @@ class Runner:
         return self.canonical(self.plan(list(inputs)))
 
     def canonical(self, tensors: Tensors) -> Tensors:
-        """Channels-last outputs of rank 3-5 with their channel axis moved to 1."""
+        """Channels-last outputs of rank 3-5 with their channel axis moved to 1.
+
+        A recurrent layer's states ``(N, H)`` become ``(N, 1, H)``.
+        """
         out = {}
         for key, t in tensors.items():
             layout = self.layouts.get(key)
             if layout is None:  # "relu#1" of a layer found at run time
                 read = owner(key, self.layouts)
                 layout = self.layouts[read[0]] if read else None
-            rank = len(t.shape)
-            if layout == LAST and 3 <= rank <= 5:
-                t = keras.ops.transpose(t, (0, rank - 1, *range(1, rank - 1)))
-            out[key] = t
+                if read and read[0] in self.layers:  # "lstm[1]": which output of it
+                    index = output_index_of(read[1])
+                    layout = output_layout(self.layers[read[0]], index, layout)
+            out[key] = to_canonical(t, layout)
         return out
 
     def __call__(self, model: Any, inputs: Sequence[Any]) -> Tensors:
@@ -214,6 +218,24 @@ class Runner:
         if self.graph_ref is None:
             return graph is None or graph is model
         return self.graph_ref() is graph
+
+
+def to_canonical(t: Any, layout: str | None) -> Any:
+    """One output tensor in the canonical layout (a backend tensor, moved in the graph)."""
+    rank = len(t.shape)
+    if layout == LAST and 3 <= rank <= 5:
+        return keras.ops.transpose(t, (0, rank - 1, *range(1, rank - 1)))
+    if layout == STATE and rank == 2:
+        return keras.ops.expand_dims(t, 1)
+    return t
+
+
+def output_index_of(suffix: str) -> int | None:
+    """``"#1[2]"`` -> 2: which flat output a key's suffix names (``None`` for the whole)."""
+    if "[" not in suffix:
+        return None
+    last = suffix[suffix.rindex("[") + 1 : -1]
+    return int(last) if last.isdigit() else None
 
 
 def _no_grad(fn: Callable[[], Tensors]) -> Tensors:

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 LAST, FIRST = "channels_last", "channels_first"
+#: a recurrent layer's sequence (N, T, F) and its states, laid out (N, 1, H) (see core.layout)
+SEQUENCE, STATE = "sequence", "state"
 
 #: One step of a site's path: a layer and the index of its call node in the
 #: parent graph (``None`` below a layer that has no graph: found at run time).
@@ -222,11 +224,23 @@ def _axis_layout(layer: Any, rank: int) -> str | None:
     return LAST if axis == rank - 1 else FIRST if axis == 1 else None
 
 
+def is_recurrent(layer: Any) -> bool:
+    """A recurrent layer (``LSTM``, ``GRU``, ``SimpleRNN``, ``RNN``, ``Bidirectional``)."""
+    return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+
+
 def own_layout(layer: Any, rank: int) -> str | None:
-    """The layout a layer declares itself, or ``None`` when it declares none."""
+    """The layout a layer declares itself, or ``None`` when it declares none.
+
+    A recurrent layer and an ``Embedding`` declare a sequence ``(N, T, F)``:
+    what *is* a sequence is never transposed like a channels-last map, and the
+    layers after it inherit that.
+    """
     fmt = getattr(layer, "data_format", None)
     if fmt in (LAST, FIRST):
         return fmt
+    if is_recurrent(layer) or isinstance(layer, keras.layers.Embedding):
+        return SEQUENCE
     if any(c.__name__ in _AXIS_LAYOUT for c in type(layer).__mro__):
         return _axis_layout(layer, rank)
     return None
@@ -241,9 +255,21 @@ def node_layout(node: Any, outer: tuple[Any, ...] = ()) -> str:
 
     ``outer`` is the chain of enclosing nested-model nodes, outermost first: a
     search that reaches a nested graph's input continues in the parent graph.
+    With no declaration upstream, a rank-3 output is a sequence ``(N, T, F)``
+    (a ``Dense`` applied to a sequence input); maps fall back to
+    ``keras.config.image_data_format()``.
     """
     found = _search_upstream(node, outer)
+    if found is None and node.outputs and _rank(node.outputs[0]) == 3:
+        return SEQUENCE
     return found or keras.config.image_data_format()
+
+
+def output_layout(layer: Any, index: int | None, layout: str) -> str:
+    """The layout of output ``index`` of ``layer``: a recurrent layer's states are :data:`STATE`."""
+    if index and is_recurrent(layer):
+        return STATE
+    return layout
 
 
 def _search_upstream(node: Any, outer: tuple[Any, ...]) -> str | None:
@@ -291,10 +317,14 @@ def canonical_shape(
         (None, 3, 8, 9)
         >>> canonical_shape((None, 10), "channels_last")
         (None, 10)
+        >>> canonical_shape((None, 7, 16), "sequence"), canonical_shape((None, 16), "state")
+        ((None, 7, 16), (None, 1, 16))
     """
     if shape is None:
         return None
     shape = tuple(None if d is None else int(d) for d in shape)
+    if layout == STATE and len(shape) == 2:
+        return (None, 1, shape[1])
     if layout == LAST and 3 <= len(shape) <= 5:
         return (None, shape[-1], *shape[1:-1])
     return (None, *shape[1:]) if shape else shape
@@ -353,7 +383,7 @@ def _graph_sites(
                 layer=layer,
                 path=here,
                 output_index=i if multi else None,
-                layout=layout,
+                layout=output_layout(layer, i, layout),
                 shape=tuple(tensor.shape),
             )
         inner = graph_of(layer)
