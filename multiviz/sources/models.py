@@ -25,7 +25,7 @@ import importlib
 import importlib.util
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,14 @@ class LoadedModel:
     class_names: Sequence[str] | None = None
     notes: list[str] = field(default_factory=list)
     capturable: bool = True
+
+    def __post_init__(self) -> None:
+        # a model that takes one channel is fed luminance (ITU-R BT.601), in every command
+        shape = self.input_shape
+        if shape is not None and len(shape) == 3 and self.preprocess.channels == 3:
+            last = self.preprocess.layout == "channels_last"
+            if (shape[-1] if last else shape[0]) == 1:
+                self.preprocess = replace(self.preprocess, channels=1)
 
     @property
     def description(self) -> str:
