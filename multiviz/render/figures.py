@@ -24,7 +24,7 @@ from matplotlib.ticker import PercentFormatter
 from multiviz.attribution.maps import clip_outliers
 from multiviz.attribution.maps import normalize_maps as scale_each_sample
 from multiviz.core.layout import infer_layout, take_sample, to_channels_last
-from multiviz.core.normalize import NormInfo, resolve_mode
+from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps
 from multiviz.core.reduce import aggregate
 from multiviz.core.stats import LayerStats, layer_stats
@@ -496,6 +496,7 @@ def plot_aggregate(
         >>> len(fig.axes[0].images)
         1
     """
+    check_mode(normalize, "normalize")
     arr = np.asarray(maps)
     lay = infer_layout(arr, layout)
     batched = lay.startswith("N")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from multiviz.core.layout import infer_layout, take_sample
-from multiviz.core.normalize import NormInfo, resolve_mode
+from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps  # `normalize` is a parameter here
 from multiviz.core.reduce import check_channels, select_channels
 from multiviz.core.resize import resize_bilinear
@@ -84,6 +84,7 @@ def select_maps(
         >>> sel.values.shape, sel.channels.tolist(), sel.total, sel.layout
         ((3, 5, 6), [0, 1, 2], 8, 'CHW')
     """
+    check_mode(normalize, "normalize")
     arr = np.asarray(maps)
     lay = infer_layout(arr, layout)
     batched = lay.startswith("N")
@@ -342,6 +343,8 @@ def overlay_style(
     """
     if blend not in BLENDS:
         raise ValueError(f"`blend` must be one of {list(BLENDS)}. Received: blend={blend!r}")
+    if normalize is not None:
+        check_mode(normalize, "normalize")
     mode = resolve_mode(heat, "auto" if normalize is None else normalize)
     if cmap is None:
         cmap = "jet" if blend == "uniform" else ("RdBu_r" if mode == "symmetric" else "turbo")
