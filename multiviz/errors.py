@@ -27,6 +27,7 @@ received, what is valid, and how to fix it.
     │   └── UnsafeFileError                   loading would run code stored in the file
     ├── NoNetworkError (RuntimeError)         pretrained weights could not be downloaded
     ├── UsageError (ValueError)               the command line itself is wrong
+    ├── NumberError (ValueError)              a number is NaN, infinite, or out of range
     ├── ModelsDifferError                     `multiviz compare` found the models differ
     └── ScanFileError (ValueError)            a file is not a saved scan, or does not fit this one
 
@@ -51,6 +52,7 @@ __all__ = [
     "MultivizWarning",
     "NoNetworkError",
     "NotSpatialLayerError",
+    "NumberError",
     "ScanFileError",
     "TargetError",
     "TokenGridError",
@@ -151,6 +153,10 @@ class NoNetworkError(MultivizError, RuntimeError):
 
 class UsageError(MultivizError, ValueError):
     """The command line itself is wrong (an unknown option, a bad value)."""
+
+
+class NumberError(MultivizError, ValueError):
+    """A numeric argument or option is NaN, infinite, not a number, or out of its range."""
 
 
 class ModelsDifferError(MultivizError):

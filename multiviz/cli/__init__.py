@@ -39,6 +39,7 @@ from multiviz.errors import (
     BackendUnavailableError,
     ModelsDifferError,
     MultivizError,
+    MultivizWarning,
     NoNetworkError,
     UsageError,
 )
@@ -72,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_frameworks(debug)
     with warnings.catch_warnings():
         if not debug:
-            warnings.simplefilter("ignore")
+            _hide_framework_warnings()
+            warnings.showwarning = _show_warning
         try:
             return int(args.run(args) or EXIT_OK)
         except KeyboardInterrupt:
@@ -114,6 +116,40 @@ def _one_line(err: BaseException) -> str:
         text = f"{type(err).__name__}: {text}" if text else type(err).__name__
         text += " (run again with --debug for the traceback)"
     return text
+
+
+#: the modules whose own warnings a command hides (without --debug): the
+#: frameworks' start-up and deprecation chatter, which a user cannot act on
+_FRAMEWORKS = r"(torch|torchvision|tensorflow|tf_keras|keras|jax|jaxlib|absl|google|h5py|ml_dtypes)"
+
+
+def _hide_framework_warnings() -> None:
+    """Hide what the frameworks say about themselves; show every other warning.
+
+    Deprecation notices (not multiviz's own) and warnings raised inside a
+    framework's modules are hidden. Everything else — a ``MultivizWarning``,
+    Pillow's ``DecompressionBombWarning`` for an image above Pillow's limit —
+    is printed, one line each.
+    """
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
+        warnings.filterwarnings("default", category=category, module=r"multiviz(\.|$)")
+    warnings.filterwarnings("ignore", module=_FRAMEWORKS + r"(\.|$)")
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: str | None = None,
+) -> None:
+    """A warning as one ``multiviz: warning:`` line on stderr (what, not where)."""
+    text = " ".join(str(message).split())
+    name = category.__name__
+    prefix = "" if issubclass(category, MultivizWarning) else f"{name}: "
+    print(f"multiviz: warning: {prefix}{text}", file=sys.stderr)
 
 
 def _quiet_frameworks(debug: bool) -> None:

@@ -229,7 +229,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             [f"sample_image(seed={args.seed})"],
         )
     else:
-        batch = load_images(image, prep)
+        batch = load_images(image, prep, max_pixels=args.max_pixels)
     report = mv.compare(
         models[0].model, models[1].model, batch.inputs, atol=args.atol, rtol=args.rtol
     )

@@ -95,11 +95,28 @@ def add_evaluate_parser(add: Any, model_args: argparse.ArgumentParser) -> None:
     p.set_defaults(run=cmd_evaluate)
 
 
-def add_evaluation_options(p: argparse.ArgumentParser) -> None:
-    """The options of :func:`multiviz.evaluate`, as one group (``evaluate`` and ``report``)."""
-    from multiviz.cli.parser import _positive_int, _unit_float
+def _unlisted(group: Any) -> None:
+    """Make every argument added to ``group`` from now on hidden from ``--help``."""
+    add = group.add_argument
+
+    def add_hidden(*args: Any, **kwargs: Any) -> Any:
+        kwargs["help"] = argparse.SUPPRESS
+        return add(*args, **kwargs)
+
+    group.add_argument = add_hidden
+
+
+def add_evaluation_options(p: argparse.ArgumentParser, listed: bool = True) -> None:
+    """The options of :func:`multiviz.evaluate`, as one group (``evaluate`` and ``report``).
+
+    ``listed=False`` accepts them without listing them in ``--help`` (``report``
+    points to ``multiviz evaluate --help``, so they are described once).
+    """
+    from multiviz.cli.parser import _any_int, _positive_int, _unit_float
 
     g = p.add_argument_group(EVALUATION_GROUP)
+    if not listed:
+        _unlisted(g)
     g.add_argument(
         "--method",
         action="append",
@@ -193,7 +210,7 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
         help="bootstrap resamples (default: 2000)",
     )
     g.add_argument(
-        "--seed", type=int, default=0, help="every random draw (noise, weights, bootstrap)"
+        "--seed", type=_any_int, default=0, help="every random draw (noise, weights, bootstrap)"
     )
     g.add_argument(
         "--batch-size",
@@ -238,13 +255,9 @@ def _percentages(text: str) -> tuple[float, ...]:
 
 
 def _nonnegative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return value
+    from multiviz.cli.parser import _nonnegative_float
+
+    return _nonnegative_float(text)
 
 
 # --------------------------------------------------------------------------- running
@@ -322,7 +335,9 @@ def evaluation_kwargs(
     if args.boxes:
         kwargs["masks"] = _regions_from_boxes(Path(args.boxes), batch.names, originals, prep)
     elif args.masks:
-        kwargs["masks"] = _regions_from_masks(Path(args.masks), batch.names, originals, prep)
+        kwargs["masks"] = _regions_from_masks(
+            Path(args.masks), batch.names, originals, prep, args.max_pixels
+        )
     if args.randomized_model:
         other = argparse.Namespace(**{**vars(args), "model": args.randomized_model})
         other.weights = args.randomized_weights
@@ -454,7 +469,11 @@ def _image_key(name: str, names: Sequence[str], path: Path) -> str:
 
 
 def _regions_from_masks(
-    folder: Path, names: Sequence[str], originals: Sequence[np.ndarray], prep: Any
+    folder: Path,
+    names: Sequence[str],
+    originals: Sequence[np.ndarray],
+    prep: Any,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """``(N, H, W)`` bool from a folder of mask images matched by file stem."""
     from multiviz.errors import UsageError
@@ -471,7 +490,7 @@ def _regions_from_masks(
                 f"--masks {str(folder)!r} has no mask for image {name!r} (looked for a file "
                 f"named {Path(name).stem}.*)."
             )
-        mask = read_image(path).max(axis=-1)
+        mask = read_image(path, max_pixels=max_pixels).max(axis=-1)
         if mask.shape != image.shape[:2]:
             raise UsageError(
                 f"--masks: {path.name} is {mask.shape[0]}x{mask.shape[1]} but image {name!r} is "

@@ -59,7 +59,7 @@ def images_from_args(args: argparse.Namespace, loaded: Any) -> Any:
     prep = loaded.preprocess.override(
         size=args.size, mean=args.mean, std=args.std, normalize=not args.no_normalize
     )
-    batch = load_images(args.image, prep)
+    batch = load_images(args.image, prep, max_pixels=args.max_pixels)
     _check_fit(loaded, batch)
     return batch
 
@@ -82,7 +82,7 @@ def images_from_sources(
     images: list[Any] = []
     names: list[str] = []
     for source in sources:
-        more, more_names = read_images(source)
+        more, more_names = read_images(source, max_pixels=args.max_pixels)
         images += more
         names += [n if n not in names else f"{source}/{n}" for n in more_names]
     batch = preprocess_images(images, prep, names)

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import textwrap
 from typing import Any, NoReturn
@@ -32,9 +33,12 @@ from multiviz import __version__
 from multiviz.cli.commands import cmd_compare, cmd_demo, cmd_layers, cmd_report, cmd_stats
 from multiviz.cli.drawing import AGGREGATIONS, METHODS, NORMALIZE, REDUCE, cmd_cam, cmd_maps
 from multiviz.cli.evaluate import add_evaluate_parser, add_evaluation_options
+from multiviz.core.checks import parse_number
 from multiviz.errors import UsageError
 
 __all__ = ["EPILOG", "IMAGE_GROUP", "MODEL_GROUP", "SUBCOMMAND_EPILOG", "build_parser"]
+
+DEFAULT_MAX_PIXELS = 40_000_000  # multiviz.sources.images.DEFAULT_MAX_PIXELS (Pillow-free here)
 
 MODEL_GROUP = "model options"
 IMAGE_GROUP = "image options"
@@ -247,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="integrated-gradients: points on the path (default: 50)",
     )
-    p.add_argument("--seed", type=int, default=0, help="smoothgrad: seed of the noise (default: 0)")
+    p.add_argument(
+        "--seed", type=_any_int, default=0, help="smoothgrad: seed of the noise (default: 0)"
+    )
     p.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -326,10 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--evaluate",
         action="store_true",
-        help="add a section saying which attribution map to trust, over every image given "
-        "(the evaluation options below; see `multiviz evaluate`)",
+        help="add a section saying which attribution map to trust, over every image given; "
+        "takes every option of `multiviz evaluate` (--method, --metric, --boxes, ...: see "
+        "`multiviz evaluate --help`)",
     )
-    add_evaluation_options(p)
+    add_evaluation_options(p, listed=False)
     _add_output(p, "report.html")
     p.set_defaults(run=cmd_report)
 
@@ -347,11 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="two models and an image, or `builtin [IMAGE]` for the built-in model in both "
         "frameworks; the model options apply to each model they fit",
     )
-    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default: 1e-4)")
-    p.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (default: 1e-4)")
+    p.add_argument(
+        "--atol", type=_nonnegative_float, default=1e-4, help="absolute tolerance (default: 1e-4)"
+    )
+    p.add_argument(
+        "--rtol", type=_nonnegative_float, default=1e-4, help="relative tolerance (default: 1e-4)"
+    )
     _add_preprocessing_args(p)
     p.add_argument(
-        "--seed", type=int, default=0, help="which built-in sample image without IMAGE (default: 0)"
+        "--seed",
+        type=_any_int,
+        default=0,
+        help="which built-in sample image without IMAGE (default: 0)",
     )
     p.add_argument("--json", metavar="PATH", help="also write the report as JSON")
     p.set_defaults(run=cmd_compare)
@@ -458,8 +472,18 @@ def _add_preprocessing_args(p: argparse.ArgumentParser) -> None:
         metavar="R,G,B",
         help="normalisation mean in [0, 1] units (one value for a one-channel model)",
     )
-    g.add_argument("--std", type=_floats, metavar="R,G,B", help="normalisation std in [0, 1] units")
+    g.add_argument(
+        "--std", type=_positive_floats, metavar="R,G,B", help="normalisation std in [0, 1] units"
+    )
     g.add_argument("--no-normalize", action="store_true", help="feed plain [0, 1] values")
+    g.add_argument(
+        "--max-pixels",
+        type=_max_pixels,
+        default=DEFAULT_MAX_PIXELS,
+        metavar="N",
+        help="refuse an image file above N pixels (width x height), before decoding it; "
+        "N may end in M for megapixels (default: 40M)",
+    )
 
 
 def _add_layer(p: argparse.ArgumentParser) -> None:
@@ -497,34 +521,53 @@ def _kinds() -> tuple[str, ...]:
     return KINDS
 
 
-def _positive_int(text: str) -> int:
+def _number(text: str, **rule: Any) -> Any:
+    """``text`` as a number under ``rule`` (:func:`multiviz.core.checks.parse_number`)."""
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+        return parse_number(text, **rule)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_int(text: str) -> int:
+    return int(_number(text, low=1, integer=True))
 
 
 def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
+    return float(_number(text, low=0.0, high=1.0))
 
 
 def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0.0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
-    return value
+    return float(_number(text, low=0.0))
+
+
+def _positive_float(text: str) -> float:
+    return float(_number(text, low=0.0, low_open=True))
+
+
+def _finite_float(text: str) -> float:
+    return float(_number(text))
+
+
+def _any_int(text: str) -> int:
+    return int(_number(text, integer=True))
+
+
+def _max_pixels(text: str) -> int:
+    """``40000000`` or ``40M`` (megapixels; ``1.5M`` too)."""
+    t = text.strip()
+    if t[-1:] in ("M", "m"):
+        try:
+            mega = float(t[:-1])
+        except ValueError:
+            mega = float("nan")
+        pixels = round(mega * 1e6) if mega == mega and abs(mega) < 1e12 else -1
+        if not pixels >= 1:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= 1 (or megapixels such as 40M), got {text!r}"
+            )
+        return pixels
+    return int(_number(t, low=1, integer=True))
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -552,7 +595,7 @@ def _percentiles(text: str) -> tuple[float, float]:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected LO,HI (e.g. 1,99), got {text!r}") from None
-    if not 0.0 <= lo < hi <= 100.0:
+    if not 0.0 <= lo < hi <= 100.0:  # NaN fails every comparison
         raise argparse.ArgumentTypeError(f"expected 0 <= LO < HI <= 100, got {text!r}")
     return lo, hi
 
@@ -570,4 +613,13 @@ def _floats(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(
             f"expected 1 or 3 comma-separated numbers, got {len(values)}"
         )
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers (no nan or inf), got {text!r}")
     return (values[0], values[1], values[2])
+
+
+def _positive_floats(text: str) -> tuple[float, float, float]:
+    values = _floats(text)
+    if not all(v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected numbers > 0, got {text!r}")
+    return values

@@ -102,6 +102,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         engine=args.engine,
         batch_size=args.batch_size,
         preprocess=prep,
+        max_pixels=args.max_pixels,
         checkpoint=out / "scan.npz",
         progress=False if args.quiet else None,
     )

@@ -661,12 +661,25 @@ def plot_layer_stats(
         ValueError: no layers.
 
     Example:
-        >>> acts = {"c1": np.random.rand(2, 4, 6, 5), "c2": np.random.rand(2, 8, 3, 2)}
-        >>> fig = plot_layer_stats(acts)
+        A ReLU layer (zeros, some dead channels) and a sigmoid layer, whose
+        bounds 0 and 1 the plain activations do not carry:
+
+        >>> x = np.random.default_rng(0).normal(size=(2, 4, 6, 5))
+        >>> acts = {"relu": np.maximum(x, 0), "sigmoid": 1 / (1 + np.exp(-8 * x))}
+        >>> fig = plot_layer_stats(acts, bounds={"sigmoid": (0.0, 1.0)})
         >>> [a.get_xlabel() for a in fig.axes]
         ['activation value', 'fraction']
         >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
-        ['c1', 'c2']
+        ['relu', 'sigmoid']
+        >>> [t.get_text() for t in fig.legends[0].get_texts()][-3:]
+        ['dead channels (never > 0 over 2 inputs)', 'saturated values', 'zero values']
+
+        Random values in [0, 1) have no zeros, dead channels or bound: one
+        panel, and the title says so.
+
+        >>> fig = plot_layer_stats({"c1": np.random.rand(2, 4, 6, 5)})
+        >>> len(fig.axes), fig.get_suptitle().splitlines()[-1]
+        (1, 'no dead channels, zero values or saturated values in any layer')
     """
     if isinstance(activations_or_stats, Mapping):
         records = list(layer_stats(activations_or_stats, eps=eps, bounds=bounds))
@@ -720,10 +733,15 @@ def plot_layer_stats(
               zorder=3)  # fmt: skip
     ax_r.axvline(0.0, color="0.35", lw=0.7, zorder=1)
     linthresh = _symlog_threshold(col)
+    xlabel = "activation value"
     if linthresh is not None:
         ax_r.set_xscale("symlog", linthresh=linthresh, linscale=1.0)
         _limit_decades(ax_r, col, linthresh)
-    ax_r.set_xlabel("activation value")
+        _decade_ticks(ax_r, linthresh)
+        inside = int(np.sum(np.fmax(np.abs(col["min"]), np.abs(col["max"])) < linthresh))
+        xlabel += f" (symmetric log, linear within ±1e{round(math.log10(linthresh))}"
+        xlabel += f"; {plural(inside, 'layer')} wholly inside)" if inside else ")"
+    ax_r.set_xlabel(xlabel)
     ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
@@ -864,6 +882,27 @@ def _symlog_threshold(col: Mapping[str, np.ndarray]) -> float | None:
         return None
     lin = 10.0 ** np.floor(np.log10(lo))
     return float(max(lin, 10.0 ** (np.ceil(np.log10(hi)) - MAX_DECADES)))
+
+
+def _decade_ticks(ax: Axes, linthresh: float, label_px: float = 48.0) -> None:
+    """Labelled powers of ten every ``k`` decades so that labels never run together.
+
+    Counted from ``±linthresh`` (the edge of the linear zone is always
+    labelled) outwards; the decades in between keep an unlabelled tick.
+    """
+    lo, hi = ax.get_xlim()
+    e0 = round(math.log10(linthresh))
+    sides = [(1.0, e) for e in range(e0, int(np.floor(np.log10(hi))) + 1)] if hi > 0 else []
+    sides += [(-1.0, e) for e in range(e0, int(np.floor(np.log10(-lo))) + 1)] if lo < 0 else []
+    budget = max(int(_axes_pixels(ax)[0] // label_px), 3)
+    step = 1
+    while 1 + sum(1 for _, e in sides if (e - e0) % step == 0) > budget:
+        step += 1
+    major = [0.0] + [sign * 10.0**e for sign, e in sides if (e - e0) % step == 0]
+    minor = [sign * 10.0**e for sign, e in sides if (e - e0) % step]
+    ax.set_xticks(sorted(major))
+    ax.set_xticks(sorted(minor), minor=True)
+    ax.set_xlim(lo, hi)
 
 
 def _limit_decades(ax: Axes, col: Mapping[str, np.ndarray], linthresh: float) -> None:

@@ -48,6 +48,7 @@ def scan(
     eps: float = 0.0,
     concurrency: int | tuple[int, int] | None = None,
     num_gpus: float | None = None,
+    max_pixels: int | None = None,
 ) -> Scan:
     """Scan a data set: per-channel statistics, top-k exemplars and receptive fields.
 
@@ -95,6 +96,8 @@ def scan(
         eps: a value counts as zero when ``|v| <= eps``.
         concurrency: Ray only: the actor pool's size (or ``(min, max)``).
         num_gpus: Ray only: GPUs per actor.
+        max_pixels: a folder's largest image (width x height), checked before
+            decoding; ``None``: 40 megapixels (see :func:`multiviz.sources.images.read_image`).
 
     Returns:
         A :class:`~multiviz.scanning.record.Scan`.
@@ -134,7 +137,9 @@ def scan(
         from multiviz.sources.images import Preprocess
 
         preprocess = Preprocess(name="[0, 1]", layout=layout)
-    src = source(data, unpack=unpack, batch_size=batch_size, preprocess=preprocess)
+    src = source(
+        data, unpack=unpack, batch_size=batch_size, preprocess=preprocess, max_pixels=max_pixels
+    )
     _refuse_shuffling(data)
     plan = Plan(
         model=model,

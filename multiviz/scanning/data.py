@@ -102,24 +102,34 @@ class ImageFolder:
         folder: the folder (not recursive).
         preprocess: a :class:`multiviz.sources.images.Preprocess` recipe; its
             ``layout`` is set to the model's.
+        max_pixels: the largest width x height of an image, checked before
+            decoding (see :func:`multiviz.sources.images.read_image`).
 
     Indexing with an int or an array of ints gives a preprocessed batch.
     """
 
-    def __init__(self, folder: str | os.PathLike, preprocess: Any) -> None:
-        from multiviz.sources.images import image_files
+    def __init__(
+        self, folder: str | os.PathLike, preprocess: Any, max_pixels: int | None = None
+    ) -> None:
+        from multiviz.sources.images import DEFAULT_MAX_PIXELS, _check_max_pixels, image_files
 
         self.folder = Path(folder)
         self.files = [str(p) for p in image_files(self.folder)]
         self.preprocess = preprocess
+        self.max_pixels = _check_max_pixels(max_pixels or DEFAULT_MAX_PIXELS)
 
     @classmethod
-    def from_files(cls, files: Sequence[str], preprocess: Any) -> ImageFolder:
+    def from_files(
+        cls, files: Sequence[str], preprocess: Any, max_pixels: int | None = None
+    ) -> ImageFolder:
         """The same reader over a given list of files (a saved scan's)."""
+        from multiviz.sources.images import DEFAULT_MAX_PIXELS, _check_max_pixels
+
         out = cls.__new__(cls)
         out.folder = Path(files[0]).parent if files else Path()
         out.files = [str(f) for f in files]
         out.preprocess = preprocess
+        out.max_pixels = _check_max_pixels(max_pixels or DEFAULT_MAX_PIXELS)
         return out
 
     def __len__(self) -> int:
@@ -131,7 +141,9 @@ class ImageFolder:
 
         chosen = [self.files[int(i)] for i in np.asarray(indices).reshape(-1)]
         return preprocess_images(
-            [read_image(f) for f in chosen], self.preprocess, [Path(f).name for f in chosen]
+            [read_image(f, max_pixels=getattr(self, "max_pixels", None)) for f in chosen],
+            self.preprocess,
+            [Path(f).name for f in chosen],
         )
 
     def __getitem__(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -185,7 +197,12 @@ class Source:
 
 
 def source(
-    data: Any, *, unpack: Unpack = None, batch_size: int = 32, preprocess: Any = None
+    data: Any,
+    *,
+    unpack: Unpack = None,
+    batch_size: int = 32,
+    preprocess: Any = None,
+    max_pixels: int | None = None,
 ) -> Source:
     """Recognise ``data`` (see the module docstring).
 
@@ -194,6 +211,7 @@ def source(
         unpack: how to find the input in a batch (iterables only).
         batch_size: batch size for arrays and folders.
         preprocess: a :class:`multiviz.sources.images.Preprocess` for folders.
+        max_pixels: the largest image of a folder (default 40 megapixels).
 
     Raises:
         ValueError: ``batch_size`` is not a positive int.
@@ -206,7 +224,7 @@ def source(
     ):
         raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
     if isinstance(data, str | os.PathLike):
-        folder = ImageFolder(data, preprocess)
+        folder = ImageFolder(data, preprocess, max_pixels)
         return Source(folder, unpack, int(batch_size), len(folder), "folder")
     if (
         hasattr(data, "shape")

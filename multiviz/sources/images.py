@@ -35,6 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from multiviz.errors import ImageError, InputShapeError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "LUMA_BT601",
@@ -57,6 +58,13 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 LUMA_BT601: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 _LAYOUTS = ("channels_first", "channels_last")
+
+#: The largest image (width x height) read without ``max_pixels=``: 40 megapixels.
+#: A PNG of a few hundred kilobytes can declare 144 megapixels, which decode
+#: to gigabytes; the size is read from the file's header and checked before
+#: any pixel is decoded. Pillow's own limit (a warning above 89 megapixels, an
+#: error above 179) is far above what a network takes.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 # --------------------------------------------------------------------------- reading
@@ -92,7 +100,7 @@ def image_files(folder: str | Path) -> list[Path]:
     return sorted(found, key=_natural_key)
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read one image file as float32 RGB, shape ``(H, W, 3)``, values in ``[0, 1]``.
 
     Args:
@@ -101,13 +109,20 @@ def read_image(path: str | Path) -> np.ndarray:
             32-bit integer (values 0..65535) and float (values in [0, 1])
             images are converted; the EXIF orientation of a photo is applied;
             of an animation, the first frame is read.
+        max_pixels: the largest width x height read (default 40 megapixels,
+            :data:`DEFAULT_MAX_PIXELS`). The size comes from the file's header
+            and a larger image is refused before any pixel is decoded (a small
+            file can declare gigabytes of pixels). ``None``: no multiviz limit
+            (Pillow still refuses images above its own ``Image.MAX_IMAGE_PIXELS``
+            x 2, and warns above it).
 
     Returns:
         float32 array ``(H, W, 3)`` in ``[0, 1]``.
 
     Raises:
-        ImageError: the file is missing, is not an image Pillow can decode, or
-            its pixel values cannot be mapped to RGB (the message says why).
+        ImageError: the file is missing, is not an image Pillow can decode, has
+            more than ``max_pixels`` pixels, or its pixel values cannot be
+            mapped to RGB (the message says why).
 
     Example:
         >>> read_image("missing.png")  # doctest: +ELLIPSIS
@@ -116,17 +131,25 @@ def read_image(path: str | Path) -> np.ndarray:
         multiviz.errors.ImageError: Image file not found: 'missing.png'...
     """
     path = Path(path)
+    max_pixels = _check_max_pixels(max_pixels)
     if not path.is_file():
         raise ImageError(f"Image file not found: {str(path)!r}. Check the path.")
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            _refuse_large(im.size, max_pixels, str(path))
             im.seek(0)
+            _refuse_large(im.size, max_pixels, str(path))
             try:
                 im = ImageOps.exif_transpose(im)
             except Exception:  # a broken EXIF block should not hide a readable image
                 pass
             im.load()
             return pil_to_rgb(im, source=str(path))
+    except Image.DecompressionBombError as err:
+        raise ImageError(
+            f"{str(path)!r} is larger than Pillow's own limit ({err})."
+            "\nhint: raise PIL.Image.MAX_IMAGE_PIXELS only for a file you trust"
+        ) from err
     except UnidentifiedImageError as err:
         raise ImageError(
             f"{str(path)!r} is not an image Pillow can read (unknown or corrupt format). "
@@ -238,8 +261,15 @@ def read_array(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-def read_images(source: str | Path) -> tuple[list[np.ndarray], list[str]]:
+def read_images(
+    source: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> tuple[list[np.ndarray], list[str]]:
     """Read a file, a folder of images or a ``.npy`` array.
+
+    Args:
+        source: an image file, a folder of them, or a ``.npy`` array.
+        max_pixels: the largest width x height of an image file (see
+            :func:`read_image`); default 40 megapixels.
 
     Returns:
         ``(images, names)``: float32 RGB ``(H, W, 3)`` arrays in ``[0, 1]`` (they
@@ -247,7 +277,8 @@ def read_images(source: str | Path) -> tuple[list[np.ndarray], list[str]]:
         ``.npy`` batch ``"name.npy[i]"``).
 
     Raises:
-        ImageError: nothing readable there (see :func:`read_image`).
+        ImageError: nothing readable there, or an image above ``max_pixels``
+            (see :func:`read_image`).
 
     Example:
         >>> read_images("nowhere.jpg")  # doctest: +ELLIPSIS
@@ -256,6 +287,7 @@ def read_images(source: str | Path) -> tuple[list[np.ndarray], list[str]]:
         multiviz.errors.ImageError: Image file not found: 'nowhere.jpg'...
     """
     source = Path(source)
+    max_pixels = _check_max_pixels(max_pixels)
     paths = image_files(source) if source.is_dir() else [source]
     images: list[np.ndarray] = []
     names: list[str] = []
@@ -267,7 +299,7 @@ def read_images(source: str | Path) -> tuple[list[np.ndarray], list[str]]:
                 [path.name] if len(batch) == 1 else [f"{path.name}[{i}]" for i in range(len(batch))]
             )
         else:
-            images.append(read_image(path))
+            images.append(read_image(path, max_pixels=max_pixels))
             names.append(path.name)
     return images, names
 
@@ -501,8 +533,13 @@ def preprocess_images(
     return ImageBatch(display, np.ascontiguousarray(inputs, dtype=np.float32), names, prep.layout)
 
 
-def load_images(source: str | Path, prep: Preprocess) -> ImageBatch:
+def load_images(
+    source: str | Path, prep: Preprocess, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> ImageBatch:
     """Read ``source`` (file, folder or ``.npy``) and preprocess it into a batch.
+
+    ``max_pixels``: the largest width x height of an image file, checked
+    before decoding (see :func:`read_image`); default 40 megapixels.
 
     Example:
         >>> import tempfile, os
@@ -511,11 +548,32 @@ def load_images(source: str | Path, prep: Preprocess) -> ImageBatch:
         >>> load_images(path, Preprocess(layout="channels_last")).inputs.shape
         (1, 5, 7, 3)
     """
-    images, names = read_images(source)
+    images, names = read_images(source, max_pixels=max_pixels)
     return preprocess_images(images, prep, names)
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_max_pixels(max_pixels: int | None) -> int | None:
+    if max_pixels is None:
+        return None
+    from multiviz.core.checks import check_number
+
+    return int(check_number(max_pixels, "max_pixels", low=1, integer=True))
+
+
+def _refuse_large(size: tuple[int, int], max_pixels: int | None, source: str) -> None:
+    """Refuse an image whose header declares more than ``max_pixels`` pixels."""
+    w, h = size
+    if max_pixels is None or w * h <= max_pixels:
+        return
+    raise ImageError(
+        f"{source!r} is {w}x{h} = {w * h / 1e6:.1f} megapixels, above the limit of "
+        f"{max_pixels / 1e6:g} megapixels; refused before decoding."
+        "\nhint: for a large image you trust, pass --max-pixels N (API: max_pixels=N), "
+        "or shrink it first"
+    )
 
 
 def _geometry(h: int, w: int, prep: Preprocess) -> tuple[int, int, int, int] | None:

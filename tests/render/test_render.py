@@ -498,7 +498,7 @@ def _deep_net(n: int) -> dict[str, np.ndarray]:
     }
 
 
-@pytest.mark.parametrize("n", [10, 120, 500])
+@pytest.mark.parametrize("n", [10, 100, 120, 500])
 def test_plot_layer_stats_reads_at_a_glance_from_10_to_500_layers(n, tmp_path):
     """Size within 2,500 x 6,000 px at 500 layers; a name per row or per block; <= 8 decades."""
     fig = plot_layer_stats(_deep_net(n))
@@ -517,11 +517,17 @@ def test_plot_layer_stats_reads_at_a_glance_from_10_to_500_layers(n, tmp_path):
         fig.canvas.draw()
         boxes = [t.get_window_extent() for t in ranges.get_yticklabels()]
         assert all(a.y0 >= b.y1 - 1 for a, b in itertools.pairwise(boxes))  # no overlap
-    if n >= 120:  # 2 decades and more: symmetric log
+    if n >= 100:  # 2 decades and more: symmetric log
         assert ranges.get_xscale() == "symlog"
         lo, hi = ranges.get_xlim()
         linthresh = ranges.xaxis.get_transform().linthresh
         assert np.log10(max(abs(lo), abs(hi)) / linthresh) <= 8.0
+        assert f"linear within ±1e{round(np.log10(linthresh))}" in ranges.get_xlabel()
+    # the value axis's labels never run together, however many decades it spans
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ranges.get_xticklabels() if t.get_text()]
+    assert len(boxes) >= 3
+    assert all(b.x0 >= a.x1 + 2 for a, b in itertools.pairwise(boxes))
 
 
 def test_plot_layer_stats_symlog_threshold_comes_from_the_data_not_its_smallest_layer():
@@ -532,6 +538,8 @@ def test_plot_layer_stats_symlog_threshold_comes_from_the_data_not_its_smallest_
     ranges = plot_layer_stats(acts).axes[0]
     linthresh = ranges.xaxis.get_transform().linthresh
     assert 1e-3 <= linthresh <= 1e-1
+    # the axis says where it is linear, and that the tiny layer (only it) lies inside
+    assert ranges.get_xlabel().endswith("; 1 layer wholly inside)")
     lo, hi = ranges.get_xlim()
     assert np.log10(max(abs(lo), abs(hi)) / linthresh) <= 8.0
     # one decade or so: a plain linear axis
