@@ -75,9 +75,9 @@ def infer_layout(arr: np.ndarray, layout: str | None = None) -> str:
     if layout is None:
         if ndim not in _DEFAULT:
             raise InputShapeError(
-                f"Expected feature maps in the canonical layout: (N, C, H, W), (C, H, W), "
+                f"`maps` must be feature maps in the canonical layout: (N, C, H, W), (C, H, W), "
                 f"(C, L) or (F,) (or (N, C, L) / (N, F) with layout=). Received shape "
-                f"{np.shape(arr)}. Index one sample or layer first, e.g. acts[name][0]."
+                f"{np.shape(arr)}.\nhint: index one sample or layer first, e.g. acts[name][0]"
             )
         return _DEFAULT[ndim]
     key = layout.upper()

@@ -1402,6 +1402,11 @@ def layer_stats(
         >>> rec.shape, rec.dead_fraction, round(rec.zero_fraction, 3)
         ((3, 2, 4), 0.3333333333333333, 0.375)
     """
+    if not isinstance(activations, Mapping):
+        raise TypeError(
+            "`activations` must map layer names to arrays (what mv.capture returns). "
+            f"Received: activations of type {type(activations).__name__}"
+        )
     known = {**getattr(activations, "bounds", {}), **dict(bounds or {})}
     records = []
     for name, arr in activations.items():

@@ -480,24 +480,34 @@ def save_image(image: Any, path: str | Path, **kwargs: Any) -> Path:
     Raises:
         InputShapeError: an array of another shape.
         TypeError: neither an array nor a figure.
+        ValueError: an array's ``path`` ends in an extension Pillow does not write.
 
     Example:
         >>> save_image(np.zeros((4, 5, 3), np.uint8), "/tmp/mv_doctest.png").name
         'mv_doctest.png'
     """
     path = Path(path)
+    if not hasattr(image, "savefig"):
+        from PIL import Image
+
+        if path.suffix.lower() not in Image.registered_extensions():
+            raise ValueError(
+                "`path` must end in an image format Pillow writes (.png, .jpg, .tif, .webp...). "
+                f"Received: path={str(path)!r}"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(image, "savefig"):
         image.savefig(path, **kwargs)
         return path
     if not isinstance(image, np.ndarray):
         raise TypeError(
-            f"save_image takes a uint8 RGB array or a matplotlib Figure. Received {type(image).__name__}."
+            "`image` must be a uint8 RGB array or a matplotlib Figure. "
+            f"Received: image of type {type(image).__name__}"
         )
     arr = image
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
         raise InputShapeError(
-            f"save_image needs an image (H, W, 3), (H, W, 4) or (H, W). Received shape {arr.shape}."
+            f"`image` must be (H, W, 3), (H, W, 4) or (H, W). Received shape {arr.shape}."
         )
     if arr.dtype != np.uint8:
         arr = _to_uint8(arr)

@@ -548,6 +548,11 @@ def load_images(
         >>> load_images(path, Preprocess(layout="channels_last")).inputs.shape
         (1, 5, 7, 3)
     """
+    if not isinstance(prep, Preprocess):
+        raise TypeError(
+            "`prep` must be a multiviz.sources.images.Preprocess (e.g. Preprocess(size=(64, 64))). "
+            f"Received: prep={prep!r}"
+        )
     images, names = read_images(source, max_pixels=max_pixels)
     return preprocess_images(images, prep, names)
 

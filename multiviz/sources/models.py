@@ -159,7 +159,10 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
             return ModelSpec("torchvision", "torch", name, spec)
         return ModelSpec("keras_app", "keras", name, spec)
     if sep and len(prefix) > 1 and not Path(spec).exists():
-        raise ModelLoadError(f"Unknown model source {prefix!r} in {spec!r}. " + _VALID_SPECS)
+        raise ModelLoadError(
+            f"Unknown model source {prefix!r} in `spec`: builtin, builtin-vit, torchvision:NAME, "
+            f"keras:NAME or a saved file. Received: spec={spec!r}\nhint: " + _VALID_SPECS
+        )
     return _parse_file(Path(spec), spec)
 
 
