@@ -18,7 +18,7 @@ from multiviz.core.names import layers_of, owner, requests, resolve, select
 from multiviz.core.params import names_parameters
 from multiviz.core.records import Activations, LayerInfo, LayerTable
 from multiviz.core.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
-from multiviz.errors import InputShapeError, MultivizWarning
+from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizWarning
 
 __all__ = ["capture", "forward", "layers"]
 
@@ -121,7 +121,14 @@ def capture(
     backend = get_backend(model)
     given = token_grid_arg(token_grid, prefix_tokens)
     infos = backend.layers(model)
-    asked = requests(names, infos, kind=kind)
+    try:
+        asked = requests(names, infos, kind=kind)
+    except LayerNotFoundError as err:
+        why = getattr(backend, "unreachable", None)
+        reason = why(model, names) if why is not None else None
+        if reason is None:
+            raise
+        raise LayerNotFoundError(reason) from err
     arrays = select(backend.capture(model, x, layers_of(asked)), asked)
     keep, prefix, artifacts = fold_token_layers(backend, model, x, arrays, given)
     return Activations(

@@ -73,6 +73,12 @@ def infer_layout(arr: np.ndarray, layout: str | None = None) -> str:
     """
     ndim = np.ndim(arr)
     if layout is None:
+        if ndim == 5:
+            raise InputShapeError(
+                f"`maps` has shape {np.shape(arr)}: the (N, T, C, H, W) maps of a layer inside "
+                "TimeDistributed. Pick a time step.\nhint: acts[name][:, t] for step t "
+                "(statistics take the whole array: time steps count as samples)"
+            )
         if ndim not in _DEFAULT:
             raise InputShapeError(
                 f"`maps` must be feature maps in the canonical layout: (N, C, H, W), (C, H, W), "

@@ -389,6 +389,30 @@ class KerasBackend:
 
         return sorted(keys, key=rank)
 
+    def unreachable(self, model: Any, names: Any) -> str | None:
+        """Why a name below a wrapper cannot be captured, and what to capture instead.
+
+        A layer inside ``TimeDistributed`` is reached by recording its calls,
+        one per time step; with an unknown number of time steps Keras
+        vectorizes the call and nothing can be recorded.
+        """
+        wanted = [names] if isinstance(names, str) else list(names or [])
+        graph = graph_of(model)
+        if graph is None:
+            return None
+        for name in wanted:
+            if not isinstance(name, str) or "/" not in name:
+                continue
+            head = name.split("/", 1)[0]
+            layer = next((la for la in graph.layers if la.name == head), None)
+            if isinstance(layer, keras.layers.TimeDistributed):
+                return (
+                    f"`names`: {name!r} is inside TimeDistributed {head!r}, whose number of time "
+                    "steps is unknown (None): Keras then vectorizes the call.\nhint: build the "
+                    f"model with a fixed number of time steps, or capture {head!r}"
+                )
+        return None
+
     def _layouts(self, model: Any) -> Any:
         by_key = {s.key: s.layout for s in self._sites(model)}
         by_base = {s.base: s.layout for s in self._sites(model)}

@@ -49,6 +49,28 @@ __all__ = [
 LAST, FIRST = "channels_last", "channels_first"
 #: a recurrent layer's sequence (N, T, F) and its states, laid out (N, 1, H) (see core.layout)
 SEQUENCE, STATE = "sequence", "state"
+#: a layer inside ``TimeDistributed``: ``"time_maps:T:<its own layout>"`` (T ``?`` if unknown);
+#: its outputs, one per frame ``(N*T, ...)``, are laid out ``(N, T, C, H, W)``
+TIME = "time_maps"
+
+
+def time_layout(inner: str, steps: int | None) -> str:
+    """The layout of a layer run per time step by ``TimeDistributed`` (see :data:`TIME`)."""
+    return f"{TIME}:{steps if steps is not None else '?'}:{inner}"
+
+
+def read_time_layout(layout: str | None) -> tuple[int | None, str] | None:
+    """``(T, inner layout)`` of a :func:`time_layout` string, else ``None``.
+
+    Example:
+        >>> read_time_layout(time_layout("channels_last", 5)), read_time_layout("channels_last")
+        ((5, 'channels_last'), None)
+    """
+    if not layout or not layout.startswith(TIME + ":"):
+        return None
+    _, steps, inner = layout.split(":", 2)
+    return (None if steps == "?" else int(steps)), inner
+
 
 #: One step of a site's path: a layer and the index of its call node in the
 #: parent graph (``None`` below a layer that has no graph: found at run time).
@@ -323,6 +345,10 @@ def canonical_shape(
     if shape is None:
         return None
     shape = tuple(None if d is None else int(d) for d in shape)
+    timed = read_time_layout(layout)
+    if timed is not None and len(shape) >= 2:  # (None, T, frame...) -> (None, T, C, H, W)
+        frame = canonical_shape((None, *shape[2:]), timed[1]) or (None,)
+        return (None, shape[1], *frame[1:])
     if layout == STATE and len(shape) == 2:
         return (None, 1, shape[1])
     if layout == LAST and 3 <= len(shape) <= 5:
@@ -389,8 +415,50 @@ def _graph_sites(
         inner = graph_of(layer)
         if inner is not None:
             yield from _graph_sites(inner, name + "/", here, (*outer, node))
+        elif isinstance(layer, keras.layers.TimeDistributed):
+            steps = node.outputs[0].shape[1] if node.outputs else None
+            yield from _time_distributed_sites(layer, name + "/", here, steps)
+        elif isinstance(layer, keras.layers.Bidirectional):
+            yield from _bidirectional_sites(layer, name + "/", here)
         else:
             yield from _eager_sites(layer, name + "/", here, layout)
+
+
+def _time_distributed_sites(
+    wrapper: Any, prefix: str, path: tuple[Step, ...], steps: int | None
+) -> Iterator[Site]:
+    """The layers of the per-frame model inside ``TimeDistributed``: ``td/fconv``.
+
+    Found at run time (the wrapper calls its model on ``(N*T, ...)``); laid out
+    ``(N, T, C, H, W)`` (:data:`TIME`). A wrapped single layer is the wrapper's
+    own output and has no inner name.
+    """
+    inner = graph_of(wrapper.layer)
+    if inner is None or steps is None:  # unknown T: Keras vectorizes the call, nothing to record
+        return
+    for site in _graph_sites(inner, prefix, (), ()):
+        shape = None if site.shape is None else (None, steps, *site.shape[1:])
+        yield Site(
+            site.key,
+            site.base,
+            site.layer,
+            path + tuple((layer, None) for layer, _ in site.path),
+            site.output_index,
+            time_layout(site.layout, steps),
+            shape,
+        )
+
+
+def _bidirectional_sites(wrapper: Any, prefix: str, path: tuple[Step, ...]) -> Iterator[Site]:
+    """The forward and backward recurrent layers of ``Bidirectional``: ``bi/forward_lstm``.
+
+    Found at run time; each output as that layer returns it (the backward
+    layer's sequence in reversed time, as Keras computes it before
+    ``Bidirectional`` flips and merges it).
+    """
+    for child in (wrapper.forward_layer, wrapper.backward_layer):
+        name = prefix + child.name
+        yield Site(name, name, child, (*path, (child, None)), None, SEQUENCE, None)
 
 
 def _eager_sites(layer: Any, prefix: str, path: tuple[Step, ...], layout: str) -> Iterator[Site]:
