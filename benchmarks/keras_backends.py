@@ -103,8 +103,8 @@ def child(backend: str, size: int, batch: int, n: int) -> dict[str, Any]:
     if backend == "tensorflow":
         import tensorflow as tf
 
-        fn = tf.function(lambda v: model(v, training=False), autograph=False)
-        forward = lambda: fn(x).numpy()  # noqa: E731
+        compiled = tf.function(lambda v: model(v, training=False), autograph=False)
+        forward = lambda: compiled(x).numpy()  # noqa: E731
     elif backend == "jax":
         import jax
 
@@ -141,8 +141,8 @@ def child(backend: str, size: int, batch: int, n: int) -> dict[str, Any]:
         runner = runner_for(model, sites)
         tensors = runner(model, [x])
         variants["jax_copy"] = lambda: [np.array(t, copy=True) for t in tensors.values()]
-    for fn in variants.values():  # warm up
-        fn()
+    for warm in variants.values():  # warm up
+        warm()
     times = rounds(variants, n)
     base = statistics.median(times["forward"])
     out["forward_ms"] = 1000 * base

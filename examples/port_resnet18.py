@@ -5,8 +5,8 @@
 1. Build ``torchvision.models.resnet18(weights=None)`` in eval mode, with its
    BatchNorm running statistics randomized (fresh ones are mean 0, variance 1,
    which would hide BatchNorm bugs).
-2. Build the Keras twin (:func:`multiviz.backends.keras.resnet18.resnet18`:
-   ``ZeroPadding2D`` + ``"valid"`` convolutions, BatchNorm epsilon 1e-5),
+2. Build the Keras twin (:func:`keras_resnet18` below — the code a port
+   writes: ``ZeroPadding2D`` + ``"valid"`` convolutions, BatchNorm epsilon 1e-5),
    copy the weights with :func:`multiviz.transfer_weights` (layers paired by
    structure: the names differ) and check every layer with
    :func:`multiviz.compare`.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -35,9 +36,10 @@ import numpy as np
 import torch  # torch before TensorFlow, or the process can segfault
 import torchvision
 
+# isort: split
+import keras  # after torch
+
 import multiviz as mv
-import multiviz.parity.report
-from multiviz.backends.keras.resnet18 import resnet18  # imports keras
 
 #: the two seeded bugs: (Keras layer to break, the PyTorch layer the report must name)
 SAME_PADDING = ("conv3_block1_1_conv", "layer2.0.conv1")
@@ -59,6 +61,59 @@ def torch_resnet18(seed: int = 0) -> torch.nn.Module:
     return model.eval()  # BatchNorm uses the running statistics
 
 
+def keras_resnet18(
+    input_shape: tuple[int, int, int],
+    *,
+    same_padding: Collection[str] = (),
+    bn_epsilon: Mapping[str, float] | None = None,
+) -> keras.Model:
+    """ResNet-18 in Keras, layer for layer torchvision's (random weights: transfer into it).
+
+    A faithful port pads the way PyTorch does: ``Conv2d(padding=p)`` is
+    ``ZeroPadding2D(p)`` + ``padding="valid"`` (Keras's ``"same"`` pads
+    asymmetrically at stride 2), the stem max-pool's -inf padding is zero
+    padding after a ReLU, BatchNorm has PyTorch's epsilon 1e-5, convolutions
+    have no bias, and layers are created in PyTorch's order (main path, then
+    shortcut) so that pairing by structure lines them up. ``same_padding``
+    (convolution names) and ``bn_epsilon`` (BatchNorm name -> epsilon) build
+    the two classic porting bugs into chosen layers.
+    """
+    same, eps = set(same_padding), dict(bn_epsilon or {})
+
+    def conv_bn(x, filters: int, kernel: int, stride: int, pad: int, prefix: str):
+        name = f"{prefix}_conv"
+        if name in same:
+            x = keras.layers.Conv2D(filters, kernel, stride, "same", use_bias=False, name=name)(x)
+        else:
+            if pad:
+                x = keras.layers.ZeroPadding2D(pad, name=f"{prefix}_pad")(x)
+            x = keras.layers.Conv2D(filters, kernel, stride, "valid", use_bias=False, name=name)(x)
+        epsilon = eps.get(f"{prefix}_bn", 1e-5)
+        # Keras momentum 0.9 is PyTorch's default momentum 0.1
+        bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=epsilon, name=f"{prefix}_bn")
+        return bn(x)
+
+    def block(x, filters: int, stride: int, name: str):
+        y = conv_bn(x, filters, 3, stride, 1, f"{name}_1")
+        y = keras.layers.ReLU(name=f"{name}_1_relu")(y)
+        y = conv_bn(y, filters, 3, 1, 1, f"{name}_2")
+        if stride != 1 or x.shape[-1] != filters:
+            x = conv_bn(x, filters, 1, stride, 0, f"{name}_0")
+        y = keras.layers.Add(name=f"{name}_add")([y, x])
+        return keras.layers.ReLU(name=f"{name}_out")(y)
+
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = conv_bn(inputs, 64, 7, 2, 3, "conv1")
+    x = keras.layers.ReLU(name="conv1_relu")(x)
+    x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, 2, name="pool1_pool")(x)
+    for stage, filters in enumerate((64, 128, 256, 512), start=2):
+        for k in (1, 2):
+            x = block(x, filters, 2 if (k == 1 and stage > 2) else 1, f"conv{stage}_block{k}")
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, keras.layers.Dense(1000, name="predictions")(x), name="resnet18")
+
+
 def save(report: mv.ParityReport, out: Path, stem: str, layer: str | None = None) -> None:
     (out / f"{stem}.txt").write_text(str(report) + "\n", encoding="utf-8")
     report.to_json(out / f"{stem}.json")
@@ -66,7 +121,8 @@ def save(report: mv.ParityReport, out: Path, stem: str, layer: str | None = None
     mv.plot_comparison(report, layer).savefig(out / f"{stem}_maps.png", dpi=110)
 
 
-def _line(row: multiviz.parity.report.LayerParity | None) -> str:
+def _line(row) -> str:
+    """One row of a ParityReport (or ``None``) in a few words."""
     if row is None:
         return "none"
     return f"{row.label} (max|diff| {row.max_abs:.3g}, rel err {row.rel_err:.3g})"
@@ -84,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1-2. the faithful port
     torch_model = torch_resnet18()
-    keras_model = resnet18(1000, shape)
+    keras_model = keras_resnet18(shape)
     transfer = mv.transfer_weights(torch_model, keras_model)
     print(f"transfer: {len(transfer.pairs)} layers copied, torch -> keras")
     report = mv.compare(torch_model, keras_model, x, atol=1e-4, rtol=1e-4)
@@ -98,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"faithful port failed at {report.first_divergence.name}")
 
     # 3. bug (a): TensorFlow "same" padding on a stride-2 convolution
-    broken = resnet18(1000, shape, same_padding=[SAME_PADDING[0]])
+    broken = keras_resnet18(shape, same_padding=[SAME_PADDING[0]])
     mv.transfer_weights(torch_model, broken)
     report = mv.compare(torch_model, broken, x)
     save(report, args.out, "bug_same_padding")
@@ -108,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"bug (a) reported at {first and first.name}, expected {SAME_PADDING[1]}")
 
     # 4. bug (b): a BatchNormalization left at Keras's default epsilon
-    broken = resnet18(1000, shape, bn_epsilon={EPSILON[0]: 1e-3})
+    broken = keras_resnet18(shape, bn_epsilon={EPSILON[0]: 1e-3})
     try:
         mv.transfer_weights(torch_model, broken)
         failures.append("transfer_weights accepted an epsilon mismatch")

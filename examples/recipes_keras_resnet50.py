@@ -4,8 +4,11 @@
 2. a deeper layer in a heatmap colormap, on one scale for the whole layer,
 3. one aggregated (mean) map of a layer, and its max map over the input.
 
-Runs offline: ResNet50 is built with random weights (``weights=None``). With
-a network, ``--pretrained`` loads the ImageNet weights (``weights="imagenet"``).
+Runs offline: ResNet50 is built with random weights (``weights="none"``). With
+a network, ``--pretrained`` loads the ImageNet weights (``weights="default"``).
+``mv.load_model`` also gives the model's own preprocessing (224 x 224,
+``keras.applications.resnet50.preprocess_input``: BGR, ImageNet means), which
+``mv.load_images`` applies.
 Arrays come back channels first, ``(N, C, H, W)``, as they do from PyTorch.
 
     python examples/recipes_keras_resnet50.py [--image photo.jpg] [--pretrained] [--out DIR]
@@ -19,10 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
-
 import multiviz as mv
-from multiviz.sources.images import Preprocess, preprocess_images, read_image
 
 
 def main() -> None:
@@ -33,19 +33,12 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    model = keras.applications.ResNet50(weights="imagenet" if args.pretrained else None)
-    picture = (
-        read_image(args.image)
-        if args.image
-        else mv.to_channels_last(mv.sample_image(seed=3, size=224)[None])[0]
+    loaded = mv.load_model("keras:ResNet50", weights="default" if args.pretrained else "none")
+    model = loaded.model  # keras.applications.ResNet50
+    image = args.image or mv.save_image(
+        mv.to_channels_last(mv.sample_image(seed=3, size=224)[None])[0], args.out / "input.png"
     )
-    # ResNet50's own preprocessing (BGR, ImageNet means), input NHWC
-    prep = Preprocess(
-        size=(224, 224),
-        transform=keras.applications.resnet50.preprocess_input,
-        layout="channels_last",
-    )
-    batch = preprocess_images([picture], prep)  # .inputs: (1, 224, 224, 3)
+    batch = mv.load_images(image, loaded.preprocess)  # .inputs: (1, 224, 224, 3)
 
     layers = ["conv1_conv", "conv2_block3_out", "conv3_block1_1_conv"]
     acts = mv.capture(model, batch.inputs, layers)

@@ -4,9 +4,12 @@
 2. a deeper layer in a heatmap colormap, on one scale for the whole layer,
 3. one aggregated (mean) map of a layer, and its max map over the input.
 
-Runs offline: ResNet-18 is built with random weights (``weights=None``). With
+Runs offline: ResNet-18 is built with random weights (``weights="none"``). With
 a network, ``--pretrained`` loads torchvision's ImageNet weights instead
-(``weights="DEFAULT"``), which is when the maps start to mean something.
+(``weights="default"``), which is when the maps start to mean something.
+``mv.load_model`` also gives torchvision's preprocessing recipe for the model
+(resize the shorter side to 256, centre-crop 224, ImageNet mean and std),
+which ``mv.load_images`` applies.
 
     python examples/recipes_torch_resnet18.py [--image photo.jpg] [--pretrained] [--out DIR]
 
@@ -19,12 +22,8 @@ import argparse
 from pathlib import Path
 
 import torch  # noqa: F401  (import torch before any TensorFlow, always)
-import torchvision
 
 import multiviz as mv
-from multiviz.sources.images import Preprocess, preprocess_images, read_image
-
-IMAGENET = Preprocess(size=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
 
 
 def main() -> None:
@@ -35,14 +34,12 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    weights = "DEFAULT" if args.pretrained else None
-    model = torchvision.models.resnet18(weights=weights).eval()
-    picture = (
-        read_image(args.image)
-        if args.image
-        else mv.to_channels_last(mv.sample_image(seed=3, size=224)[None])[0]
+    loaded = mv.load_model("torchvision:resnet18", weights="default" if args.pretrained else "none")
+    model = loaded.model  # torchvision.models.resnet18, in eval mode
+    image = args.image or mv.save_image(
+        mv.to_channels_last(mv.sample_image(seed=3, size=256)[None])[0], args.out / "input.png"
     )
-    batch = preprocess_images([picture], IMAGENET)  # .inputs: (1, 3, 224, 224)
+    batch = mv.load_images(image, loaded.preprocess)  # .inputs: (1, 3, 224, 224)
 
     acts = mv.capture(model, batch.inputs, ["conv1", "layer2.1.conv2", "layer3.0.conv1"])
     print(acts)

@@ -104,7 +104,10 @@ def undoing(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
     Example:
         >>> seen = []
-        >>> undoing(lambda undo: undo.callback(seen.append, "undone") or "done"), seen
+        >>> def work(undo):
+        ...     undo.callback(seen.append, "undone")  # registered before the change
+        ...     return "done"
+        >>> undoing(work), seen
         ('done', ['undone'])
     """
     undo = ExitStack()

@@ -202,13 +202,19 @@ def configuration(model: nn.Module) -> int:
 
     Of ``torch.nn``'s own modules only the containers count, by their children
     (a ``Sequential`` that grows a child calls one more module); the others'
-    ``forward`` calls no module depending on an attribute. Two passes of the same input shape call the same modules the same number
-    of times unless the control flow reads something else: a flag or number on
-    a module (``model.extra = True``) is in the fingerprint; values of the input
+    ``forward`` calls no module depending on an attribute. Two passes of the
+    same input shape call the same modules the same number of times unless the
+    control flow reads something else: a flag or number on a module of the
+    user's (``model.extra = True``) is in the fingerprint; values of the input
     are not (see the module docstring).
 
     Example:
-        >>> net = nn.Sequential(nn.ReLU())
+        >>> class Net(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body = nn.Sequential(nn.ReLU())
+        ...         self.extra = False
+        >>> net = Net()
         >>> before = configuration(net)
         >>> net.extra = True
         >>> configuration(net) == before
