@@ -178,7 +178,12 @@ MODEL_ROWS: list[Row] = [
     ("deconvnet", _model, "aggregation", "median-ish"),
     ("explain", _model, "methods", ["grad_cam", "magic"]),
     ("explain", _model, "layer", "conv9"),
-    ("compare", lambda: {"model_a": _builtin(), "model_b": _builtin(), "x": _x()}, "pairs", "fuzzy"),
+    (
+        "compare",
+        lambda: {"model_a": _builtin(), "model_b": _builtin(), "x": _x()},
+        "pairs",
+        "fuzzy",
+    ),
     ("transfer_weights", lambda: {"source": _builtin(), "target": _builtin()}, "pairs", "fuzzy"),
     (
         "transfer_weights",
