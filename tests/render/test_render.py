@@ -196,7 +196,7 @@ def test_save_image_array_and_figure(tmp_path):
     fig = plot_feature_maps(MAPS)
     out = save_image(fig, tmp_path / "fig.png", dpi=50)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(InputShapeError, match="save_image"):
+    with pytest.raises(InputShapeError, match="`image` must be"):
         save_image(np.zeros((2, 3, 4, 3)), tmp_path / "bad.png")
     with pytest.raises(TypeError, match="Figure"):
         save_image([1, 2], tmp_path / "bad.png")
