@@ -40,6 +40,7 @@ from multiviz.attribution.model_call import (
     quiet_numpy,
 )
 from multiviz.core.names import resolve
+from multiviz.core.params import names_parameters
 from multiviz.errors import CamHeadError, TargetError
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def grad_cam(
     model: Any,
@@ -141,6 +143,7 @@ def grad_cam(
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def grad_cam_plus_plus(
     model: Any,
@@ -192,6 +195,7 @@ def grad_cam_plus_plus(
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def layer_cam(
     model: Any,
@@ -270,6 +274,7 @@ def check_options(relu: Any, reduce: Any, upsample: Any) -> None:
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def cam(
     model: Any,
@@ -426,6 +431,7 @@ def _check_pooling(acts: np.ndarray, pooled: np.ndarray, name: str, pool: str) -
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def score_cam(
     model: Any,
@@ -502,6 +508,7 @@ def _channel_scores(call: ModelCall, acts: np.ndarray, target: Targets) -> np.nd
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def guided_grad_cam(
     model: Any,

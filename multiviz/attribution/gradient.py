@@ -33,6 +33,7 @@ from multiviz.attribution.model_call import (
 )
 from multiviz.backends.contract import read_inputs
 from multiviz.core.checks import check_number
+from multiviz.core.params import names_parameters
 from multiviz.errors import NumberError
 
 __all__ = ["SALIENCY_METHODS", "deconvnet", "guided_backprop", "integrated_gradients", "saliency"]
@@ -49,6 +50,7 @@ def _input_map(values: np.ndarray, aggregation: str | None, normalize: bool) -> 
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def saliency(
     model: Any,
@@ -154,6 +156,7 @@ def _smoothgrad(
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def integrated_gradients(
     model: Any,
@@ -300,6 +303,7 @@ def _baseline(call: ModelCall, baseline: Any, part: Any, label: str) -> np.ndarr
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def guided_backprop(
     model: Any,
@@ -347,6 +351,7 @@ def guided_backprop(
 
 
 @quiet_numpy
+@names_parameters
 @empty_batch
 def deconvnet(
     model: Any,

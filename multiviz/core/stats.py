@@ -139,6 +139,26 @@ def _check_values(values: np.ndarray, channels: int, who: str) -> np.ndarray:
     return v
 
 
+def _all_finite(values: np.ndarray) -> bool:
+    """True when no value is NaN or ±Inf: one float sum, the exact check only if it is not finite.
+
+    A sum of finite values is finite unless it overflows, and any NaN or Inf
+    makes the sum NaN or Inf; so a finite sum proves every value finite
+    without a boolean copy of the batch.
+    """
+    if values.dtype.kind != "f" or values.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(values.sum()):
+            return True
+    return bool(np.isfinite(values).all())
+
+
+def _narrows(dtype: np.dtype) -> bool:
+    """True for floats wider than float32 (their cast to float32 may overflow to Inf)."""
+    return dtype.kind == "f" and dtype.itemsize > 4
+
+
 def _check_mergeable(a: Any, b: Any, fields: Sequence[str]) -> None:
     if type(a) is not type(b):
         raise TypeError(f"Cannot merge a {type(b).__name__} into a {type(a).__name__}.")
@@ -203,25 +223,35 @@ class Moments:
         self.min = np.full(self.channels, np.inf)
         self.max = np.full(self.channels, -np.inf)
 
-    def update(self, values: np.ndarray) -> Moments:
-        """Fold in one ``(N, C, P)`` batch; NaN and ±Inf are left out."""
+    def update(self, values: np.ndarray, *, finite: bool | None = None) -> Moments:
+        """Fold in one ``(N, C, P)`` batch; NaN and ±Inf are left out.
+
+        ``finite=True`` promises every value is finite (skips the check).
+        """
         v = _check_values(values, self.channels, "Moments")
         part = Moments(self.channels)
         for sl in _channel_chunks(v):
-            x = v[:, sl].astype(np.float64)
-            finite = np.isfinite(x)
-            if finite.all():
+            x = v[:, sl]  # floats as given: no float64 copy of the whole chunk
+            if x.dtype.kind != "f":
+                x = x.astype(np.float64)
+            if finite if finite is not None else _all_finite(x):
                 n = np.full(x.shape[1], x.shape[0] * x.shape[2], np.int64)
-                mean = x.mean(axis=(0, 2)) if x.size else np.zeros(x.shape[1])
-                dev = x - mean[None, :, None]
-                lo, hi = x.min(axis=(0, 2), initial=np.inf), x.max(axis=(0, 2), initial=-np.inf)
+                if x.size:  # float64 accumulators; the deviations below are float64
+                    mean = x.sum(axis=(0, 2), dtype=np.float64) / (x.shape[0] * x.shape[2])
+                else:
+                    mean = np.zeros(x.shape[1])
+                dev = np.subtract(x, mean[None, :, None], dtype=np.float64)
+                lo = x.min(axis=(0, 2), initial=np.inf).astype(np.float64)
+                hi = x.max(axis=(0, 2), initial=-np.inf).astype(np.float64)
             else:
-                n = finite.sum(axis=(0, 2))
-                total = np.where(finite, x, 0.0).sum(axis=(0, 2))
+                x = x.astype(np.float64)
+                ok = np.isfinite(x)
+                n = ok.sum(axis=(0, 2))
+                total = np.where(ok, x, 0.0).sum(axis=(0, 2))
                 mean = np.divide(total, n, out=np.zeros_like(total), where=n > 0)
-                dev = np.where(finite, x - mean[None, :, None], 0.0)
-                lo = np.where(finite, x, np.inf).min(axis=(0, 2), initial=np.inf)
-                hi = np.where(finite, x, -np.inf).max(axis=(0, 2), initial=-np.inf)
+                dev = np.where(ok, x - mean[None, :, None], 0.0)
+                lo = np.where(ok, x, np.inf).min(axis=(0, 2), initial=np.inf)
+                hi = np.where(ok, x, -np.inf).max(axis=(0, 2), initial=-np.inf)
             part.count[sl], part.mean[sl] = n, mean
             part.m2[sl] = np.einsum("ncp,ncp->c", dev, dev)
             part.min[sl], part.max[sl] = lo, hi
@@ -310,15 +340,16 @@ class Counts:
         self.total, self.nonfinite, self.positive = zeros.copy(), zeros.copy(), zeros.copy()
         self.zero, self.saturated = zeros.copy(), zeros.copy()
 
-    def update(self, values: np.ndarray) -> Counts:
-        """Fold in one ``(N, C, P)`` batch."""
+    def update(self, values: np.ndarray, *, finite: bool | None = None) -> Counts:
+        """Fold in one ``(N, C, P)`` batch (``finite=True``: every value is finite)."""
         v = _check_values(values, self.channels, "Counts")
         n, _, p = v.shape
         self.total += n * p
         self.positive += (v > 0).sum(axis=(0, 2))  # NaN > 0 is False; +Inf is left out below
-        self.zero += (np.abs(v) <= self.eps).sum(axis=(0, 2))
-        bad = ~np.isfinite(v)
-        if bad.any():
+        zero = v == 0 if self.eps == 0 else np.abs(v) <= self.eps  # |v| <= 0 iff v == 0
+        self.zero += zero.sum(axis=(0, 2))
+        if not (finite if finite is not None else _all_finite(v)):
+            bad = ~np.isfinite(v)
             self.nonfinite += bad.sum(axis=(0, 2))
             self.positive -= (v == np.inf).sum(axis=(0, 2))
         for b in self.bounds or ():
@@ -411,18 +442,23 @@ class QuantileSketch:
         ds = _datasketches()
         self.sketches = [ds.req_floats_sketch(self.k, True) for _ in range(self.channels)]
 
-    def update(self, values: np.ndarray) -> QuantileSketch:
-        """Fold in one ``(N, C, P)`` batch; NaN and ±Inf are left out."""
+    def update(self, values: np.ndarray, *, finite: bool | None = None) -> QuantileSketch:
+        """Fold in one ``(N, C, P)`` batch; NaN and ±Inf are left out.
+
+        ``finite=True`` promises every value is finite (skips the check).
+        """
         v = _check_values(values, self.channels, "QuantileSketch")
         if self.positions is not None and v.shape[2] > self.positions:
             keep = np.linspace(0, v.shape[2] - 1, self.positions).round().astype(np.intp)
             v = v[:, :, np.unique(keep)]
         # channel-major float32, contiguous: one C++ call per channel
-        per_channel = np.ascontiguousarray(np.moveaxis(v, 1, 0), dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32: Inf, left out below
+            per_channel = np.ascontiguousarray(np.moveaxis(v, 1, 0), dtype=np.float32)
         per_channel = per_channel.reshape(self.channels, -1)
-        all_finite = bool(np.isfinite(per_channel).all())
+        if finite is None or _narrows(v.dtype):  # float64 beyond float32's range is Inf here
+            finite = _all_finite(per_channel)
         for sketch, row in zip(self.sketches, per_channel, strict=True):
-            sketch.update(row if all_finite else row[np.isfinite(row)])
+            sketch.update(row if finite else row[np.isfinite(row)])
         return self
 
     def merge(self, other: QuantileSketch) -> QuantileSketch:
@@ -549,8 +585,13 @@ class TopK:
         self.index = np.full((self.k, self.channels), _NO_INDEX, np.int64)
         self.position = np.zeros((self.k, self.channels), np.int64)
 
-    def update(self, values: np.ndarray, indices: np.ndarray) -> TopK:
-        """Fold in one ``(N, C, P)`` batch whose samples are inputs ``indices`` (N,)."""
+    def update(
+        self, values: np.ndarray, indices: np.ndarray, *, finite: bool | None = None
+    ) -> TopK:
+        """Fold in one ``(N, C, P)`` batch whose samples are inputs ``indices`` (N,).
+
+        ``finite=True`` promises every value is finite (skips the check).
+        """
         v = _check_values(values, self.channels, "TopK")
         idx = np.asarray(indices, np.int64).reshape(-1)
         if idx.shape[0] != v.shape[0]:
@@ -562,10 +603,12 @@ class TopK:
             return self
         if v.shape[2] == 0:
             return self
-        x = v.astype(np.float32, copy=False)
-        finite = np.isfinite(x)
-        if not finite.all():
-            x = np.where(finite, x, -np.inf)
+        with np.errstate(over="ignore"):  # beyond float32: Inf, not a candidate
+            x = v.astype(np.float32, copy=False)
+        if finite is None or _narrows(v.dtype):  # float64 beyond float32's range is Inf here
+            finite = _all_finite(x)
+        if not finite:
+            x = np.where(np.isfinite(x), x, -np.inf)
         pos = x.argmax(axis=2)  # (N, C): first maximum in row-major order
         score = np.take_along_axis(x, pos[:, :, None], axis=2)[:, :, 0]
         index = np.broadcast_to(idx[:, None], score.shape)
@@ -880,6 +923,9 @@ class RunningStats:
             batch: batch-first canonical layout — ``(N, C, H, W)``,
                 ``(N, C, L)`` or ``(N, F)`` (what :func:`multiviz.capture`
                 returns); every batch must have the same per-sample shape.
+                A time-distributed layer's ``(N, T, C, H, W)`` counts each
+                time step as a sample (``T`` is a batch axis; top-k indices
+                then number the ``N*T`` frames).
             indices: the data-set index of each sample (for top-k); by
                 default they continue from the samples seen so far.
             layout: ``"NCHW"``, ``"NCL"`` or ``"NF"``; by default chosen
@@ -891,6 +937,8 @@ class RunningStats:
         x = np.asarray(batch)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"RunningStats needs a real-valued array. Received dtype {x.dtype}.")
+        if x.ndim == 5 and layout is None:  # (N, T, C, H, W): time steps are samples
+            x = x.reshape(-1, *x.shape[2:])
         if layout is None:
             layout = _BATCH_LAYOUTS.get(x.ndim)
             if layout is None:
@@ -914,17 +962,18 @@ class RunningStats:
             )
         values, _ = as_channels(x)
         assert self.moments is not None and self.counts is not None
-        self.moments.update(values)
-        self.counts.update(values)
+        finite = _all_finite(values)  # once for every reducer
+        self.moments.update(values, finite=finite)
+        self.counts.update(values, finite=finite)
         if self.sketch is not None:
-            self.sketch.update(values)
+            self.sketch.update(values, finite=finite)
         if self.top is not None:
             idx = (
                 np.arange(self.samples, self.samples + x.shape[0])
                 if indices is None
                 else np.asarray(indices, np.int64)
             )
-            self.top.update(values, idx)
+            self.top.update(values, idx, finite=finite)
         self.samples += x.shape[0]
         return self
 
@@ -1402,6 +1451,11 @@ def layer_stats(
         >>> rec.shape, rec.dead_fraction, round(rec.zero_fraction, 3)
         ((3, 2, 4), 0.3333333333333333, 0.375)
     """
+    if not isinstance(activations, Mapping):
+        raise TypeError(
+            "`activations` must map layer names to arrays (what mv.capture returns). "
+            f"Received: activations of type {type(activations).__name__}"
+        )
     known = {**getattr(activations, "bounds", {}), **dict(bounds or {})}
     records = []
     for name, arr in activations.items():

@@ -24,7 +24,7 @@ from matplotlib.ticker import PercentFormatter
 from multiviz.attribution.maps import clip_outliers
 from multiviz.attribution.maps import normalize_maps as scale_each_sample
 from multiviz.core.layout import infer_layout, take_sample, to_channels_last
-from multiviz.core.normalize import NormInfo, resolve_mode
+from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps
 from multiviz.core.reduce import aggregate
 from multiviz.core.stats import LayerStats, layer_stats
@@ -496,6 +496,7 @@ def plot_aggregate(
         >>> len(fig.axes[0].images)
         1
     """
+    check_mode(normalize, "normalize")
     arr = np.asarray(maps)
     lay = infer_layout(arr, layout)
     batched = lay.startswith("N")
@@ -683,7 +684,13 @@ def plot_layer_stats(
     if isinstance(activations_or_stats, Mapping):
         records = list(layer_stats(activations_or_stats, eps=eps, bounds=bounds))
     else:
-        records = list(activations_or_stats)
+        given = activations_or_stats
+        records = list(given) if isinstance(given, Iterable) and not isinstance(given, str) else []
+        if not all(isinstance(r, LayerStats) for r in records) or isinstance(given, str):
+            raise TypeError(
+                "`activations_or_stats` must be activations (layer name -> array) or what "
+                f"mv.layer_stats returns. Received: {type(activations_or_stats).__name__}"
+            )
     if not records:
         raise ValueError("plot_layer_stats needs at least one layer. Received none.")
     n = len(records)
@@ -744,11 +751,12 @@ def plot_layer_stats(
     ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
-    width = 0.8 / max(len(parts), 1)
+    # past MAX_BARS rows are thin: each layer's bars fill its row, one stripe per fraction
+    width = (0.8 if n <= MAX_BARS else 1.0) / max(len(parts), 1)
     for k, (key, label, color) in enumerate(parts):
-        if n <= MAX_BARS and not twin:
+        if not twin:
             offset = (k - (len(parts) - 1) / 2) * width
-            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label)
+            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label, lw=0)
         else:
             ax_f.plot(col[key], y, "-", drawstyle="steps-mid", color=color, lw=1.0, label=label)
     if ax_f is not None:
@@ -786,7 +794,7 @@ def plot_layer_stats(
 
 #: up to this many layers, every row gets its name; beyond, blocks do
 MAX_ROW_LABELS = 150
-#: up to this many layers, fractions are bars; beyond, lines
+#: up to this many layers, fractions are bars with a gap between rows; beyond, stripes
 MAX_BARS = 40
 #: the most decades of |value| a symlog axis spans
 MAX_DECADES = 7.0
@@ -969,6 +977,11 @@ def plot_explanations(
     """
     from multiviz.attribution.explain import LAYER_METHODS, TITLES  # names for titles
 
+    if not isinstance(maps, Mapping):
+        raise TypeError(
+            "`maps` must be a dict of method name -> map (what mv.explain returns). "
+            f"Received: maps of type {type(maps).__name__}"
+        )
     img = np.asarray(image)
     if img.ndim == 4:
         img = img[sample]

@@ -9,7 +9,9 @@ may be, and :class:`~multiviz.scanning.record.Scan` for what comes back.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from multiviz.core.params import names_parameters
 from multiviz.scanning.data import Source, source
 from multiviz.scanning.record import Scan, ScanFileError, load_scan
 
@@ -27,6 +30,7 @@ ENGINES = ("local", "ray")
 SKETCH_POSITIONS = 4096
 
 
+@names_parameters
 def scan(
     model: Any,
     data: Any,
@@ -269,6 +273,39 @@ class Plan:
             )
         for key, arr in acts.items():
             scan_.layers[key].update(arr, indices=indices)
+        release_freed_memory()
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or ``None`` (another C library, or not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # musl and others have no malloc_trim
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the C heap's free pages back to the operating system (glibc; elsewhere a no-op).
+
+    A scan allocates and frees the same large temporaries batch after batch
+    (the framework's activations, their NumPy copies, the reducers' work
+    arrays) while the quantile sketches' small, long-lived buffers grow among
+    them. glibc raises its mmap threshold after freeing a large block, so
+    later temporaries come from the heap, whose free holes it keeps: the
+    resident size then creeps up with the number of batches (+18% from 1,000
+    to 50,000 images in ``benchmarks/scan.py`` before this call). Trimming
+    after every batch keeps it flat; it costs under a millisecond, tens of
+    milliseconds when it hands back much memory.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def run_local(

@@ -309,3 +309,41 @@ def test_every_reducer_round_trips_through_npz_without_pickle(tmp_path):
 def test_pack_bytes_round_trip():
     blobs = [b"", b"\x00\x01", b"xyz" * 100]
     assert unpack_bytes(*pack_bytes(blobs)) == blobs
+
+
+def test_finite_values_whose_float32_sum_overflows_are_still_finite():
+    # 3e38 is a finite float32; forty of them sum to +Inf in float32. The
+    # reducers' one finiteness check per batch must not take them for Inf:
+    # brute force in float64 knows the answers.
+    from multiviz.core.stats import RunningStats
+
+    x = np.full((4, 2, 10), 3e38, np.float32)
+    x[:, 1] = np.arange(40, dtype=np.float32).reshape(4, 10)
+    with np.errstate(over="ignore"):
+        assert np.isinf(x.sum())  # the premise
+    s = RunningStats(topk=2).update(x)
+    cs = s.channel_stats()
+    assert cs.nonfinite_fraction.tolist() == [0.0, 0.0]
+    assert cs.count.tolist() == [40, 40] and cs.positive_fraction.tolist() == [1.0, 39 / 40]
+    np.testing.assert_allclose(cs.mean, [np.float64(np.float32(3e38)), 19.5], rtol=1e-12)
+    np.testing.assert_allclose(cs.std, [0.0, np.arange(40).std()], rtol=1e-12, atol=1e-300)
+    assert s.sketch.n.tolist() == [40, 40]  # every value in the sketches
+    top = s.exemplars()
+    assert top["valid"].all() and top["index"][:, 0].tolist() == [0, 1]  # ties: lowest index
+    assert top["index"][:, 1].tolist() == [3, 2]
+
+
+def test_float64_values_beyond_float32_stay_in_the_moments_and_out_of_the_sketch():
+    # The sketches and top-k hold float32: a finite float64 1e39 becomes Inf
+    # there and is left out, as NaN and Inf are; moments and counts see it.
+    from multiviz.core.stats import RunningStats
+
+    x = np.ones((3, 1, 4))
+    x[1, 0, 2] = 1e39
+    s = RunningStats(topk=3).update(x)
+    cs = s.channel_stats()
+    assert cs.nonfinite_fraction.tolist() == [0.0] and cs.max.tolist() == [1e39]
+    np.testing.assert_allclose(cs.mean, [(11 + 1e39) / 12], rtol=1e-12)
+    assert s.sketch.n.tolist() == [11]
+    top = s.exemplars()
+    assert top["index"][:, 0].tolist() == [0, 1, 2] and top["score"][:, 0].tolist() == [1, 1, 1]

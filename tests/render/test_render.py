@@ -196,7 +196,7 @@ def test_save_image_array_and_figure(tmp_path):
     fig = plot_feature_maps(MAPS)
     out = save_image(fig, tmp_path / "fig.png", dpi=50)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    with pytest.raises(InputShapeError, match="save_image"):
+    with pytest.raises(InputShapeError, match="`image` must be"):
         save_image(np.zeros((2, 3, 4, 3)), tmp_path / "bad.png")
     with pytest.raises(TypeError, match="Figure"):
         save_image([1, 2], tmp_path / "bad.png")
@@ -528,6 +528,19 @@ def test_plot_layer_stats_reads_at_a_glance_from_10_to_500_layers(n, tmp_path):
     boxes = [t.get_window_extent() for t in ranges.get_xticklabels() if t.get_text()]
     assert len(boxes) >= 3
     assert all(b.x0 >= a.x1 + 2 for a, b in itertools.pairwise(boxes))
+
+
+def test_plot_layer_stats_past_40_layers_gives_each_layer_its_own_fraction_stripe():
+    """60 layers, one of them all zeros: its dead and zero bars are 100%, every other
+    layer's 0%, each bar filling half its row (two fractions, no gap), so a stripe
+    reads per layer rather than as a line between layers."""
+    acts = {f"block{i // 10}.conv{i % 10}": 1.0 + RNG.random((2, 3, 2, 2)) for i in range(60)}
+    acts["block3.conv0"] = np.zeros((2, 3, 2, 2))
+    fractions = plot_layer_stats(acts).axes[1]
+    dead, zero = fractions.patches[:60], fractions.patches[60:]
+    expected = [1.0 if i == 30 else 0.0 for i in range(60)]
+    assert [p.get_width() for p in dead] == expected == [p.get_width() for p in zero]
+    assert {p.get_height() for p in fractions.patches} == {0.5}
 
 
 def test_plot_layer_stats_symlog_threshold_comes_from_the_data_not_its_smallest_layer():
