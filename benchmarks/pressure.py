@@ -8,7 +8,7 @@ For torchvision's ResNet-50 and keras.applications' ResNet50 (random weights,
   keyed by layer set would grow by one entry per call). The process's
   resident memory (psutil) is read after a warm-up capture and then every 100
   calls; the rows give the growth per 100 calls (bounded: close to 0 once the
-  per-model cache — ``mv.set_cache_size``, default 8 entries — is full) and
+  per-model cache — ``mv.set_cache_size``, default 16 entries — is full) and
   the cache's entry count at the end. Before multiviz bounded its caches,
   Keras grew by about 860 MB per 100 calls (issue 10).
 * **The lock's cost per call**: :func:`multiviz.backends.guard.guarded` (the
@@ -218,8 +218,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     frameworks = ["torch", "keras"] if args.framework == "both" else [args.framework]
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
-    env: dict[str, Any] = {}
-    for fw in frameworks:
+    import_frameworks(frameworks)  # only for the versions in the environment record
+    result = {
+        "benchmark": "pressure",
+        "quick": args.quick,
+        "config": {"calls": calls, "size": size, "rounds": rounds},
+        "environment": environment() | {"quick": args.quick},
+        "rows": rows,
+        "errors": errors,
+    }
+    for fw in frameworks:  # one fresh process each; the JSON is rewritten after each
         cmd = [sys.executable, __file__, "--_child", fw, "--calls", str(calls), "--size", str(size)]
         cmd += ["--threads", str(args.threads)] if args.threads else []
         cmd += ["--quick"] if args.quick else []
@@ -239,20 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "note": errors[fw],
                 }
             )
-    import_frameworks(frameworks)  # only for the versions in the environment record
-    env = environment() | {"quick": args.quick}
-    result = {
-        "benchmark": "pressure",
-        "quick": args.quick,
-        "config": {"calls": calls, "size": size, "rounds": rounds},
-        "environment": env,
-        "rows": rows,
-        "errors": errors,
-    }
-    print(markdown(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(markdown(rows[-2:]), flush=True)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 1 if errors and len(errors) == len(frameworks) else 0
 
 
