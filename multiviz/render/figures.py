@@ -751,11 +751,12 @@ def plot_layer_stats(
     ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
-    width = 0.8 / max(len(parts), 1)
+    # past MAX_BARS rows are thin: each layer's bars fill its row, one stripe per fraction
+    width = (0.8 if n <= MAX_BARS else 1.0) / max(len(parts), 1)
     for k, (key, label, color) in enumerate(parts):
-        if n <= MAX_BARS and not twin:
+        if not twin:
             offset = (k - (len(parts) - 1) / 2) * width
-            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label)
+            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label, lw=0)
         else:
             ax_f.plot(col[key], y, "-", drawstyle="steps-mid", color=color, lw=1.0, label=label)
     if ax_f is not None:
@@ -793,7 +794,7 @@ def plot_layer_stats(
 
 #: up to this many layers, every row gets its name; beyond, blocks do
 MAX_ROW_LABELS = 150
-#: up to this many layers, fractions are bars; beyond, lines
+#: up to this many layers, fractions are bars with a gap between rows; beyond, stripes
 MAX_BARS = 40
 #: the most decades of |value| a symlog axis spans
 MAX_DECADES = 7.0

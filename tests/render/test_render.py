@@ -530,6 +530,19 @@ def test_plot_layer_stats_reads_at_a_glance_from_10_to_500_layers(n, tmp_path):
     assert all(b.x0 >= a.x1 + 2 for a, b in itertools.pairwise(boxes))
 
 
+def test_plot_layer_stats_past_40_layers_gives_each_layer_its_own_fraction_stripe():
+    """60 layers, one of them all zeros: its dead and zero bars are 100%, every other
+    layer's 0%, each bar filling half its row (two fractions, no gap), so a stripe
+    reads per layer rather than as a line between layers."""
+    acts = {f"block{i // 10}.conv{i % 10}": 1.0 + RNG.random((2, 3, 2, 2)) for i in range(60)}
+    acts["block3.conv0"] = np.zeros((2, 3, 2, 2))
+    fractions = plot_layer_stats(acts).axes[1]
+    dead, zero = fractions.patches[:60], fractions.patches[60:]
+    expected = [1.0 if i == 30 else 0.0 for i in range(60)]
+    assert [p.get_width() for p in dead] == expected == [p.get_width() for p in zero]
+    assert {p.get_height() for p in fractions.patches} == {0.5}
+
+
 def test_plot_layer_stats_symlog_threshold_comes_from_the_data_not_its_smallest_layer():
     """One near-zero layer (1e-17, as EfficientNet's random-weight SE gates give) must not
     stretch the axis over 30 decades: the linear zone comes from the layers' percentiles."""
