@@ -15,13 +15,15 @@ import numpy as np
 
 from multiviz.backends import get_backend
 from multiviz.core.names import layers_of, owner, requests, resolve, select
+from multiviz.core.params import names_parameters
 from multiviz.core.records import Activations, LayerInfo, LayerTable
 from multiviz.core.tokens import TokenGrid, fold_arrays, high_norm_tokens, token_grid_arg
-from multiviz.errors import MultivizWarning
+from multiviz.errors import InputShapeError, LayerNotFoundError, MultivizWarning
 
 __all__ = ["capture", "forward", "layers"]
 
 
+@names_parameters
 def layers(
     model: Any,
     kind: str | Sequence[str] | None = None,
@@ -51,6 +53,11 @@ def layers(
         >>> [l.name for l in mv.layers(model, kind="conv")]  # doctest: +SKIP
         ['conv1', 'conv2', 'conv3']
     """
+    if input_shape is not None and not _is_shape(input_shape):
+        raise InputShapeError(
+            "`input_shape` must be one sample's shape as whole numbers, e.g. (3, 224, 224), or a "
+            f"tuple of such shapes for several inputs. Received: input_shape={input_shape!r}"
+        )
     infos = get_backend(model).layers(model, input_shape=input_shape)
     if kind is None:
         return LayerTable(infos)
@@ -58,6 +65,7 @@ def layers(
     return LayerTable(i for i in infos if i.name in keep)
 
 
+@names_parameters
 def capture(
     model: Any,
     x: Any,
@@ -113,7 +121,14 @@ def capture(
     backend = get_backend(model)
     given = token_grid_arg(token_grid, prefix_tokens)
     infos = backend.layers(model)
-    asked = requests(names, infos, kind=kind)
+    try:
+        asked = requests(names, infos, kind=kind)
+    except LayerNotFoundError as err:
+        why = getattr(backend, "unreachable", None)
+        reason = why(model, names) if why is not None else None
+        if reason is None:
+            raise
+        raise LayerNotFoundError(reason) from err
     arrays = select(backend.capture(model, x, layers_of(asked)), asked)
     keep, prefix, artifacts = fold_token_layers(backend, model, x, arrays, given)
     return Activations(
@@ -175,6 +190,7 @@ def _input_size(backend: Any, model: Any, x: Any) -> tuple[int, int] | None:
     return shape[2:4] if backend.input_layout(model) == "channels_first" else shape[1:3]
 
 
+@names_parameters
 def forward(model: Any, x: Any) -> np.ndarray:
     """Run the model in inference mode and return its output as NumPy.
 
@@ -187,3 +203,12 @@ def forward(model: Any, x: Any) -> np.ndarray:
         (1, 4)
     """
     return get_backend(model).forward(model, x)
+
+
+def _is_shape(shape: Any) -> bool:
+    """A shape ``(3, 224, 224)``, or a tuple of shapes (several inputs)."""
+    if not isinstance(shape, (tuple, list)) or not shape:
+        return False
+    if all(isinstance(d, (tuple, list)) for d in shape):
+        return all(_is_shape(d) for d in shape)
+    return all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in shape)

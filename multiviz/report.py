@@ -34,6 +34,7 @@ import numpy as np
 import multiviz as mv
 from multiviz.core.names import owner, resolve
 from multiviz.core.normalize import resolve_mode
+from multiviz.core.params import names_parameters
 from multiviz.core.views import plural
 
 __all__ = ["ReportLayer", "html_report", "png_data_uri", "write_atomic"]
@@ -66,6 +67,7 @@ class ReportLayer:
     note: str = ""
 
 
+@names_parameters
 def html_report(
     model: Any,
     x: Any,

@@ -407,3 +407,105 @@ def overflow_net(name: str) -> Any:
     h = keras.layers.GlobalAveragePooling2D(name="gap")(keras.layers.ReLU(name="relu")(conv(inp)))
     fc, fc_w = _keras_dense(w["u"], w["u_b"], "fc")
     return _keras_model(inp, fc(h), [(conv, _keras_conv(w["conv"], w["conv_b"])), (fc, fc_w)])
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+RNN_SIZES = {"T": 6, "F": 3, "H": 4, "G": 5}  # time steps, features, LSTM units, GRU units
+
+
+def rnn_weights(seed: int = 6) -> dict[str, np.ndarray]:
+    """A 2-layer bidirectional LSTM (F -> H) then a GRU (2H -> G) and a dense (G -> 2), PyTorch names."""
+    rng = np.random.default_rng(seed)
+    f, h, g = RNN_SIZES["F"], RNN_SIZES["H"], RNN_SIZES["G"]
+    w: dict[str, np.ndarray] = {}
+    for layer, size_in in ((0, f), (1, 2 * h)):
+        for suffix in ("", "_reverse"):
+            w[f"lstm.weight_ih_l{layer}{suffix}"] = rng.standard_normal((4 * h, size_in)) * 0.4
+            w[f"lstm.weight_hh_l{layer}{suffix}"] = rng.standard_normal((4 * h, h)) * 0.4
+            w[f"lstm.bias_ih_l{layer}{suffix}"] = rng.standard_normal(4 * h) * 0.1
+            w[f"lstm.bias_hh_l{layer}{suffix}"] = rng.standard_normal(4 * h) * 0.1
+    w["gru.weight_ih_l0"] = rng.standard_normal((3 * g, 2 * h)) * 0.4
+    w["gru.weight_hh_l0"] = rng.standard_normal((3 * g, g)) * 0.4
+    w["gru.bias_ih_l0"] = rng.standard_normal(3 * g) * 0.1
+    w["gru.bias_hh_l0"] = rng.standard_normal(3 * g) * 0.1
+    w["fc.weight"] = rng.standard_normal((2, g))
+    w["fc.bias"] = rng.standard_normal(2) * 0.1
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def rnn_net(name: str, w: dict[str, np.ndarray]) -> Any:
+    """The same recurrent network in PyTorch and Keras, inputs ``(N, T, F)`` in both.
+
+    PyTorch: ``nn.LSTM(num_layers=2, bidirectional=True)`` with time first
+    (``batch_first=False``: its output is ``(T, N, 2H)``, its states
+    ``(4, N, H)``), ``nn.GRU(batch_first=True)``, ``Linear`` on the GRU's last
+    state. Keras: two ``Bidirectional(LSTM)`` layers ``bi1``, ``bi2``, a
+    ``GRU(return_sequences=True, return_state=True)`` and a ``Dense``.
+    """
+    return _torch_rnn(w) if name == "torch" else _keras_rnn(w)
+
+
+def _torch_rnn(w: dict[str, np.ndarray]) -> Any:
+    import torch
+    from torch import nn
+
+    f, h, g = RNN_SIZES["F"], RNN_SIZES["H"], RNN_SIZES["G"]
+
+    class RNNNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(f, h, num_layers=2, bidirectional=True)
+            self.gru = nn.GRU(2 * h, g, batch_first=True)
+            self.fc = nn.Linear(g, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y, _ = self.lstm(x.transpose(0, 1))  # time first
+            _, state = self.gru(y.transpose(0, 1))
+            return self.fc(state[-1])
+
+    net = RNNNet().eval()
+    net.load_state_dict({k: torch.as_tensor(v) for k, v in w.items()})
+    return net
+
+
+def _gru_gates_to_keras(a: np.ndarray) -> np.ndarray:
+    """PyTorch stacks a GRU's gates r, z, n on axis 0; Keras stacks z, r, h."""
+    r, z, n = np.split(a, 3, axis=0)
+    return np.concatenate([z, r, n], axis=0)
+
+
+def _keras_rnn(w: dict[str, np.ndarray]) -> Any:
+    import keras
+
+    t, f, h, g = RNN_SIZES["T"], RNN_SIZES["F"], RNN_SIZES["H"], RNN_SIZES["G"]
+    inp = keras.Input((t, f))
+    bi1 = keras.layers.Bidirectional(keras.layers.LSTM(h, return_sequences=True), name="bi1")
+    bi2 = keras.layers.Bidirectional(keras.layers.LSTM(h, return_sequences=True), name="bi2")
+    gru = keras.layers.GRU(g, return_sequences=True, return_state=True, name="gru")
+    fc = keras.layers.Dense(2, name="fc")
+    _, state = gru(bi2(bi1(inp)))
+    model = keras.Model(inp, fc(state))
+
+    def lstm(layer: int, suffix: str) -> list[np.ndarray]:
+        key = f"l{layer}{suffix}"
+        return [
+            w[f"lstm.weight_ih_{key}"].T,
+            w[f"lstm.weight_hh_{key}"].T,
+            w[f"lstm.bias_ih_{key}"] + w[f"lstm.bias_hh_{key}"],
+        ]
+
+    for layer, bi in ((0, bi1), (1, bi2)):
+        bi.forward_layer.set_weights(lstm(layer, ""))
+        bi.backward_layer.set_weights(lstm(layer, "_reverse"))
+    gru.set_weights(
+        [
+            _gru_gates_to_keras(w["gru.weight_ih_l0"]).T,
+            _gru_gates_to_keras(w["gru.weight_hh_l0"]).T,
+            np.stack(
+                [_gru_gates_to_keras(w["gru.bias_ih_l0"]), _gru_gates_to_keras(w["gru.bias_hh_l0"])]
+            ),
+        ]
+    )
+    fc.set_weights([w["fc.weight"].T, w["fc.bias"]])
+    return model

@@ -33,6 +33,7 @@ from multiviz.attribution.maps import (
 )
 from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, Targets, chunks, quiet_numpy
 from multiviz.core.names import resolve
+from multiviz.core.params import names_parameters
 from multiviz.errors import CamHeadError, TargetError
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
 
 
 @quiet_numpy
+@names_parameters
 def grad_cam(
     model: Any,
     x: Any,
@@ -133,6 +135,7 @@ def grad_cam(
 
 
 @quiet_numpy
+@names_parameters
 def grad_cam_plus_plus(
     model: Any,
     x: Any,
@@ -183,6 +186,7 @@ def grad_cam_plus_plus(
 
 
 @quiet_numpy
+@names_parameters
 def layer_cam(
     model: Any,
     x: Any,
@@ -260,6 +264,7 @@ def check_options(relu: Any, reduce: Any, upsample: Any) -> None:
 
 
 @quiet_numpy
+@names_parameters
 def cam(
     model: Any,
     x: Any,
@@ -415,6 +420,7 @@ def _check_pooling(acts: np.ndarray, pooled: np.ndarray, name: str, pool: str) -
 
 
 @quiet_numpy
+@names_parameters
 def score_cam(
     model: Any,
     x: Any,
@@ -490,6 +496,7 @@ def _channel_scores(call: ModelCall, acts: np.ndarray, target: Targets) -> np.nd
 
 
 @quiet_numpy
+@names_parameters
 def guided_grad_cam(
     model: Any,
     x: Any,

@@ -18,6 +18,7 @@ from multiviz.attribution import cam, cam_math, gradient
 from multiviz.attribution.maps import aggregate_channels, normalize_maps
 from multiviz.attribution.model_call import ModelCall, one_report, quiet_numpy
 from multiviz.core.layout import to_channels_last
+from multiviz.core.params import names_parameters
 from multiviz.core.views import MAX_LINES, array_summary, clip_rows, plural, text_table
 from multiviz.errors import closest
 
@@ -130,6 +131,7 @@ class Explanations(dict):
 
 
 @quiet_numpy
+@names_parameters
 def explain(
     model: Any,
     x: Any,
@@ -290,8 +292,8 @@ def _check_methods(methods: Sequence[str] | str) -> list[str]:
         if m not in TITLES:
             near = closest(str(m), TITLES)
             raise ValueError(
-                f"Unknown attribution method {m!r}. Valid: {list(TITLES)}."
-                + (f" Did you mean {near[0]!r}?" if near else "")
+                f"`methods`: {m!r} is not a method. Valid: {','.join(TITLES)}"
+                + (f"\nhint: did you mean {near[0]!r}?" if near else "")
             )
     if not out:
         raise ValueError(f"`methods` is empty. Pass some of {list(TITLES)}.")

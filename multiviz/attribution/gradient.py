@@ -31,6 +31,7 @@ from multiviz.attribution.model_call import (
     rows_of,
 )
 from multiviz.backends.contract import read_inputs
+from multiviz.core.params import names_parameters
 
 __all__ = ["SALIENCY_METHODS", "deconvnet", "guided_backprop", "integrated_gradients", "saliency"]
 
@@ -46,6 +47,7 @@ def _input_map(values: np.ndarray, aggregation: str | None, normalize: bool) -> 
 
 
 @quiet_numpy
+@names_parameters
 def saliency(
     model: Any,
     x: Any,
@@ -147,6 +149,7 @@ def _smoothgrad(
 
 
 @quiet_numpy
+@names_parameters
 def integrated_gradients(
     model: Any,
     x: Any,
@@ -287,6 +290,7 @@ def _baseline(call: ModelCall, baseline: Any, part: Any, label: str) -> np.ndarr
 
 
 @quiet_numpy
+@names_parameters
 def guided_backprop(
     model: Any,
     x: Any,
@@ -333,6 +337,7 @@ def guided_backprop(
 
 
 @quiet_numpy
+@names_parameters
 def deconvnet(
     model: Any,
     x: Any,

@@ -823,11 +823,11 @@ class ModelCall:
             candidates = spatial_layers(self.layer_infos(with_shapes=True))[-5:]
         except Exception:  # the hint must not hide the real error
             candidates = []
-        hint = f" Spatial layers near the end of this model: {candidates}." if candidates else ""
+        near = f": spatial layers near the end: {candidates}" if candidates else ""
         raise NotSpatialLayerError(
             f"{method} needs a layer whose output is a spatial map (N, C, H, W); layer {name!r} "
-            f"outputs shape {shape}, {what}. Pass a convolutional layer (or its activation), "
-            f"usually the last one.{hint}"
+            f"outputs shape {shape}, {what}.\nhint: pass a convolutional layer (or its "
+            f"activation), usually the last one{near}"
         )
 
     def _has_attention(self) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 
 from multiviz.attribution import rollout_math
 from multiviz.attribution.model_call import BATCH_SIZE, ModelCall, chunks
+from multiviz.core.params import names_parameters
 from multiviz.core.tokens import (
     ARTIFACT_FACTOR,
     TokenGrid,
@@ -56,6 +57,7 @@ def model_grid(
     return grid
 
 
+@names_parameters
 def attention_rollout(
     model: Any,
     x: Any,

@@ -144,7 +144,7 @@ def get_backend(model: Any) -> Backend:
         >>> get_backend(object())  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.errors.UnsupportedModelError: multiviz cannot use a model of type builtins.object. Supported: ...
+        multiviz.errors.UnsupportedModelError: multiviz cannot use a model of type builtins.object: `model` must be ...
     """
     cls = type(model)
     if cls in _BY_TYPE:
@@ -157,7 +157,7 @@ def get_backend(model: Any) -> Backend:
                 _BY_TYPE[cls] = name
                 return backend
     raise UnsupportedModelError(
-        f"multiviz cannot use a model of type {cls.__module__}.{cls.__qualname__}. "
-        "Supported: a torch.nn.Module, or a Keras 3 model (keras.Model / keras.Sequential). "
-        "For a saved file, load it first (torch.load / keras.saving.load_model)."
+        f"multiviz cannot use a model of type {cls.__module__}.{cls.__qualname__}: `model` must "
+        "be a torch.nn.Module or a Keras 3 model (keras.Model / keras.Sequential).\n"
+        "hint: load a saved file first: mv.load_model(path).model"
     )

@@ -193,6 +193,9 @@ def clear_cache(model: Any | None = None) -> None:
     if model is None:
         _CACHES.clear()
         return
+    from multiviz.backends import get_backend
+
+    get_backend(model)  # refuses what is not a model, naming `model`
     try:
         _CACHES.pop(model, None)
     except TypeError:  # never cached

@@ -103,8 +103,10 @@ def _check_fit(loaded: Any, batch: Any) -> None:
     spatial = (want[0], want[1]) if batch.layout == "channels_last" else (want[1], want[2])
     channels = want[-1] if batch.layout == "channels_last" else want[0]
     fix = []
-    if channels is not None and channels != 3:
-        fix.append(f"the model takes {channels}-channel images and multiviz feeds RGB")
+    if channels is not None and channels not in (1, 3):
+        fix.append(
+            f"the model takes {channels}-channel images; multiviz feeds RGB (3) or luminance (1)"
+        )
     if None not in spatial and spatial != tuple(batch.display.shape[1:3]):
         fix.append(f"pass --size {spatial[0]}x{spatial[1]} (or leave --size out)")
     shown = ", ".join(str(d) if d is not None else "any" for d in want)

@@ -64,6 +64,8 @@ models (the MODEL argument):
 images (the IMAGE argument): a file of any format Pillow reads, a folder of them, or a
   .npy array. They are resized to the model family's size (--size) and normalised
   with its mean and std (--mean/--std; --no-normalize for plain [0, 1] values).
+  A model that takes one channel is fed luminance (ITU-R BT.601: 0.299 R + 0.587 G +
+  0.114 B); a greyscale image or a one-channel .npy is kept as it is. Others get RGB.
   With several images or layers, one output file each, named PATH-<image>-<layer>.
 
 exit codes:
@@ -448,7 +450,11 @@ def _add_model_args(p: argparse.ArgumentParser, positional: bool = True) -> None
 
 
 def _add_image_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", metavar="IMAGE", help="an image file, a folder of images, or a .npy")
+    p.add_argument(
+        "image",
+        metavar="IMAGE",
+        help="an image file, a folder of images, or a .npy (one-channel models: luminance)",
+    )
     _add_preprocessing_args(p)
 
 
@@ -461,7 +467,10 @@ def _add_preprocessing_args(p: argparse.ArgumentParser) -> None:
         help="resize to this (default: the model family's size)",
     )
     g.add_argument(
-        "--mean", type=_floats, metavar="R,G,B", help="normalisation mean in [0, 1] units"
+        "--mean",
+        type=_floats,
+        metavar="R,G,B",
+        help="normalisation mean in [0, 1] units (one value for a one-channel model)",
     )
     g.add_argument(
         "--std", type=_positive_floats, metavar="R,G,B", help="normalisation std in [0, 1] units"

@@ -34,6 +34,9 @@ from multiviz.errors import InputShapeError
 
 __all__ = [
     "LAYOUTS",
+    "SEQUENCE",
+    "STATE",
+    "TIME_MAPS",
     "channel_axis",
     "infer_layout",
     "map_ndim",
@@ -44,6 +47,14 @@ __all__ = [
 
 #: layout -> rank
 LAYOUTS: dict[str, int] = {"NCHW": 4, "CHW": 3, "NCL": 3, "CL": 2, "NF": 2, "F": 1}
+
+#: What a layer's output *is*, beyond maps and vectors (DESIGN.md, "Layouts by what a
+#: layer is"), as backends report it: a sequence ``(N, T, F)`` (a recurrent layer's
+#: output, an embedding's, what follows them) — never transposed like a
+#: channels-last map; a recurrent state ``(N, layers * directions, H)``; maps of
+#: each time step of a time-distributed layer ``(N, T, C, H, W)``, whose
+#: statistics treat ``T`` as a batch axis.
+SEQUENCE, STATE, TIME_MAPS = "sequence", "state", "time_maps"
 _DEFAULT = {4: "NCHW", 3: "CHW", 2: "CL", 1: "F"}
 
 
@@ -62,11 +73,17 @@ def infer_layout(arr: np.ndarray, layout: str | None = None) -> str:
     """
     ndim = np.ndim(arr)
     if layout is None:
+        if ndim == 5:
+            raise InputShapeError(
+                f"`maps` has shape {np.shape(arr)}: the (N, T, C, H, W) maps of a layer inside "
+                "TimeDistributed. Pick a time step.\nhint: acts[name][:, t] for step t "
+                "(statistics take the whole array: time steps count as samples)"
+            )
         if ndim not in _DEFAULT:
             raise InputShapeError(
-                f"Expected feature maps in the canonical layout: (N, C, H, W), (C, H, W), "
+                f"`maps` must be feature maps in the canonical layout: (N, C, H, W), (C, H, W), "
                 f"(C, L) or (F,) (or (N, C, L) / (N, F) with layout=). Received shape "
-                f"{np.shape(arr)}. Index one sample or layer first, e.g. acts[name][0]."
+                f"{np.shape(arr)}.\nhint: index one sample or layer first, e.g. acts[name][0]"
             )
         return _DEFAULT[ndim]
     key = layout.upper()

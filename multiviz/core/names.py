@@ -209,6 +209,11 @@ def requests(
 
     if isinstance(requested, str):
         requested = [requested]
+    if not isinstance(requested, (list, tuple)):
+        raise TypeError(
+            f"Layer names must be a string or a list of strings. Received: {requested!r} "
+            f"({type(requested).__name__})."
+        )
     found: list[Request] = []
     for item in requested:
         if not isinstance(item, str):

@@ -29,10 +29,29 @@ import numpy as np
 
 from multiviz.core.layout import infer_layout, map_ndim
 
-__all__ = ["MODES", "NormInfo", "normalize", "resolve_mode"]
+__all__ = ["MODES", "NormInfo", "check_mode", "normalize", "resolve_mode"]
 
 MODES = ("map", "layer", "percentile", "symmetric", "none", "auto")
 Mode = Literal["map", "layer", "percentile", "symmetric", "none", "auto"]
+
+
+def check_mode(mode: object, param: str = "mode") -> None:
+    """Refuse a scaling mode not in :data:`MODES`, naming the caller's parameter ``param``.
+
+    Example:
+        >>> check_mode("per_map", "normalize")
+        Traceback (most recent call last):
+        ...
+        ValueError: `normalize` must be one of ['map', 'layer', 'percentile', 'symmetric', 'none', 'auto']. Received: normalize='per_map'
+        hint: per-map scaling is normalize='map'
+    """
+    if isinstance(mode, str) and mode in MODES:
+        return
+    hint = ""
+    if isinstance(mode, str) and "map" in mode.lower():
+        hint = f"\nhint: per-map scaling is {param}='map'"
+    raise ValueError(f"`{param}` must be one of {list(MODES)}. Received: {param}={mode!r}{hint}")
+
 
 #: the value a map without spread (constant, or no finite value) is drawn as
 FLAT = 0.5
@@ -194,8 +213,7 @@ def normalize(
     arr = np.asarray(maps)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"normalize needs a real-valued array. Received dtype {arr.dtype}.")
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {list(MODES)}. Received: mode={mode!r}")
+    check_mode(mode)
     mode = resolve_mode(arr, mode)
     p_lo, p_hi = _check_percentile(percentile)
     lay = infer_layout(arr, layout)

@@ -923,6 +923,9 @@ class RunningStats:
             batch: batch-first canonical layout — ``(N, C, H, W)``,
                 ``(N, C, L)`` or ``(N, F)`` (what :func:`multiviz.capture`
                 returns); every batch must have the same per-sample shape.
+                A time-distributed layer's ``(N, T, C, H, W)`` counts each
+                time step as a sample (``T`` is a batch axis; top-k indices
+                then number the ``N*T`` frames).
             indices: the data-set index of each sample (for top-k); by
                 default they continue from the samples seen so far.
             layout: ``"NCHW"``, ``"NCL"`` or ``"NF"``; by default chosen
@@ -934,6 +937,8 @@ class RunningStats:
         x = np.asarray(batch)
         if x.dtype.kind not in "biuf":
             raise TypeError(f"RunningStats needs a real-valued array. Received dtype {x.dtype}.")
+        if x.ndim == 5 and layout is None:  # (N, T, C, H, W): time steps are samples
+            x = x.reshape(-1, *x.shape[2:])
         if layout is None:
             layout = _BATCH_LAYOUTS.get(x.ndim)
             if layout is None:
@@ -1446,6 +1451,11 @@ def layer_stats(
         >>> rec.shape, rec.dead_fraction, round(rec.zero_fraction, 3)
         ((3, 2, 4), 0.3333333333333333, 0.375)
     """
+    if not isinstance(activations, Mapping):
+        raise TypeError(
+            "`activations` must map layer names to arrays (what mv.capture returns). "
+            f"Received: activations of type {type(activations).__name__}"
+        )
     known = {**getattr(activations, "bounds", {}), **dict(bounds or {})}
     records = []
     for name, arr in activations.items():

@@ -15,6 +15,7 @@ import numpy as np
 from multiviz.attribution.cam_math import softmax
 from multiviz.attribution.explain import _check_methods, explain
 from multiviz.attribution.model_call import ModelCall
+from multiviz.core.params import names_parameters
 from multiviz.errors import closest
 from multiviz.evaluation import localization, perturbation, road
 from multiviz.evaluation.perturbation import auc, make_substrate, perturbation_curves
@@ -93,6 +94,7 @@ def _check_metrics(
     return out
 
 
+@names_parameters
 def evaluate(
     model: Any,
     x: Any,

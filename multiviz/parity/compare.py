@@ -172,8 +172,16 @@ def _inputs(x: Any, models: tuple[Any, Any], backends: tuple[Any, Any]) -> tuple
     out = []
     for model, backend in zip(models, backends, strict=True):
         layout = backend.input_layout(model)
-        out.append(to_channels_last(arr) if layout == "channels_last" and arr.ndim >= 3 else arr)
+        last = layout == "channels_last" and arr.ndim >= 3
+        if last and arr.ndim != 4 and not _has_convolution(model, backend):
+            last = False  # a sequence (N, T, F) is the same in every framework
+        out.append(to_channels_last(arr) if last else arr)
     return out[0], out[1]
+
+
+def _has_convolution(model: Any, backend: Any) -> bool:
+    """True when the model has a convolution: then a rank-3 input is a 1-D map ``(N, C, L)``."""
+    return any(info.kind == "conv" for info in backend.layers(model))
 
 
 def _specs(
@@ -228,7 +236,9 @@ def compare(
         model_a: the reference model (``torch.nn.Module`` or Keras model).
         model_b: the model to check against it (usually the other framework).
         x: one batch as a NumPy array in the channels-first layout
-            ``(N, C, H, W)``; it is transposed for a channels-last model. Or a
+            ``(N, C, H, W)``; it is transposed for a channels-last model (a
+            rank-3 batch only when the model has a convolution: ``(N, C, L)``;
+            without one it is a sequence ``(N, T, F)``, passed as it is). Or a
             tuple ``(x_a, x_b)`` of inputs already in each model's own layout.
         pairs: how layers correspond: ``"auto"`` (same names if the layers
             with parameters share names, else by structure: execution order,

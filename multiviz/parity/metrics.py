@@ -192,8 +192,9 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     x, y = _f64(x), _f64(y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(
-            "linear_cka needs two 2-D (examples, features) arrays with the same number of rows. "
-            f"Received: {x.shape} and {y.shape}. Use multiviz.parity.metrics.features() to build them."
+            "`x` and `y` must be 2-D (examples, features) arrays with the same number of rows. "
+            f"Received: x.shape={x.shape}, y.shape={y.shape}\n"
+            "hint: multiviz.parity.metrics.features() builds them from activations"
         )
     x = x - x.mean(axis=0, keepdims=True)
     y = y - y.mean(axis=0, keepdims=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +80,9 @@ class TransferReport:
         notes: caveats per pair: identity bias filled in, momentum differences…
         frameworks: ``(source framework, target framework)``.
         written: False for a dry run.
+        weightless: explicit pairs of two layers without parameters (a ReLU,
+            a pooling), skipped: nothing to copy. The same ``pairs`` mapping
+            can then serve :func:`transfer_weights` and ``compare``.
     """
 
     pairs: list[Pair] = field(default_factory=list)
@@ -87,6 +90,7 @@ class TransferReport:
     notes: list[str] = field(default_factory=list)
     frameworks: tuple[str, str] = ("", "")
     written: bool = True
+    weightless: list[Pair] = field(default_factory=list)
 
     def __str__(self) -> str:
         verb = "copied" if self.written else "would copy (dry run)"
@@ -97,6 +101,9 @@ class TransferReport:
         if self.skipped:
             lines.append(f"Skipped ({len(self.skipped)}):")
             lines += [f"  {u.name}: {u.reason}" for u in self.skipped]
+        if self.weightless:
+            lines.append(f"Without parameters, nothing to copy ({len(self.weightless)}):")
+            lines += [f"  {p.a}  ->  {p.b}" for p in self.weightless]
         if self.notes:
             lines.append("Notes:")
             lines += [f"  {n}" for n in self.notes]
@@ -112,6 +119,7 @@ class TransferReport:
             "written": self.written,
             "pairs": [[p.a, p.b] for p in self.pairs],
             "skipped": [{"side": u.side, "name": u.name, "reason": u.reason} for u in self.skipped],
+            "weightless": [[p.a, p.b] for p in self.weightless],
             "notes": list(self.notes),
         }
 
@@ -236,7 +244,9 @@ def transfer_weights(
         pairs: ``"auto"`` (names if they agree, else structure: execution
             order, layer kind and parameter shapes), ``"names"``, or an
             explicit mapping ``{source_name: target_name}`` / list of tuples.
-            See :mod:`multiviz.parity.pairing`.
+            See :mod:`multiviz.parity.pairing`. An explicit pair of two
+            layers without parameters (``{"relu1": "relu1"}``, as ``compare``
+            takes) is skipped and listed in :attr:`TransferReport.weightless`.
         check_config: refuse to copy between layers whose settings make them
             compute different things: BatchNorm ``eps``, conv stride/dilation.
         strict: every layer with parameters on either side must be paired
@@ -260,11 +270,13 @@ def transfer_weights(
         TransferReport torch -> keras: copied 4 layers
         ...
     """
-    src_params = [p for p in read_params(source) if p.has_params]
-    dst_params = [p for p in read_params(target) if p.has_params]
+    src_all, dst_all = read_params(source), read_params(target)
+    src_params = [p for p in src_all if p.has_params]
+    dst_params = [p for p in dst_all if p.has_params]
     labels = (get_backend(source).name, get_backend(target).name)
     if labels[0] == labels[1]:
         labels = (f"source {labels[0]}", f"target {labels[1]}")
+    pairs, weightless = _without_weightless(pairs, src_all, dst_all, labels)
     pairing = pair_layers(
         [_spec(p) for p in src_params], [_spec(p) for p in dst_params], pairs, labels
     )
@@ -308,4 +320,38 @@ def transfer_weights(
     if not dry_run:
         _write(target, updates)
     skipped = [] if explicit else list(pairing.unpaired)
-    return TransferReport(pairing.pairs, skipped, _summarize(notes), labels, written=not dry_run)
+    return TransferReport(
+        pairing.pairs, skipped, _summarize(notes), labels, not dry_run, weightless
+    )
+
+
+def _without_weightless(
+    pairs: PairsArg,
+    src: Sequence[LayerParams],
+    dst: Sequence[LayerParams],
+    labels: tuple[str, str],
+) -> tuple[PairsArg, list[Pair]]:
+    """An explicit ``pairs`` without its pairs of two weightless layers, and those pairs.
+
+    A pair of a weightless layer with one that has parameters is an error
+    (the two layers cannot compute the same thing).
+    """
+    if isinstance(pairs, str):
+        return pairs, []
+    items = list(pairs.items()) if isinstance(pairs, Mapping) else [tuple(p) for p in pairs]
+    has_a = {p.name: p.has_params for p in src}
+    has_b = {p.name: p.has_params for p in dst}
+    kept, weightless = [], []
+    for a, b in items:
+        if has_a.get(a) is False and has_b.get(b) is False:
+            weightless.append(Pair(a, b, "explicit"))
+        elif (has_a.get(a) is False and b in has_b) or (has_b.get(b) is False and a in has_a):
+            empty, side = (a, 0) if has_a.get(a) is False else (b, 1)
+            other = b if side == 0 else a
+            raise TransferError(
+                f"`pairs` pairs {labels[side]} {empty!r}, which has no parameters, with "
+                f"{other!r}, which has: they cannot compute the same thing. Received: ({a!r}, {b!r})"
+            )
+        else:
+            kept.append((a, b))
+    return kept, weightless

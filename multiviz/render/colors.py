@@ -56,24 +56,29 @@ def colormap_names() -> list[str]:
     return list(colormaps)
 
 
-def get_cmap(cmap: str | Colormap) -> Colormap:
+def get_cmap(cmap: str | Colormap, param: str = "cmap") -> Colormap:
     """Return the registered colormap ``cmap`` (or ``cmap`` itself).
 
+    Args:
+        cmap: a name in ``matplotlib.colormaps`` or a ``Colormap``.
+        param: the caller's parameter name, for the error (``"diff_cmap"``...).
+
     Raises:
-        ValueError: no colormap of that name; the message lists close names.
+        ValueError: no colormap of that name; the message names ``param``
+            and its hint lists close names.
     """
     if isinstance(cmap, Colormap):
         return cmap
     try:
         return colormaps[cmap]
-    except KeyError:
+    except (KeyError, TypeError):
         from multiviz.errors import closest
 
-        hint = closest(str(cmap), list(colormaps))
+        near = closest(str(cmap), list(colormaps))[:3]
         raise ValueError(
-            f"Unknown colormap {cmap!r}. Use a name from matplotlib.colormaps"
-            + (f", e.g. {hint[:3]}" if hint else "")
-            + " or a matplotlib Colormap."
+            f"`{param}` must be a name in matplotlib.colormaps or a matplotlib Colormap. "
+            f"Received: {param}={cmap!r}"
+            + (f"\nhint: close names: {', '.join(near)}" if near else "")
         ) from None
 
 
@@ -153,6 +158,22 @@ def colorize(
         idx = np.clip(v, 0, 1) * v.dtype.type(n)
     idx = np.minimum(np.where(bad, 0, idx).astype(np.intp), n - 1)
     rgb = table[idx]
+    if background is not None:
+        _check_background(background)
     if bad.any():
         rgb[bad] = background_color(cmap) if background is None else background
     return rgb
+
+
+def _check_background(background: object) -> None:
+    """``background`` is three whole numbers in [0, 255] (an RGB colour)."""
+    ok = isinstance(background, (tuple, list, np.ndarray)) and len(background) == 3
+    ok = ok and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v <= 255
+        for v in background  # type: ignore[union-attr]
+    )
+    if not ok:
+        raise ValueError(
+            "`background` must be an RGB colour: three whole numbers in [0, 255]. "
+            f"Received: background={background!r}"
+        )

@@ -24,7 +24,7 @@ from matplotlib.ticker import PercentFormatter
 from multiviz.attribution.maps import clip_outliers
 from multiviz.attribution.maps import normalize_maps as scale_each_sample
 from multiviz.core.layout import infer_layout, take_sample, to_channels_last
-from multiviz.core.normalize import NormInfo, resolve_mode
+from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps
 from multiviz.core.reduce import aggregate
 from multiviz.core.stats import LayerStats, layer_stats
@@ -496,6 +496,7 @@ def plot_aggregate(
         >>> len(fig.axes[0].images)
         1
     """
+    check_mode(normalize, "normalize")
     arr = np.asarray(maps)
     lay = infer_layout(arr, layout)
     batched = lay.startswith("N")
@@ -683,7 +684,13 @@ def plot_layer_stats(
     if isinstance(activations_or_stats, Mapping):
         records = list(layer_stats(activations_or_stats, eps=eps, bounds=bounds))
     else:
-        records = list(activations_or_stats)
+        given = activations_or_stats
+        records = list(given) if isinstance(given, Iterable) and not isinstance(given, str) else []
+        if not all(isinstance(r, LayerStats) for r in records) or isinstance(given, str):
+            raise TypeError(
+                "`activations_or_stats` must be activations (layer name -> array) or what "
+                f"mv.layer_stats returns. Received: {type(activations_or_stats).__name__}"
+            )
     if not records:
         raise ValueError("plot_layer_stats needs at least one layer. Received none.")
     n = len(records)
@@ -693,7 +700,7 @@ def plot_layer_stats(
         "zero_fraction", "nonfinite_fraction",
     )}  # fmt: skip
     names = [r.name for r in records]
-    groups = _layer_groups(names, int(np.clip(n // 8, 6, 60))) if n > MAX_ROW_LABELS else []
+    groups = _layer_groups(names) if n > MAX_ROW_LABELS else []
     samples = max(r.samples for r in records)
     parts = [("dead_fraction", f"dead channels (never > 0 over {plural(samples, 'input')})", "C3"),
              ("saturated_fraction", "saturated values", "C1"),
@@ -744,11 +751,12 @@ def plot_layer_stats(
     ax_r.grid(alpha=0.3, axis="x")
 
     # fractions
-    width = 0.8 / max(len(parts), 1)
+    # past MAX_BARS rows are thin: each layer's bars fill its row, one stripe per fraction
+    width = (0.8 if n <= MAX_BARS else 1.0) / max(len(parts), 1)
     for k, (key, label, color) in enumerate(parts):
-        if n <= MAX_BARS and not twin:
+        if not twin:
             offset = (k - (len(parts) - 1) / 2) * width
-            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label)
+            ax_f.barh(y + offset, np.nan_to_num(col[key]), width, color=color, label=label, lw=0)
         else:
             ax_f.plot(col[key], y, "-", drawstyle="steps-mid", color=color, lw=1.0, label=label)
     if ax_f is not None:
@@ -786,7 +794,7 @@ def plot_layer_stats(
 
 #: up to this many layers, every row gets its name; beyond, blocks do
 MAX_ROW_LABELS = 150
-#: up to this many layers, fractions are bars; beyond, lines
+#: up to this many layers, fractions are bars with a gap between rows; beyond, stripes
 MAX_BARS = 40
 #: the most decades of |value| a symlog axis spans
 MAX_DECADES = 7.0
@@ -831,19 +839,27 @@ def _label_rows(
     ax.set_ylabel(f"{plural(n, 'layer')} in {plural(len(groups), 'block')} (input at the top)")
 
 
-def _layer_groups(names: Sequence[str], max_groups: int = 60) -> list[tuple[int, int, str]]:
+def _layer_groups(
+    names: Sequence[str], max_groups: int = 60, target: float = 8.0
+) -> list[tuple[int, int, str]]:
     """Runs of consecutive layers that share a name prefix: ``(start, stop, prefix)``.
 
-    Names are split at ``.``, ``/`` and ``_``; the deepest prefix length that
-    gives at most ``max_groups`` runs wins (``features.3.0.block.1`` ->
-    ``features.3``; ``conv2_block1_1_conv`` -> ``conv2_block1``).
+    Names are split at ``.``, ``/`` and ``_`` (``features.3.0.block.1`` ->
+    ``features``, ``features.3``, ``features.3.0``...; ``block_3_expand`` ->
+    ``block``, ``block_3``...). Of the prefix lengths that give at most
+    ``max_groups`` runs, the one whose runs hold about ``target`` layers on
+    average wins (ratio nearest 1 on a log scale), unless one of its runs
+    holds more than a quarter of the layers (``block (142)`` of 155 names
+    says nothing) while another length avoids that.
 
     Example:
-        >>> _layer_groups(["a.0.x", "a.0.y", "a.1.x", "b"], max_groups=3)
+        >>> _layer_groups(["a.0.x", "a.0.y", "a.1.x", "b"], target=1.5)
         [(0, 2, 'a.0'), (2, 3, 'a.1'), (3, 4, 'b')]
     """
+    n = len(names)
     tokens = [list(re.finditer(r"[^./_]+", name)) for name in names]
-    best: list[tuple[int, int, str]] = [(0, len(names), "")]
+    best: list[tuple[int, int, str]] = [(0, n, "")]
+    best_cost = math.inf
     for depth in range(1, max((len(t) for t in tokens), default=0) + 1):
         runs: list[list] = []  # [start, stop, label, key]
         for i, (name, toks) in enumerate(zip(names, tokens, strict=True)):
@@ -855,8 +871,13 @@ def _layer_groups(names: Sequence[str], max_groups: int = 60) -> list[tuple[int,
                 runs.append([i, i + 1, label, key])
         if len(runs) > max_groups:
             break
-        if len(runs) > len(best) or depth == 1:  # a deeper prefix only if it splits more
-            best = [(a, b, label) for a, b, label, _ in runs]
+        if depth > 1 and len(runs) <= len(best):  # a deeper prefix only if it splits more
+            continue
+        largest = max(stop - start for start, stop, _, _ in runs)
+        cost = abs(math.log(n / len(runs) / target))
+        cost += 100.0 if largest > max(n / 4, 2 * target) else 0.0
+        if cost < best_cost:
+            best, best_cost = [(a, b, label) for a, b, label, _ in runs], cost
     return best
 
 
@@ -969,6 +990,11 @@ def plot_explanations(
     """
     from multiviz.attribution.explain import LAYER_METHODS, TITLES  # names for titles
 
+    if not isinstance(maps, Mapping):
+        raise TypeError(
+            "`maps` must be a dict of method name -> map (what mv.explain returns). "
+            f"Received: maps of type {type(maps).__name__}"
+        )
     img = np.asarray(image)
     if img.ndim == 4:
         img = img[sample]

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from multiviz.errors import LayerNotFoundError
 from multiviz.parity.report import LayerParity, ParityReport, fmt_fixed, fmt_sci, fmt_shape
+from multiviz.render.colors import get_cmap
 from multiviz.render.figures import _root_figure
 from multiviz.render.montage import montage
 
@@ -145,6 +146,13 @@ def plot_comparison(
         >>> len(fig.axes) >= 3
         True
     """
+    if not isinstance(report, ParityReport):
+        raise TypeError(
+            "`report` must be the ParityReport mv.compare returns. "
+            f"Received: report of type {type(report).__name__}"
+        )
+    get_cmap(cmap, "cmap")
+    get_cmap(diff_cmap, "diff_cmap")
     if not report.rows:
         raise LayerNotFoundError("The report has no compared pairs to plot.")
     if layer is None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from multiviz.core.layout import infer_layout, take_sample
-from multiviz.core.normalize import NormInfo, resolve_mode
+from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps  # `normalize` is a parameter here
 from multiviz.core.reduce import check_channels, select_channels
 from multiviz.core.resize import resize_bilinear
@@ -84,6 +84,7 @@ def select_maps(
         >>> sel.values.shape, sel.channels.tolist(), sel.total, sel.layout
         ((3, 5, 6), [0, 1, 2], 8, 'CHW')
     """
+    check_mode(normalize, "normalize")
     arr = np.asarray(maps)
     lay = infer_layout(arr, layout)
     batched = lay.startswith("N")
@@ -342,6 +343,8 @@ def overlay_style(
     """
     if blend not in BLENDS:
         raise ValueError(f"`blend` must be one of {list(BLENDS)}. Received: blend={blend!r}")
+    if normalize is not None:
+        check_mode(normalize, "normalize")
     mode = resolve_mode(heat, "auto" if normalize is None else normalize)
     if cmap is None:
         cmap = "jet" if blend == "uniform" else ("RdBu_r" if mode == "symmetric" else "turbo")
@@ -477,24 +480,34 @@ def save_image(image: Any, path: str | Path, **kwargs: Any) -> Path:
     Raises:
         InputShapeError: an array of another shape.
         TypeError: neither an array nor a figure.
+        ValueError: an array's ``path`` ends in an extension Pillow does not write.
 
     Example:
         >>> save_image(np.zeros((4, 5, 3), np.uint8), "/tmp/mv_doctest.png").name
         'mv_doctest.png'
     """
     path = Path(path)
+    if not hasattr(image, "savefig"):
+        from PIL import Image
+
+        if path.suffix.lower() not in Image.registered_extensions():
+            raise ValueError(
+                "`path` must end in an image format Pillow writes (.png, .jpg, .tif, .webp...). "
+                f"Received: path={str(path)!r}"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     if hasattr(image, "savefig"):
         image.savefig(path, **kwargs)
         return path
     if not isinstance(image, np.ndarray):
         raise TypeError(
-            f"save_image takes a uint8 RGB array or a matplotlib Figure. Received {type(image).__name__}."
+            "`image` must be a uint8 RGB array or a matplotlib Figure. "
+            f"Received: image of type {type(image).__name__}"
         )
     arr = image
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
         raise InputShapeError(
-            f"save_image needs an image (H, W, 3), (H, W, 4) or (H, W). Received shape {arr.shape}."
+            f"`image` must be (H, W, 3), (H, W, 4) or (H, W). Received shape {arr.shape}."
         )
     if arr.dtype != np.uint8:
         arr = _to_uint8(arr)

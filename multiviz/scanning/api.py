@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from multiviz.core.params import names_parameters
 from multiviz.scanning.data import Source, source
 from multiviz.scanning.record import Scan, ScanFileError, load_scan
 
@@ -29,6 +30,7 @@ ENGINES = ("local", "ray")
 SKETCH_POSITIONS = 4096
 
 
+@names_parameters
 def scan(
     model: Any,
     data: Any,

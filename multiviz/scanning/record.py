@@ -482,6 +482,10 @@ def load_scan(path: str | os.PathLike) -> Scan:
         >>> scan = mv.load_scan("scan.npz")   # doctest: +SKIP
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"`path` must be a scan file written by Scan.save. No such file: path={str(path)!r}"
+        )
     with np.load(path, allow_pickle=False) as f:
         state = {k: f[k] for k in f.files}
     return Scan.from_state(state, where=repr(str(path)))

@@ -15,6 +15,10 @@ Colour conventions (each written down once, here):
 
 * transparency is composited onto white (what a viewer shows on a white page);
 * greyscale is copied into the three channels;
+* a model that takes one channel gets luminance, ITU-R BT.601's
+  ``Y = 0.299 R + 0.587 G + 0.114 B`` (:func:`luminance`); an image whose
+  three channels are equal (a greyscale file, a one-channel ``.npy``) is kept
+  as it is;
 * 16-bit images are scaled by 1/65535, 8-bit by 1/255.
 """
 
@@ -34,11 +38,13 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "LUMA_BT601",
     "ImageBatch",
     "Preprocess",
     "boxes_to_input",
     "image_files",
     "load_images",
+    "luminance",
     "mask_to_input",
     "preprocess_images",
     "read_image",
@@ -48,6 +54,8 @@ __all__ = [
 #: ImageNet channel statistics, in [0, 1] units (torchvision's constants).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: ITU-R BT.601 luma weights of R, G, B: what a one-channel model is fed.
+LUMA_BT601: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 _LAYOUTS = ("channels_first", "channels_last")
 
@@ -320,6 +328,9 @@ class Preprocess:
         transform: a function of a float32 NHWC batch in [0, 255] returning the
             model input (NHWC); used instead of mean/std when set.
         layout: ``"channels_first"`` (PyTorch) or ``"channels_last"`` (Keras).
+        channels: 3 feeds RGB; 1 feeds luminance (:func:`luminance`, ITU-R
+            BT.601), for a model that takes one channel. ``mean``/``std``
+            then hold one value each (three equal values are taken as one).
 
     Example:
         >>> p = Preprocess("imagenet", size=(224, 224), resize_shorter=256,
@@ -335,12 +346,25 @@ class Preprocess:
     std: tuple[float, ...] | None = None
     transform: Callable[[np.ndarray], np.ndarray] | None = None
     layout: str = "channels_first"
+    channels: int = 3
 
     def __post_init__(self) -> None:
         if self.layout not in _LAYOUTS:
             raise ValueError(
                 f"`layout` must be one of {_LAYOUTS}. Received: layout={self.layout!r}"
             )
+        if self.channels not in (1, 3):
+            raise ValueError(f"`channels` must be 1 or 3. Received: channels={self.channels!r}")
+        if self.channels == 1:
+            for name in ("mean", "std"):
+                values = getattr(self, name)
+                if values is not None and len(set(values)) > 1:
+                    raise ImageError(
+                        f"`{name}` (--{name}) must be one value for a one-channel model (it is "
+                        f"fed luminance). Received: {name}={values}"
+                    )
+                if values is not None and len(values) > 1:
+                    object.__setattr__(self, name, (values[0],))
         if (self.mean is None) != (self.std is None):
             raise ValueError("Pass both `mean` and `std`, or neither.")
         if self.std is not None and any(s <= 0 for s in self.std):
@@ -415,6 +439,8 @@ class Preprocess:
             parts.append(f"then (x - mean) / std on values in [0, 1], mean ({mean}), std ({std})")
         else:
             parts.append("values in [0, 1], not normalised")
+        if self.channels == 1:
+            parts.insert(1, "converted to one channel: luminance 0.299 R + 0.587 G + 0.114 B")
         return f"{self.name}: " + ", ".join(parts)
 
 
@@ -425,7 +451,7 @@ class ImageBatch:
     Attributes:
         display: uint8 ``(N, H, W, 3)``: the resized, cropped RGB images.
         inputs: float32 model input, ``(N, C, H, W)`` or ``(N, H, W, C)``
-            according to ``layout``.
+            according to ``layout``; ``C`` is ``prep.channels`` (1: luminance).
         names: one name per image.
         layout: ``"channels_first"`` or ``"channels_last"``.
     """
@@ -492,6 +518,8 @@ def preprocess_images(
         )
     batch = np.stack(sized).astype(np.float32)
     display = np.clip(np.rint(batch * 255.0), 0, 255).astype(np.uint8)
+    if prep.channels == 1:
+        batch = luminance(batch)
     if prep.transform is not None:
         inputs = np.asarray(prep.transform(batch * 255.0), dtype=np.float32)
     elif prep.mean is not None:
@@ -520,6 +548,11 @@ def load_images(
         >>> load_images(path, Preprocess(layout="channels_last")).inputs.shape
         (1, 5, 7, 3)
     """
+    if not isinstance(prep, Preprocess):
+        raise TypeError(
+            "`prep` must be a multiviz.sources.images.Preprocess (e.g. Preprocess(size=(64, 64))). "
+            f"Received: prep={prep!r}"
+        )
     images, names = read_images(source, max_pixels=max_pixels)
     return preprocess_images(images, prep, names)
 
@@ -640,6 +673,26 @@ def _resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         for c in range(img.shape[2])
     ]
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """One channel from RGB: ITU-R BT.601 luma ``Y = 0.299 R + 0.587 G + 0.114 B``.
+
+    Args:
+        rgb: float ``(..., 3)``, channels last, values in ``[0, 1]``.
+
+    Returns:
+        float32 ``(..., 1)`` in ``[0, 1]``. Where R, G and B are equal (a
+        greyscale image copied into three channels), that value exactly.
+
+    Example:
+        >>> luminance(np.array([[1.0, 0.0, 0.0], [0.25, 0.25, 0.25]])).ravel().tolist()
+        [0.29899999499320984, 0.25]
+    """
+    rgb = np.asarray(rgb, dtype=np.float32)
+    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+    y = rgb @ np.asarray(LUMA_BT601, np.float32)
+    return np.where(grey, rgb[..., 0], y)[..., None].astype(np.float32)
 
 
 def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:

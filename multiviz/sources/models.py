@@ -25,7 +25,7 @@ import importlib
 import importlib.util
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,14 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     capturable: bool = True
 
+    def __post_init__(self) -> None:
+        # a model that takes one channel is fed luminance (ITU-R BT.601), in every command
+        shape = self.input_shape
+        if shape is not None and len(shape) == 3 and self.preprocess.channels == 3:
+            last = self.preprocess.layout == "channels_last"
+            if (shape[-1] if last else shape[0]) == 1:
+                self.preprocess = replace(self.preprocess, channels=1)
+
     @property
     def description(self) -> str:
         """One line: ``'torchvision:resnet18 (torch)'``."""
@@ -151,7 +159,10 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
             return ModelSpec("torchvision", "torch", name, spec)
         return ModelSpec("keras_app", "keras", name, spec)
     if sep and len(prefix) > 1 and not Path(spec).exists():
-        raise ModelLoadError(f"Unknown model source {prefix!r} in {spec!r}. " + _VALID_SPECS)
+        raise ModelLoadError(
+            f"Unknown model source {prefix!r} in `spec`: builtin, builtin-vit, torchvision:NAME, "
+            f"keras:NAME or a saved file. Received: spec={spec!r}\nhint: " + _VALID_SPECS
+        )
     return _parse_file(Path(spec), spec)
 
 

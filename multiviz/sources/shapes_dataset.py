@@ -176,7 +176,17 @@ def sample_image(
 
 
 def _check_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    height, width = (size, size) if np.isscalar(size) else tuple(size)
+    sides = (
+        [size, size] if np.isscalar(size) else list(size) if isinstance(size, (tuple, list)) else []
+    )
+    if len(sides) != 2 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in sides
+    ):
+        raise ValueError(
+            "`size` must be a whole number or a (height, width) pair of them. "
+            f"Received: size={size!r}"
+        )
+    height, width = (sides[0], sides[-1])
     if min(height, width) < _MIN_SIZE:
         raise ValueError(
             f"`size` must be at least {_MIN_SIZE} pixels on each side. Received: size={size!r}"

@@ -228,3 +228,22 @@ def test_builtin_models_pair_by_name():
     assert [p.b for p in report.pairs] == ["conv1", "conv2", "conv3", "fc"]
     img = np.random.default_rng(0).random((2, 3, 16, 20)).astype(np.float32)
     np.testing.assert_allclose(keras_out(km, img), torch_out(tm, img), rtol=1e-5, atol=1e-5)
+
+
+def test_one_pairs_mapping_serves_transfer_and_compare():
+    """Weightless pairs (ReLU, pooling) are skipped and reported; compare then passes."""
+    tm, km = mv.builtin_model("torch", weights=None), mv.builtin_model("keras", weights=None)
+    names = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "gap", "fc"]
+    pairs = {n: n for n in names}
+    report = mv.transfer_weights(tm, km, pairs=pairs)
+    assert [p.a for p in report.pairs] == ["conv1", "conv2", "conv3", "fc"]
+    assert [(p.a, p.b) for p in report.weightless] == [
+        (n, n) for n in names if n[:-1] in ("relu", "pool") or n == "gap"
+    ]
+    assert report.to_dict()["weightless"][0] == ["relu1", "relu1"]
+    assert "Without parameters, nothing to copy (6):" in str(report)
+    img = np.random.default_rng(0).random((2, 3, 16, 20)).astype(np.float32)
+    compared = mv.compare(tm, km, img, pairs=pairs)  # the other framework is the right value
+    assert compared.passed and len(compared.rows) == len(names)
+    with pytest.raises(TransferError, match=r"`pairs` pairs torch 'relu1', which has no param"):
+        mv.transfer_weights(tm, km, pairs={"relu1": "conv1"})

@@ -102,3 +102,30 @@ def test_aggregate_maps_agree(captures) -> None:
         tolerance = 1e-5 * np.abs(expected).max()
         for acts in (acts_t, acts_k):
             np.testing.assert_allclose(mv.aggregate(acts["conv3"], how), expected, atol=tolerance)
+
+
+def _png_pixels(fig: Figure) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    from multiviz.render.figures import figure_png
+
+    return np.asarray(Image.open(io.BytesIO(figure_png(fig))).convert("RGB")).astype(int)
+
+
+@pytest.mark.both
+@pytest.mark.parametrize("figure", ["layer_stats", "feature_maps", "aggregate"])
+def test_figures_match_to_one_colour_level(captures, figure: str) -> None:
+    """The PNG a user saves, not only its data: the same size, and no pixel more than one
+    colormap bin apart (a float32 difference can only move a value across one bin)."""
+    draw = {
+        "layer_stats": lambda acts: mv.plot_layer_stats(acts),
+        "feature_maps": lambda acts: mv.plot_feature_maps(acts["conv2"], sample=1),
+        "aggregate": lambda acts: mv.plot_aggregate(acts["conv3"], "mean", sample=1),
+    }[figure]
+    acts_t, acts_k = captures
+    png_t, png_k = _png_pixels(draw(acts_t)), _png_pixels(draw(acts_k))
+    assert png_t.shape == png_k.shape
+    diff = np.abs(png_t - png_k)
+    assert diff.max() <= 8 and (diff > 0).mean() < 1e-3

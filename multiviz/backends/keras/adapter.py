@@ -56,17 +56,19 @@ from multiviz.backends.cache import cached
 from multiviz.backends.contract import GradientResult, Inputs, Target, main_output, read_inputs
 from multiviz.backends.guard import locked
 from multiviz.backends.keras.attention import attention_layers, read_attention
-from multiviz.backends.keras.capture import EagerPlan, runner_for, tf_function
+from multiviz.backends.keras.capture import EagerPlan, output_index_of, runner_for, tf_function
 from multiviz.backends.keras.gradients import compute_gradients
 from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
 from multiviz.backends.keras.layers import (
     LAST,
+    STATE,
     Site,
     bounds_of,
     canonical_shape,
     geometry_of,
     graph_of,
     list_sites,
+    output_layout,
     own_params,
 )
 from multiviz.backends.keras.tokens import model_token_grid
@@ -387,16 +389,43 @@ class KerasBackend:
 
         return sorted(keys, key=rank)
 
+    def unreachable(self, model: Any, names: Any) -> str | None:
+        """Why a name below a wrapper cannot be captured, and what to capture instead.
+
+        A layer inside ``TimeDistributed`` is reached by recording its calls,
+        one per time step; with an unknown number of time steps Keras
+        vectorizes the call and nothing can be recorded.
+        """
+        wanted = [names] if isinstance(names, str) else list(names or [])
+        graph = graph_of(model)
+        if graph is None:
+            return None
+        for name in wanted:
+            if not isinstance(name, str) or "/" not in name:
+                continue
+            head = name.split("/", 1)[0]
+            layer = next((la for la in graph.layers if la.name == head), None)
+            if isinstance(layer, keras.layers.TimeDistributed):
+                return (
+                    f"`names`: {name!r} is inside TimeDistributed {head!r}, whose number of time "
+                    "steps is unknown (None): Keras then vectorizes the call.\nhint: build the "
+                    f"model with a fixed number of time steps, or capture {head!r}"
+                )
+        return None
+
     def _layouts(self, model: Any) -> Any:
         by_key = {s.key: s.layout for s in self._sites(model)}
         by_base = {s.base: s.layout for s in self._sites(model)}
+        layers = {s.base: s.layer for s in self._sites(model)}
         default = keras.config.image_data_format()
 
         def layout(key: str) -> str:
             if key in by_key:
                 return by_key[key]
             read = owner(key, by_base)
-            return by_base[read[0]] if read else default
+            if read is None:
+                return default
+            return output_layout(layers[read[0]], output_index_of(read[1]), by_base[read[0]])
 
         return layout
 
@@ -518,10 +547,15 @@ class KerasBackend:
 
 
 def _numpy(tensor: Any, layout: str | None = None) -> np.ndarray:
-    """A float32 C-contiguous copy; channels-last ranks 3-5 moved to channels-first."""
+    """A float32 C-contiguous copy; channels-last ranks 3-5 moved to channels-first.
+
+    A recurrent layer's state ``(N, H)`` becomes ``(N, 1, H)``.
+    """
     arr = keras.ops.convert_to_numpy(tensor)
     if layout == LAST and 3 <= arr.ndim <= 5:
         arr = np.moveaxis(arr, -1, 1)
+    elif layout == STATE and arr.ndim == 2:
+        arr = arr[:, None]
     elif keras.backend.backend() == "tensorflow" and isinstance(arr, np.ndarray):
         # TensorFlow's convert_to_numpy is np.array(tensor): already a fresh copy
         return np.asarray(arr, dtype=np.float32, order="C")

@@ -32,7 +32,15 @@ import keras
 
 from multiviz.backends.cache import cached
 from multiviz.backends.guard import undoing
-from multiviz.backends.keras.layers import LAST, Site, Step, graph_of
+from multiviz.backends.keras.layers import (
+    LAST,
+    STATE,
+    Site,
+    Step,
+    graph_of,
+    output_layout,
+    read_time_layout,
+)
 from multiviz.backends.keras.state import call_layer, recording
 from multiviz.core.names import owner
 
@@ -109,13 +117,16 @@ class EagerPlan:
     ``"block/relu#1"``… in call order; several outputs as ``"[i]"``.
     """
 
-    def __init__(self, targets: Sequence[tuple[Any, str]]) -> None:
+    def __init__(self, targets: Sequence[tuple[Any, str]], per_frame: Sequence[str] = ()) -> None:
         # (sublayer, its name without "#k" / "[i]"): one entry per layer object
         self.targets = {id(layer): (layer, base) for layer, base in targets}
+        # layers TimeDistributed calls once per time step: their T calls are one output
+        self.per_frame = set(per_frame)
 
     @classmethod
     def from_items(cls, items: Sequence[tuple[Site, tuple[Step, ...]]]) -> EagerPlan:
-        return cls([(rest[-1][0], site.base) for site, rest in items])
+        timed = [site.base for site, _ in items if read_time_layout(site.layout) is not None]
+        return cls([(rest[-1][0], site.base) for site, rest in items], timed)
 
     def __call__(self, layer: Any, args: Sequence[Any], kwargs: dict[str, Any]) -> Tensors:
         return self.run(layer, args, kwargs)[1]
@@ -141,6 +152,10 @@ class EagerPlan:
         result: Tensors = {}
         for lid, (_, base) in self.targets.items():
             calls = records.get(lid, [])
+            if base in self.per_frame and calls:  # T calls on (N, ...): frames (N*T, ...)
+                frames = keras.ops.stack([keras.tree.flatten(c)[0] for c in calls], axis=1)
+                result[base] = keras.ops.reshape(frames, (-1, *keras.ops.shape(frames)[2:]))
+                continue
             for j, out in enumerate(calls):
                 name = base + (f"#{j}" if j else "")
                 flat = keras.tree.flatten(out)
@@ -175,6 +190,7 @@ class Runner:
         self.plan = build_plan(model, sites)
         self.layouts = {s.key: s.layout for s in sites}
         self.layouts.update({s.base: s.layout for s in sites if not s.in_graph})
+        self.layers = {s.base: s.layer for s in sites if not s.in_graph}
         graph = graph_of(model)
         self.graph_ref = weakref.ref(graph) if graph is not None and graph is not model else None
         self._fn: Callable[..., Tensors] | None = None
@@ -183,27 +199,30 @@ class Runner:
 
     def plan_call(self, inputs: Sequence[Any]) -> Tensors:
         assert isinstance(self.plan, GraphPlan)
-        return self.canonical(self.plan(list(inputs)))
+        return self.canonical(self.plan(list(inputs)), keras.ops.shape(inputs[0])[0])
 
-    def canonical(self, tensors: Tensors) -> Tensors:
-        """Channels-last outputs of rank 3-5 with their channel axis moved to 1."""
+    def canonical(self, tensors: Tensors, batch: Any = None) -> Tensors:
+        """Channels-last outputs of rank 3-5 with their channel axis moved to 1.
+
+        A recurrent layer's states ``(N, H)`` become ``(N, 1, H)``.
+        """
         out = {}
         for key, t in tensors.items():
             layout = self.layouts.get(key)
             if layout is None:  # "relu#1" of a layer found at run time
                 read = owner(key, self.layouts)
                 layout = self.layouts[read[0]] if read else None
-            rank = len(t.shape)
-            if layout == LAST and 3 <= rank <= 5:
-                t = keras.ops.transpose(t, (0, rank - 1, *range(1, rank - 1)))
-            out[key] = t
+                if read and read[0] in self.layers:  # "lstm[1]": which output of it
+                    index = output_index_of(read[1])
+                    layout = output_layout(self.layers[read[0]], index, layout)
+            out[key] = to_canonical(t, layout, batch)
         return out
 
     def __call__(self, model: Any, inputs: Sequence[Any]) -> Tensors:
         """Run the plan on ``inputs``; name -> tensor in the canonical layout."""
         if isinstance(self.plan, EagerPlan):  # subclassed: run the model itself, eagerly
             args = (inputs[0] if len(inputs) == 1 else list(inputs),)
-            return self.canonical(self.plan(model, args, {}))
+            return self.canonical(self.plan(model, args, {}), keras.ops.shape(inputs[0])[0])
         if self._fn is not None:
             return self._fn(list(inputs))
         return _no_grad(lambda: self.plan_call(inputs))
@@ -214,6 +233,36 @@ class Runner:
         if self.graph_ref is None:
             return graph is None or graph is model
         return self.graph_ref() is graph
+
+
+def to_canonical(t: Any, layout: str | None, batch: Any = None) -> Any:
+    """One output tensor in the canonical layout (a backend tensor, moved in the graph).
+
+    A layer run per frame by ``TimeDistributed`` gives ``(N*T, ...)``: each
+    frame laid out, then ``(N, T, ...)`` (``T`` from the layout, else from
+    ``batch``, the outer batch size).
+    """
+    timed = read_time_layout(layout)
+    if timed is not None:
+        steps, inner = timed
+        frames = to_canonical(t, inner)
+        rest = tuple(keras.ops.shape(frames)[1:])
+        lead = (-1, steps) if steps is not None else (batch, -1)
+        return keras.ops.reshape(frames, (*lead, *rest))
+    rank = len(t.shape)
+    if layout == LAST and 3 <= rank <= 5:
+        return keras.ops.transpose(t, (0, rank - 1, *range(1, rank - 1)))
+    if layout == STATE and rank == 2:
+        return keras.ops.expand_dims(t, 1)
+    return t
+
+
+def output_index_of(suffix: str) -> int | None:
+    """``"#1[2]"`` -> 2: which flat output a key's suffix names (``None`` for the whole)."""
+    if "[" not in suffix:
+        return None
+    last = suffix[suffix.rindex("[") + 1 : -1]
+    return int(last) if last.isdigit() else None
 
 
 def _no_grad(fn: Callable[[], Tensors]) -> Tensors:

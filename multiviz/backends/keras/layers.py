@@ -47,6 +47,30 @@ __all__ = [
 ]
 
 LAST, FIRST = "channels_last", "channels_first"
+#: a recurrent layer's sequence (N, T, F) and its states, laid out (N, 1, H) (see core.layout)
+SEQUENCE, STATE = "sequence", "state"
+#: a layer inside ``TimeDistributed``: ``"time_maps:T:<its own layout>"`` (T ``?`` if unknown);
+#: its outputs, one per frame ``(N*T, ...)``, are laid out ``(N, T, C, H, W)``
+TIME = "time_maps"
+
+
+def time_layout(inner: str, steps: int | None) -> str:
+    """The layout of a layer run per time step by ``TimeDistributed`` (see :data:`TIME`)."""
+    return f"{TIME}:{steps if steps is not None else '?'}:{inner}"
+
+
+def read_time_layout(layout: str | None) -> tuple[int | None, str] | None:
+    """``(T, inner layout)`` of a :func:`time_layout` string, else ``None``.
+
+    Example:
+        >>> read_time_layout(time_layout("channels_last", 5)), read_time_layout("channels_last")
+        ((5, 'channels_last'), None)
+    """
+    if not layout or not layout.startswith(TIME + ":"):
+        return None
+    _, steps, inner = layout.split(":", 2)
+    return (None if steps == "?" else int(steps)), inner
+
 
 #: One step of a site's path: a layer and the index of its call node in the
 #: parent graph (``None`` below a layer that has no graph: found at run time).
@@ -222,11 +246,23 @@ def _axis_layout(layer: Any, rank: int) -> str | None:
     return LAST if axis == rank - 1 else FIRST if axis == 1 else None
 
 
+def is_recurrent(layer: Any) -> bool:
+    """A recurrent layer (``LSTM``, ``GRU``, ``SimpleRNN``, ``RNN``, ``Bidirectional``)."""
+    return isinstance(layer, (keras.layers.RNN, keras.layers.Bidirectional))
+
+
 def own_layout(layer: Any, rank: int) -> str | None:
-    """The layout a layer declares itself, or ``None`` when it declares none."""
+    """The layout a layer declares itself, or ``None`` when it declares none.
+
+    A recurrent layer and an ``Embedding`` declare a sequence ``(N, T, F)``:
+    what *is* a sequence is never transposed like a channels-last map, and the
+    layers after it inherit that.
+    """
     fmt = getattr(layer, "data_format", None)
     if fmt in (LAST, FIRST):
         return fmt
+    if is_recurrent(layer) or isinstance(layer, keras.layers.Embedding):
+        return SEQUENCE
     if any(c.__name__ in _AXIS_LAYOUT for c in type(layer).__mro__):
         return _axis_layout(layer, rank)
     return None
@@ -241,9 +277,21 @@ def node_layout(node: Any, outer: tuple[Any, ...] = ()) -> str:
 
     ``outer`` is the chain of enclosing nested-model nodes, outermost first: a
     search that reaches a nested graph's input continues in the parent graph.
+    With no declaration upstream, a rank-3 output is a sequence ``(N, T, F)``
+    (a ``Dense`` applied to a sequence input); maps fall back to
+    ``keras.config.image_data_format()``.
     """
     found = _search_upstream(node, outer)
+    if found is None and node.outputs and _rank(node.outputs[0]) == 3:
+        return SEQUENCE
     return found or keras.config.image_data_format()
+
+
+def output_layout(layer: Any, index: int | None, layout: str) -> str:
+    """The layout of output ``index`` of ``layer``: a recurrent layer's states are :data:`STATE`."""
+    if index and is_recurrent(layer):
+        return STATE
+    return layout
 
 
 def _search_upstream(node: Any, outer: tuple[Any, ...]) -> str | None:
@@ -291,10 +339,18 @@ def canonical_shape(
         (None, 3, 8, 9)
         >>> canonical_shape((None, 10), "channels_last")
         (None, 10)
+        >>> canonical_shape((None, 7, 16), "sequence"), canonical_shape((None, 16), "state")
+        ((None, 7, 16), (None, 1, 16))
     """
     if shape is None:
         return None
     shape = tuple(None if d is None else int(d) for d in shape)
+    timed = read_time_layout(layout)
+    if timed is not None and len(shape) >= 2:  # (None, T, frame...) -> (None, T, C, H, W)
+        frame = canonical_shape((None, *shape[2:]), timed[1]) or (None,)
+        return (None, shape[1], *frame[1:])
+    if layout == STATE and len(shape) == 2:
+        return (None, 1, shape[1])
     if layout == LAST and 3 <= len(shape) <= 5:
         return (None, shape[-1], *shape[1:-1])
     return (None, *shape[1:]) if shape else shape
@@ -353,14 +409,56 @@ def _graph_sites(
                 layer=layer,
                 path=here,
                 output_index=i if multi else None,
-                layout=layout,
+                layout=output_layout(layer, i, layout),
                 shape=tuple(tensor.shape),
             )
         inner = graph_of(layer)
         if inner is not None:
             yield from _graph_sites(inner, name + "/", here, (*outer, node))
+        elif isinstance(layer, keras.layers.TimeDistributed):
+            steps = node.outputs[0].shape[1] if node.outputs else None
+            yield from _time_distributed_sites(layer, name + "/", here, steps)
+        elif isinstance(layer, keras.layers.Bidirectional):
+            yield from _bidirectional_sites(layer, name + "/", here)
         else:
             yield from _eager_sites(layer, name + "/", here, layout)
+
+
+def _time_distributed_sites(
+    wrapper: Any, prefix: str, path: tuple[Step, ...], steps: int | None
+) -> Iterator[Site]:
+    """The layers of the per-frame model inside ``TimeDistributed``: ``td/fconv``.
+
+    Found at run time (the wrapper calls its model on ``(N*T, ...)``); laid out
+    ``(N, T, C, H, W)`` (:data:`TIME`). A wrapped single layer is the wrapper's
+    own output and has no inner name.
+    """
+    inner = graph_of(wrapper.layer)
+    if inner is None or steps is None:  # unknown T: Keras vectorizes the call, nothing to record
+        return
+    for site in _graph_sites(inner, prefix, (), ()):
+        shape = None if site.shape is None else (None, steps, *site.shape[1:])
+        yield Site(
+            site.key,
+            site.base,
+            site.layer,
+            path + tuple((layer, None) for layer, _ in site.path),
+            site.output_index,
+            time_layout(site.layout, steps),
+            shape,
+        )
+
+
+def _bidirectional_sites(wrapper: Any, prefix: str, path: tuple[Step, ...]) -> Iterator[Site]:
+    """The forward and backward recurrent layers of ``Bidirectional``: ``bi/forward_lstm``.
+
+    Found at run time; each output as that layer returns it (the backward
+    layer's sequence in reversed time, as Keras computes it before
+    ``Bidirectional`` flips and merges it).
+    """
+    for child in (wrapper.forward_layer, wrapper.backward_layer):
+        name = prefix + child.name
+        yield Site(name, name, child, (*path, (child, None)), None, SEQUENCE, None)
 
 
 def _eager_sites(layer: Any, prefix: str, path: tuple[Step, ...], layout: str) -> Iterator[Site]:

@@ -37,7 +37,14 @@ from multiviz.backends.guard import this_thread
 from multiviz.backends.torch.inputs import ModelInput, entry_check, input_shapes, run_model
 from multiviz.backends.torch.state import eval_mode
 
-__all__ = ["capture_outputs", "flatten_output", "output_shapes", "single_output", "snapshot"]
+__all__ = [
+    "batch_first",
+    "capture_outputs",
+    "flatten_output",
+    "output_shapes",
+    "single_output",
+    "snapshot",
+]
 
 Hook = Callable[[nn.Module, tuple[Any, ...], Any], Any]
 
@@ -52,13 +59,17 @@ class _StopForward(BaseException):
     """
 
 
-def flatten_output(key: str, out: Any, module: Any = None) -> Iterator[tuple[str, torch.Tensor]]:
+def flatten_output(
+    key: str, out: Any, module: Any = None, _at: tuple[int, ...] = ()
+) -> Iterator[tuple[str, torch.Tensor]]:
     """The tensors in a module's output, keyed ``key``, ``key[0]``, ``key[name]``...
 
     Non-tensor entries are skipped; nesting gives ``key[1][0]``. An
     ``nn.MultiheadAttention`` (``module``) called with ``need_weights=False``
     returns ``(output, None)``: one output, ``key``, as Keras names its
-    ``MultiHeadAttention``'s.
+    ``MultiHeadAttention``'s. A recurrent module's outputs come with the
+    batch axis first (:func:`batch_first`), as the layer is: a sequence
+    ``(N, T, F)``, states ``(N, layers * directions, H)``.
 
     Example:
         >>> [k for k, _ in flatten_output("lstm", (torch.ones(1), (torch.ones(1), None)))]
@@ -68,15 +79,40 @@ def flatten_output(key: str, out: Any, module: Any = None) -> Iterator[tuple[str
         ['attn']
     """
     if isinstance(out, torch.Tensor):
-        yield key, out
+        yield key, batch_first(module, _at, out)
     elif single_output(out, module):
         yield key, out[0]
     elif isinstance(out, (tuple, list)):
+        inner = module if isinstance(module, nn.RNNBase) else None
         for i, item in enumerate(out):
-            yield from flatten_output(f"{key}[{i}]", item)
+            yield from flatten_output(f"{key}[{i}]", item, inner, (*_at, i))
     elif isinstance(out, Mapping):
         for name, item in out.items():
             yield from flatten_output(f"{key}[{name}]", item)
+
+
+def batch_first(module: Any, position: tuple[int, ...], t: torch.Tensor) -> torch.Tensor:
+    """A recurrent module's output or state, batch axis first, as the layer *is*.
+
+    ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` return ``(output, h_n)`` (an LSTM:
+    ``(output, (h_n, c_n))``): the output is ``(T, N, F)`` unless
+    ``batch_first=True``, and the states are ``(layers * directions, N, H)``
+    whatever ``batch_first`` says. multiviz returns a sequence as ``(N, T, F)``
+    and states as ``(N, layers * directions, H)``, the layouts Keras's
+    recurrent layers have too (DESIGN.md, "Layouts by what a layer is").
+    Unbatched calls (2-D) are left alone; anything else passes through.
+
+    Example:
+        >>> gru = torch.nn.GRU(3, 4, num_layers=2)
+        >>> out, h = gru(torch.zeros(5, 2, 3))                  # T=5, N=2
+        >>> batch_first(gru, (0,), out).shape, batch_first(gru, (1,), h).shape
+        (torch.Size([2, 5, 4]), torch.Size([2, 2, 4]))
+    """
+    if not isinstance(module, nn.RNNBase) or t.ndim != 3 or not position:
+        return t
+    if position == (0,):
+        return t if module.batch_first else t.transpose(0, 1).contiguous()
+    return t.transpose(0, 1).contiguous() if position[0] == 1 else t
 
 
 def single_output(out: Any, module: Any) -> bool:
@@ -131,7 +167,7 @@ class _Recorder:
         return record
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {key: t.cpu().numpy() for key, t in self.outputs.items()}
+        return {key: np.ascontiguousarray(t.cpu().numpy()) for key, t in self.outputs.items()}
 
 
 # attributes every nn.Module has that do not steer its forward pass (hooks, registries)

@@ -39,7 +39,7 @@ from multiviz.backends.contract import (
     score_callable,
 )
 from multiviz.backends.guard import this_thread
-from multiviz.backends.torch.capture import single_output, snapshot
+from multiviz.backends.torch.capture import batch_first, single_output, snapshot
 from multiviz.backends.torch.inputs import ModelInput, entry_check, run_model, tensors_of, to_numpy
 from multiviz.backends.torch.layers import head_kind
 from multiviz.backends.torch.state import eval_mode, frozen_parameters, guided_relus
@@ -48,15 +48,30 @@ __all__ = ["compute_gradients", "score", "scored_outputs"]
 
 
 def _map_tensors(
-    key: str, out: Any, fn: Callable[[str, torch.Tensor], torch.Tensor], module: Any = None
+    key: str,
+    out: Any,
+    fn: Callable[[str, torch.Tensor], torch.Tensor],
+    module: Any = None,
+    views: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+    _at: tuple[int, ...] = (),
 ) -> Any:
-    """``out`` with ``fn(key, t)`` applied to each tensor, keys as in ``flatten_output``."""
+    """``out`` with ``fn(key, t)`` applied to each tensor, keys as in ``flatten_output``.
+
+    ``views``, if given, is filled with key -> how to lay that tensor out for
+    the caller (a recurrent module's batch-first view, see ``batch_first``).
+    """
     if isinstance(out, torch.Tensor):
+        if views is not None and isinstance(module, nn.RNNBase):
+            views[key] = lambda t, m=module, at=_at: batch_first(m, at, t)
         return fn(key, out)
     if single_output(out, module):  # MultiheadAttention's (output, None): one output
         return (fn(key, out[0]), *out[1:])
     if isinstance(out, (tuple, list)):
-        items = [_map_tensors(f"{key}[{i}]", item, fn) for i, item in enumerate(out)]
+        inner = module if isinstance(module, nn.RNNBase) else None
+        items = [
+            _map_tensors(f"{key}[{i}]", item, fn, inner, views, (*_at, i))
+            for i, item in enumerate(out)
+        ]
         if hasattr(out, "_fields"):  # a namedtuple
             return type(out)(*items)
         return type(out)(items)
@@ -77,6 +92,7 @@ class _Watcher:
         self.live: dict[str, torch.Tensor] = {}  # key -> tensor the gradient is taken for
         self.values: dict[str, torch.Tensor] = {}  # key -> float32 copy at hook time
         self.calls: dict[str, int] = {}
+        self.views: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}  # key -> batch first
         # id(output of a softmax / sigmoid module) -> (that output, its input, "softmax"...);
         # the output is held so that its id cannot be reused by another tensor in the pass
         self.heads: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
@@ -99,7 +115,7 @@ class _Watcher:
                 return None
             k = self.calls.get(name, 0)
             self.calls[name] = k + 1
-            return _map_tensors(name if k == 0 else f"{name}#{k}", out, keep, module)
+            return _map_tensors(name if k == 0 else f"{name}#{k}", out, keep, module, self.views)
 
         return hook
 
@@ -240,12 +256,23 @@ def compute_gradients(
         g = by_tensor.get(id(t))
         return to_numpy(g) if g is not None else np.zeros(tuple(t.shape), np.float32)
 
+    def laid_out(key: str, t: torch.Tensor) -> torch.Tensor:
+        view = watcher.views.get(key)
+        return view(t) if view is not None else t
+
+    def grad_laid_out(key: str, t: torch.Tensor) -> np.ndarray:
+        g = by_tensor.get(id(t))
+        g = torch.zeros_like(t) if g is None else g
+        return to_numpy(laid_out(key, g))
+
     return GradientResult(
         output=to_numpy(output),
         targets=targets,
         scores=to_numpy(scores),
-        activations={k: v.cpu().numpy() for k, v in watcher.values.items()},
-        gradients={k: grad_of(watcher.live.get(k, v)) for k, v in watcher.values.items()},
+        activations={
+            k: np.ascontiguousarray(laid_out(k, v).cpu().numpy()) for k, v in watcher.values.items()
+        },
+        gradients={k: grad_laid_out(k, watcher.live.get(k, v)) for k, v in watcher.values.items()},
         input_gradient=_per_input(x, [grad_of(t) for t in inputs]) if wrt_input else None,
         head=head,
     )
