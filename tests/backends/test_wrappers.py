@@ -49,7 +49,7 @@ def test_layers_inside_time_distributed_are_listed_and_captured():
     acts = mv.capture(model, x, ["td/fconv", "td/frelu", "td"])
     # by hand: the per-frame CNN on the N*T frames, back to (N, T, C, H, W)
     inner = keras.Model(cnn.input, cnn.get_layer("fconv").output)
-    frames = np.asarray(inner(x.reshape(N * T, S, S, 3)))  # (N*T, S, S, 4)
+    frames = keras.ops.convert_to_numpy(inner(x.reshape(N * T, S, S, 3)))  # (N*T, S, S, 4)
     want = np.moveaxis(frames, -1, 1).reshape(N, T, 4, S, S)
     np.testing.assert_allclose(acts["td/fconv"], want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(acts["td/frelu"], np.maximum(want, 0), rtol=1e-5, atol=1e-6)
@@ -92,8 +92,12 @@ def test_bidirectional_forward_and_backward_layers_are_addressable():
     x = _x()
     acts = mv.capture(model, x, [fwd, bwd, "td", "bi"])
     seq = acts["td"]  # (N, T, 4): what bi receives
-    np.testing.assert_allclose(acts[fwd], np.asarray(bi.forward_layer(seq)), rtol=1e-5, atol=1e-6)
-    back = np.asarray(bi.backward_layer(seq))  # reversed in time, as the layer returns it
+    np.testing.assert_allclose(
+        acts[fwd], keras.ops.convert_to_numpy(bi.forward_layer(seq)), rtol=1e-5, atol=1e-6
+    )
+    back = keras.ops.convert_to_numpy(
+        bi.backward_layer(seq)
+    )  # reversed in time, as the layer returns it
     np.testing.assert_allclose(acts[bwd], back, rtol=1e-5, atol=1e-6)
     # Bidirectional concatenates forward and the backward flipped back in time
     merged = np.concatenate([acts[fwd], back[:, ::-1]], axis=-1)

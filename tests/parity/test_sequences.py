@@ -53,7 +53,7 @@ def test_keras_sequences_are_not_transposed_and_states_get_their_axis():
     acts = mv.capture(net, x, ["bi1", "bi2", "gru"])
     assert list(acts) == ["bi1", "bi2", "gru[0]", "gru[1]"]
     direct = keras.Model(net.input, [net.get_layer("bi2").output, *net.get_layer("gru").output])
-    y, z, state = (np.asarray(t) for t in direct(x))
+    y, z, state = (keras.ops.convert_to_numpy(t) for t in direct(x))
     np.testing.assert_allclose(acts["bi2"], y, atol=1e-6)  # (N, T, 2H), as the layer gives it
     np.testing.assert_allclose(acts["gru[0]"], z, atol=1e-6)
     np.testing.assert_allclose(acts["gru[1]"], state[:, None], atol=1e-6)  # (N, 1, G)
