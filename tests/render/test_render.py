@@ -20,6 +20,7 @@ from multiviz.core.resize import resize_bilinear
 from multiviz.core.stats import layer_stats
 from multiviz.render.colors import background_color, colorize, lookup_table
 from multiviz.render.figures import (
+    _layer_groups,
     plot_aggregate,
     plot_feature_maps,
     plot_layer_stats,
@@ -541,6 +542,41 @@ def test_plot_layer_stats_past_40_layers_gives_each_layer_its_own_fraction_strip
     expected = [1.0 if i == 30 else 0.0 for i in range(60)]
     assert [p.get_width() for p in dead] == expected == [p.get_width() for p in zero]
     assert {p.get_height() for p in fractions.patches} == {0.5}
+
+
+def _mobilenet_v2_names() -> list[str]:
+    """keras.applications.MobileNetV2's 155 layer names (no dots: ``_`` separates)."""
+    names = ["Conv1", "bn_Conv1", "Conv1_relu"]
+    names += [f"expanded_conv_{s}" for s in ("depthwise", "depthwise_BN", "depthwise_relu")]
+    names += ["expanded_conv_project", "expanded_conv_project_BN"]
+    for b in range(1, 17):
+        names += [f"block_{b}_{s}" for s in ("expand", "expand_BN", "expand_relu")]
+        names += [f"block_{b}_pad"] if b in (1, 3, 6, 13) else []
+        names += [f"block_{b}_{s}" for s in ("depthwise", "depthwise_BN", "depthwise_relu")]
+        names += [f"block_{b}_{s}" for s in ("project", "project_BN")]
+        names += [f"block_{b}_add"] if b in (2, 4, 5, 7, 8, 9, 11, 12, 14, 15) else []
+    return [*names, "Conv_1", "Conv_1_bn", "out_relu", "global_average_pooling2d", "predictions"]
+
+
+def test_plot_layer_stats_groups_real_networks_by_block():
+    """Blocks as the networks define them: MobileNetV2's ``block_3`` (``_`` separates, not one
+    ``block`` group of 142 layers), ResNet-50's ``layer2.1`` (not ``layer3`` of 56)."""
+    mobilenet = _mobilenet_v2_names()
+    assert len(mobilenet) == 155
+    labels = [label for _, _, label in _layer_groups(mobilenet)]
+    assert labels[labels.index("block_1") :][:16] == [f"block_{b}" for b in range(1, 17)]
+    resnet = ["conv1", "bn1", "relu", "maxpool"]
+    for stage, blocks in enumerate((3, 4, 6, 3), start=1):
+        for b in range(blocks):
+            resnet += [f"layer{stage}.{b}.{m}" for m in ("conv1", "bn1", "conv2", "bn2")]
+            resnet += [f"layer{stage}.{b}.{m}" for m in ("conv3", "bn3", "relu", "relu#1")]
+            resnet += [f"layer{stage}.{b}.relu#2"]
+            resnet += [f"layer{stage}.{b}.downsample.{k}" for k in (0, 1)] if b == 0 else []
+    groups = _layer_groups([*resnet, "avgpool", "fc"])
+    assert [label for _, _, label in groups if label.startswith("layer2")] == [
+        "layer2.0", "layer2.1", "layer2.2", "layer2.3"
+    ]  # fmt: skip
+    assert max(stop - start for start, stop, _ in groups) == 11  # a first block, downsample too
 
 
 def test_plot_layer_stats_symlog_threshold_comes_from_the_data_not_its_smallest_layer():
