@@ -88,9 +88,37 @@ NUMPY_ROWS: list[Row] = [
     ("load_scan", {}, "path", "no-such-scan-folder"),
     ("load_model", {}, "spec", "caffe:alexnet"),
     ("load_images", lambda: {"source": _png()}, "prep", "imagenet"),
+    ("normalize", {}, "maps", np.array(["a", "b"])),
+    ("aggregate", {}, "maps", np.zeros((2,) * 6)),
+    ("select_channels", {"maps": MAPS}, "layout", "XYZ"),
+    ("montage", {}, "maps", np.zeros((2,) * 6)),
+    ("colorize", {}, "values", np.array(["a", "b"])),
+    ("feature_map_image", {"maps": MAPS}, "background", "white"),
+    ("overlay_image", {"heatmap": HEAT}, "image", np.zeros((6, 6, 7))),
+    ("overlay_image", {"image": IMAGE}, "heatmap", np.zeros((2,) * 5)),
+    ("plot_feature_maps", {"maps": MAPS}, "cmap", "not_a_colormap"),
+    ("plot_feature_maps", {"maps": MAPS}, "channels", [99]),
+    ("plot_aggregate", {"maps": MAPS}, "cmap", "not_a_colormap"),
+    ("plot_aggregate", {"maps": MAPS}, "layout", "XYZ"),
+    ("plot_overlay", {"image": IMAGE, "heatmap": HEAT}, "cmap", "not_a_colormap"),
+    ("plot_overlay", {"heatmap": HEAT}, "image", np.zeros((6, 6, 7))),
+    ("plot_explanations", {"image": IMAGE, "maps": {"grad_cam": HEAT[None]}}, "blend", "multiply"),
+    ("plot_explanations", {"image": IMAGE, "maps": {"grad_cam": HEAT[None]}}, "cmap", "no_cmap"),
+    ("plot_comparison", lambda: {"report": _parity()}, "layer", "nope"),
+    ("plot_comparison", lambda: {"report": _parity()}, "cmap", "not_a_colormap"),
+    ("plot_comparison", lambda: {"report": _parity()}, "diff_cmap", "not_a_colormap"),
+    ("builtin_model", {}, "weights", "no-such-weights.npz"),
+    ("load_model", {"spec": "builtin"}, "framework", "jax"),
     ("sample_image", {}, "label", "hexagon"),
     ("sample_image", {}, "size", (64,)),
 ]
+
+
+def _parity() -> Any:
+    from multiviz.parity.compare import compare_activations
+
+    a = {"conv": MAPS}
+    return compare_activations(a, {"conv": MAPS * 1.01})
 
 
 def _png() -> str:
@@ -194,6 +222,16 @@ MODEL_ROWS: list[Row] = [
     ("evaluate", _model, "metrics", ["deletion", "magic"]),
     ("evaluate", _model, "methods", ["magic"]),
     ("set_cache_size", {}, "size", "8"),
+    ("forward", lambda: {"x": _x()}, "model", None),
+    ("capture", _model, "token_grid", "14x14"),
+    ("grad_cam", _cam, "relu", "yes"),
+    ("cam", _cam, "fc_weights", np.zeros((3, 3), np.float32)),
+    ("integrated_gradients", _model, "target", "cat"),
+    ("evaluate", lambda: {**_model(), "methods": ["grad_cam"]}, "substrate", "purple"),
+    ("compare", lambda: {"model_a": _builtin(), "x": _x()}, "model_b", "keras-model"),
+    ("transfer_weights", lambda: {"target": _builtin()}, "source", "model.pt"),
+    ("scan", lambda: {"model": _builtin(), "data": _x()}, "layers", ["conv9"]),
+    ("html_report", lambda: {**_model(), "layers": ["conv1"]}, "cmap", "not_a_colormap"),
 ]
 
 

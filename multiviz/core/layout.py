@@ -75,9 +75,10 @@ def infer_layout(arr: np.ndarray, layout: str | None = None) -> str:
     if layout is None:
         if ndim == 5:
             raise InputShapeError(
-                f"`maps` has shape {np.shape(arr)}: the (N, T, C, H, W) maps of a layer inside "
-                "TimeDistributed. Pick a time step.\nhint: acts[name][:, t] for step t "
-                "(statistics take the whole array: time steps count as samples)"
+                f"`maps` must be (N, C, H, W), (C, H, W), (C, L) or (F,). Received shape "
+                f"{np.shape(arr)}: 5-D, the (N, T, C, H, W) maps of a layer inside TimeDistributed."
+                "\nhint: Pick a time step, acts[name][:, t] (statistics take the whole array: "
+                "time steps count as samples)"
             )
         if ndim not in _DEFAULT:
             raise InputShapeError(

@@ -212,7 +212,7 @@ def normalize(
     """
     arr = np.asarray(maps)
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"normalize needs a real-valued array. Received dtype {arr.dtype}.")
+        raise TypeError(f"`maps` must be a real-valued array. Received dtype {arr.dtype}.")
     check_mode(mode)
     mode = resolve_mode(arr, mode)
     p_lo, p_hi = _check_percentile(percentile)

@@ -26,7 +26,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from multiviz.errors import InputShapeError, LayerNotFoundError, NotSpatialLayerError
+from multiviz.errors import (
+    InputShapeError,
+    LayerNotFoundError,
+    NotSpatialLayerError,
+    UnsupportedModelError,
+)
 
 __all__ = ["names_parameters"]
 
@@ -34,6 +39,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: parameters that hold layer names, in the order a message is matched against them
 _LAYER_PARAMS = ("layer", "pool_layer", "names", "layers")
+#: parameters that hold a model
+_MODEL_PARAMS = ("model", "model_a", "model_b", "source", "target", "randomized_model")
 
 
 def _quoted(value: Any) -> list[str]:
@@ -46,6 +53,16 @@ def _quoted(value: Any) -> list[str]:
 
 def _param_for(err: Exception, bound: inspect.BoundArguments) -> str | None:
     args = bound.arguments
+    if isinstance(err, UnsupportedModelError):  # the parameter whose value is not a model
+        from multiviz.backends import get_backend
+
+        for p in _MODEL_PARAMS:
+            if p in args and p in bound.signature.parameters and args[p] is not None:
+                try:
+                    get_backend(args[p])
+                except UnsupportedModelError:
+                    return p
+        return None
     first = str(err.args[0]).split("\n", 1)[0] if err.args else ""
     if isinstance(err, (LayerNotFoundError, NotSpatialLayerError)) or type(err) is TypeError:
         present = [p for p in _LAYER_PARAMS if p in bound.signature.parameters]
@@ -58,13 +75,18 @@ def _param_for(err: Exception, bound: inspect.BoundArguments) -> str | None:
     return None
 
 
-def _prefix(err: Exception, param: str) -> None:
+def _prefix(err: Exception, param: str, own: Any) -> None:
     if not err.args or not isinstance(err.args[0], str):
         return
-    first = err.args[0].split("\n", 1)[0]
+    text = err.args[0]
+    first = text.split("\n", 1)[0]
+    for other in (*_LAYER_PARAMS, *_MODEL_PARAMS, "x"):  # named by a function called inside
+        if other != param and other not in own and f"`{other}`" in first:
+            err.args = (text.replace(f"`{other}`", f"`{param}`", 1), *err.args[1:])
+            return
     if "`" in first or f"{param}=" in first:
         return
-    err.args = (f"`{param}`: {err.args[0]}", *err.args[1:])
+    err.args = (f"`{param}`: {text}", *err.args[1:])
 
 
 def names_parameters(func: F) -> F:
@@ -75,16 +97,25 @@ def names_parameters(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (LayerNotFoundError, NotSpatialLayerError, InputShapeError, TypeError) as err:
-            if type(err) is TypeError and not str(err).startswith("Layer names"):
-                raise
+        except (
+            LayerNotFoundError,
+            NotSpatialLayerError,
+            InputShapeError,
+            UnsupportedModelError,
+            TypeError,
+        ) as err:
+            if isinstance(err, TypeError) and not isinstance(
+                err, (UnsupportedModelError, InputShapeError)
+            ):
+                if type(err) is not TypeError or not str(err).startswith("Layer names"):
+                    raise
             try:
                 bound = signature.bind_partial(*args, **kwargs)
             except TypeError:
                 raise err from None
             param = _param_for(err, bound)
             if param is not None:
-                _prefix(err, param)
+                _prefix(err, param, signature.parameters)
             raise
 
     return wrapper  # type: ignore[return-value]

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from multiviz.core.names import owner
+from multiviz.core.params import names_parameters
 from multiviz.core.weight_layouts import LayerParams
 from multiviz.parity.metrics import array_metrics
 from multiviz.parity.pairing import LayerSpec, PairsArg, pair_layers, param_signature
@@ -221,6 +222,7 @@ def _specs(
     return specs, flats, notes
 
 
+@names_parameters
 def compare(
     model_a: Any,
     model_b: Any,

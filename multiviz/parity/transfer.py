@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from multiviz.backends import get_backend, plugin
+from multiviz.core.params import names_parameters
 from multiviz.core.weight_layouts import LayerParams, from_canonical, to_canonical
 from multiviz.errors import TransferError
 from multiviz.parity.pairing import (
@@ -218,6 +219,7 @@ def _check_config(src: LayerParams, dst: LayerParams, notes: list[str]) -> list[
     return problems
 
 
+@names_parameters
 def transfer_weights(
     source: Any,
     target: Any,

@@ -149,6 +149,8 @@ def colorize(
     table = lookup_table(cmap)
     n = table.shape[0]
     v = np.asarray(values)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"`values` must be a real-valued array. Received dtype {v.dtype}.")
     if v.dtype.kind != "f":
         v = v.astype(np.float64)
     bad = np.isnan(v)

@@ -158,7 +158,10 @@ def plot_comparison(
     if layer is None:
         row = report.first_divergence or report.rows[-1]
     else:
-        row = report[layer]
+        try:
+            row = report[layer]
+        except LayerNotFoundError as err:
+            raise LayerNotFoundError(f"`layer`: {err}") from None
     ref = np.asarray(report.activations[0][row.name], dtype=np.float32)
     cand = np.asarray(report.activations[1][row.name_b], dtype=np.float32)
     n = ref.shape[0]

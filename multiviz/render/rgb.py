@@ -274,11 +274,11 @@ def as_rgb_float(image: np.ndarray) -> np.ndarray:
                 f"np.moveaxis(image, 0, -1) for one image."
             )
         raise InputShapeError(
-            f"Expected one image (H, W, 3), (H, W, 4), (H, W, 1) or (H, W). Received shape {shape}"
+            f"`image` must be one image (H, W, 3), (H, W, 4), (H, W, 1) or (H, W). Received shape {shape}"
             + (": a batch — pass one image, e.g. images[0]." if img.ndim == 4 else ".")
         )
     if img.ndim not in (2, 3):
-        raise InputShapeError(f"Expected one image (H, W, 3) or (H, W). Received shape {shape}.")
+        raise InputShapeError(f"`image` must be (H, W, 3) or (H, W). Received shape {shape}.")
     if img.ndim == 2:
         img = img[..., None]
     img = img[..., :3]
@@ -311,8 +311,8 @@ def _as_heatmap(heatmap: np.ndarray) -> np.ndarray:
         heat = heat[0]
     if heat.ndim != 2:
         raise InputShapeError(
-            f"The heatmap must be one 2-D map (h, w). Received shape {np.shape(heatmap)}. "
-            "Pass one sample (cam[i]); reduce feature maps first with mv.aggregate(maps)."
+            f"`heatmap` must be one 2-D map (h, w). Received shape {np.shape(heatmap)}.\n"
+            "hint: pass one sample (cam[i]); reduce feature maps first with mv.aggregate(maps)"
         )
     return heat
 

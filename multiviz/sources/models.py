@@ -145,7 +145,7 @@ def parse_spec(spec: str, framework: str | None = None) -> ModelSpec:
     """
     if framework is not None and framework not in EXTRAS:
         raise ModelLoadError(
-            f"--framework must be one of {sorted(EXTRAS)}. Received: {framework!r}"
+            f"`framework` (--framework) must be one of {sorted(EXTRAS)}. Received: {framework!r}"
         )
     if spec in ("builtin", "builtin-vit"):
         return ModelSpec("builtin", framework or _default_framework(), spec, spec)

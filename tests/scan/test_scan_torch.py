@@ -60,11 +60,19 @@ def test_statistics_equal_brute_force_over_the_whole_array(scanned, whole, layer
     np.testing.assert_array_equal(s.positive_fraction, (v > 0).mean(axis=1))
     np.testing.assert_array_equal(s.dead, (v > 0).sum(axis=1) == 0)
     assert np.isnan(s.saturated_fraction).all()  # ReLU and conv outputs are unbounded
+    # The REQ sketch is randomized (DataSketches cannot seed it) and its bound
+    # holds per channel with ~99.7% probability at 3 standard deviations: over
+    # 100 channels one falls just outside now and then. Each channel's true rank
+    # must lie within 9 standard deviations (the 3-sigma interval widened by its
+    # own width on each side: a miss has probability ~1e-19), while a wrong
+    # quantile (off by a few percent of rank) is still far outside.
     lo, hi = s.sketch.rank_bounds(0.9, 3)
     q = s.quantile(0.9)
+    assert np.all(hi - lo < 0.03)  # the bound is tight enough to mean something
     for c in range(v.shape[0]):  # the 0.9-quantile's true rank lies in the sketch's bound
-        rank = np.mean(v[c] <= q[c])
-        assert lo[c] - 1e-9 <= rank and np.mean(v[c] < q[c]) <= hi[c] + 1e-9
+        rank, below = np.mean(v[c] <= q[c]), np.mean(v[c] < q[c])
+        width = hi[c] - lo[c]
+        assert lo[c] - width - 1e-9 <= rank and below <= hi[c] + width + 1e-9, (c, lo[c], hi[c])
 
 
 @pytest.mark.parametrize("layer", LAYERS)

@@ -44,7 +44,7 @@ def test_bad_specs(spec, message):
 
 
 def test_bad_framework_is_refused():
-    with pytest.raises(ModelLoadError, match="--framework must be one of"):
+    with pytest.raises(ModelLoadError, match=r"\(--framework\) must be one of"):
         parse_spec("builtin", "jax")
 
 
