@@ -114,7 +114,7 @@ def child(framework: str, calls: int, size: int, rounds: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     for k, layer_set in enumerate(sets, 1):
         mv.capture(model, x, layer_set)
-        if k % 100 == 0 or k == calls:
+        if k % 100 == 0 or k == calls or k == cache_size():  # also once the cache is full
             marks.append((k, _rss_mb()))
     capture_s = (time.perf_counter() - t0) / calls
     cached = len(entries(model))
@@ -160,11 +160,14 @@ def rows_of(m: dict[str, Any]) -> list[dict[str, Any]]:
     fw = m["framework"]
     last = m["growth_per_100"][-1] if m["growth_per_100"] else None
     marks = ", ".join(f"{k}: {v:.0f}" for k, v in m["rss_marks"])
+    (a, _), (b, _) = m["rss_marks"][-2], m["rss_marks"][-1]
+    filling = " (the cache still filling)" if a < m["cache_size"] else ""
     return [
         {
             "benchmark": "pressure",
             "framework": fw,
-            "case": f"RSS growth per 100 captures, last 100 of {m['calls']} different layer sets",
+            "case": f"RSS growth per 100 captures, calls {a}-{b} of {m['calls']} "
+            f"different layer sets{filling}",
             "peak_mb": last,
             "ratio": None,
             "note": f"RSS MB after k calls ({marks}); per 100: {m['growth_per_100']}; "
