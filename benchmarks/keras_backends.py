@@ -189,8 +189,43 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(
+                {"results": rows, "rows": table_rows(rows), "environment": _env()}, f, indent=1
+            )
     return 0
+
+
+def _env() -> dict[str, Any]:
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from capture import environment
+
+    return environment()
+
+
+def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The results as rows of ``run_all.py``'s table (ratios to that backend's forward)."""
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        fw = f"keras ({r['backend']})"
+        if "error" in r:
+            rows.append({"benchmark": "keras_backends", "framework": fw, "case": "(failed)",
+                         "ratio": None, "note": " ".join(r["error"])})  # fmt: skip
+            continue
+        size = f"ResNet50 {r['size']}px batch {r['batch']}"
+        for key, case in (("capture5", "capture 5 layers"), ("grad_cam", "Grad-CAM, last stage")):
+            lo, hi = r[f"{key}_spread"]
+            rows.append({
+                "benchmark": "keras_backends", "framework": fw, "case": f"{case}, {size}",
+                "median_ms": r["forward_ms"] * r[f"{key}_ratio"], "ratio": round(r[f"{key}_ratio"], 3),
+                "note": f"per-round ratios {lo:.2f}-{hi:.2f}; forward {r['forward_ms']:.0f} ms",
+            })  # fmt: skip
+        rows.append({
+            "benchmark": "keras_backends", "framework": fw,
+            "case": f"capture all {r['capture_all_layers']} layers: peak RSS increase",
+            "peak_mb": r["peak_increase_mb"] * 2**20 / 1e6, "ratio": round(r["memory_ratio"], 3),
+            "note": f"ratio to the {r['captured_mb']:.0f} MiB captured",
+        })  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":

@@ -35,7 +35,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from capture import fmt  # table cells as every benchmark writes them
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["capture", "render", "attribution", "peers", "evaluate", "pressure"]
+SCRIPTS = [
+    "capture", "render", "attribution", "peers", "evaluate", "pressure",
+    "keras_backends", "transformers", "scan",
+]  # fmt: skip
 TAKES_FRAMEWORK = {"capture", "attribution", "peers", "pressure"}
 TAKES_DEVICE = {"capture", "attribution"}
 TAKES_THREADS = {"capture", "attribution", "peers", "evaluate", "pressure"}
@@ -94,7 +97,8 @@ def run_script(name: str, args: argparse.Namespace) -> dict[str, Any]:
     status["seconds"] = round(time.perf_counter() - t0, 1)
     data = json.loads(out.read_text()) if out.exists() else {}
     status["rows"] = [
-        {"device": status["device"], **r, "script": name} for r in data.get("rows", [])
+        {"device": status["device"], "benchmark": name, **r, "script": name}
+        for r in data.get("rows", [])
     ]
     status["checks"] = data.get("checks", [])
     status["environment"] = data.get("environment") or {}

@@ -48,6 +48,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import numpy as np
 
 HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent))
+from capture import environment  # noqa: E402  (the record every benchmark writes)
 
 
 def _batches(n: int, batch: int, shape: tuple[int, ...], seed: int = 0):
@@ -228,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         "--ray-images",
         str(args.ray_images),
     ]
-    results: dict = {}
+    results: dict = {"environment": environment()}
     if "throughput" in only:
         results["throughput"] = _child("throughput", common)
         print(json.dumps(results["throughput"], indent=1), flush=True)
@@ -242,7 +244,44 @@ def main(argv: list[str] | None = None) -> None:
         results["ray"] = _child("ray", common)
         print(json.dumps(results["ray"], indent=1), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps(results | {"rows": rows_of(results)}, indent=1))
+
+
+def rows_of(results: dict) -> list[dict]:
+    """The results as rows of ``run_all.py``'s table (ratios: scan over plain forward)."""
+    rows = []
+    t = results.get("throughput")
+    if t:
+        for case, ratio in t["throughput_ratio"].items():
+            if case == "forward":
+                continue
+            rows.append({
+                "benchmark": "scan", "framework": "torch",
+                "case": f"{t['model']} {t['size']}px, {t['images']} images: {case}",
+                "median_ms": 1000 * t["seconds"][case], "ratio": round(1 / ratio, 3),
+                "note": "time over the plain forward's (below 1: faster); images/s "
+                f"{t['images_per_s'][case]:.1f}",
+            })  # fmt: skip
+    rss = results.get("rss") or []
+    if rss:
+        first = rss[0]["peak_rss_mib"]
+        for r in rss:
+            rows.append({
+                "benchmark": "scan", "framework": "torch",
+                "case": f"peak RSS, {r['images']} images of {r['size']}px",
+                "peak_mb": r["peak_rss_mib"] * 2**20 / 1e6,
+                "ratio": round(r["peak_rss_mib"] / first, 3),
+                "note": f"ratio to the {rss[0]['images']}-image scan's peak",
+            })  # fmt: skip
+    ray = results.get("ray")
+    if ray:
+        rows.append({
+            "benchmark": "scan", "framework": "torch",
+            "case": f"engine='ray' on local CPUs, {ray['images']} images",
+            "median_ms": 1000 * ray["local_s"] * ray["ray_over_local"],
+            "ratio": round(ray["ray_over_local"], 3), "note": "time over the local engine's",
+        })  # fmt: skip
+    return rows
 
 
 if __name__ == "__main__":
