@@ -173,7 +173,7 @@ def test_a_users_own_pass_in_another_thread_is_neither_recorded_nor_stopped(fram
         if kit.name == "torch":
             with kit.torch.no_grad():
                 return model(kit.torch.from_numpy(xu)).numpy()
-        return np.asarray(model(kit.native(xu)))
+        return kit.keras.ops.convert_to_numpy(model(kit.native(xu)))  # torch: needs detach
 
     acts, out = _together(meet, lambda: mv.capture(model, kit.native(xa), ["conv"]), users_own_pass)
     assert list(acts) == ["conv"]  # not the user's call as "conv#1"

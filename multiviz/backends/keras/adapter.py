@@ -58,7 +58,7 @@ from multiviz.backends.guard import locked
 from multiviz.backends.keras.attention import attention_layers, read_attention
 from multiviz.backends.keras.capture import EagerPlan, output_index_of, runner_for, tf_function
 from multiviz.backends.keras.gradients import compute_gradients
-from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_tensor
+from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_numpy, to_tensor
 from multiviz.backends.keras.layers import (
     LAST,
     STATE,
@@ -551,7 +551,7 @@ def _numpy(tensor: Any, layout: str | None = None) -> np.ndarray:
 
     A recurrent layer's state ``(N, H)`` becomes ``(N, 1, H)``.
     """
-    arr = keras.ops.convert_to_numpy(tensor)
+    arr = to_numpy(tensor)
     if layout == LAST and 3 <= arr.ndim <= 5:
         arr = np.moveaxis(arr, -1, 1)
     elif layout == STATE and arr.ndim == 2:

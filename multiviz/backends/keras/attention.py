@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from multiviz.backends.keras.inputs import to_numpy
 from multiviz.backends.keras.layers import graph_of
 from multiviz.core.attention import AttentionWeights
 from multiviz.errors import UnsupportedAttentionError
@@ -43,7 +44,7 @@ def read_attention(layer: Any) -> AttentionWeights:
         )
 
     def dense(sub: Any) -> tuple[np.ndarray, np.ndarray | None]:
-        w = [np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in sub.weights]
+        w = [np.asarray(to_numpy(v), np.float64) for v in sub.weights]
         return w[0], (w[1] if len(w) > 1 else None)
 
     wq, bq = dense(layer.query_dense)

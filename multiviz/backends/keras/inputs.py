@@ -27,7 +27,7 @@ import numpy as np
 from multiviz.backends.keras.layers import LAST, graph_of
 from multiviz.errors import InputShapeError, MultivizError
 
-__all__ = ["check_shape", "input_errors", "plain", "to_tensor"]
+__all__ = ["check_shape", "input_errors", "plain", "to_numpy", "to_tensor"]
 
 
 def plain(x: Any) -> Any:
@@ -35,6 +35,19 @@ def plain(x: Any) -> Any:
     if hasattr(x, "detach") and keras.backend.backend() != "torch":
         return x.detach().cpu().numpy()
     return x
+
+
+def to_numpy(tensor: Any) -> np.ndarray:
+    """A tensor of the active Keras backend as a NumPy array, with no warning.
+
+    ``keras.ops.convert_to_numpy``, except on the torch backend, where Keras
+    calls ``np.array(tensor)`` and NumPy 2 warns that ``torch.Tensor.__array__``
+    takes no ``copy`` keyword: there the tensor is detached and read directly.
+    """
+    if hasattr(tensor, "detach") and hasattr(tensor, "cpu"):  # Keras on torch
+        t = tensor.detach().cpu()
+        return (t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy()
+    return keras.ops.convert_to_numpy(tensor)
 
 
 def to_tensor(x: Any, dtype: str) -> Any:
