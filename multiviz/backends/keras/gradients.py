@@ -32,14 +32,17 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import keras
 
+from multiviz.backends.guard import undoing
 from multiviz.backends.keras.layers import Site
+from multiviz.backends.keras.state import swap
 from multiviz.errors import MultivizError
 
-__all__ = ["SUPPORTED", "compute_gradients", "guided_rule", "relu_patches"]
+__all__ = ["SUPPORTED", "compute_gradients", "guided_rule", "relu_patches", "swap_relus"]
 
 #: Keras backend -> the module computing gradients on it
 SUPPORTED: dict[str, str] = {
@@ -84,7 +87,9 @@ def compute_gradients(
             "importing keras; capture() and forward() work on every backend."
         )
     module = importlib.import_module(f"{__package__}.{SUPPORTED[backend]}")
-    return module.compute_gradients(model, x, sites, target, wrt_input, guided)
+    # each backend's step takes the call's undo stack first: what it changes
+    # (guided ReLUs, grad mode) is put back however the call ends
+    return undoing(module.compute_gradients, model, x, sites, target, wrt_input, guided)
 
 
 # --------------------------------------------------------------------------- guided ReLUs
@@ -134,3 +139,17 @@ def _call_of(relu: Callable[[Any], Any]) -> Callable[..., Any]:
         return relu(inputs)
 
     return call
+
+
+def swap_relus(undo: ExitStack, model: Any, guide: Guide, rule: str | None) -> None:
+    """Every ReLU of ``model`` follows ``rule``'s backward pass until ``undo`` closes.
+
+    ``rule=None`` changes nothing. Every replacement is made (by the backend's
+    ``guide``) before the first swap, so no layer is looked at while another is
+    already swapped; each swap serves the calling thread only (see
+    :func:`.state.swap`).
+    """
+    if rule is None:
+        return
+    for layer, name, value in list(relu_patches(model, guide, rule)):
+        swap(undo, layer, name, value)

@@ -35,8 +35,7 @@ import keras
 
 from multiviz.backends.cache import cached
 from multiviz.backends.contract import class_indices, score_callable
-from multiviz.backends.guard import undoing
-from multiviz.backends.keras.gradients import guided_rule, relu_patches
+from multiviz.backends.keras.gradients import guided_rule, swap_relus
 from multiviz.backends.keras.gradients_tf import (
     StepResult,
     graph_head,
@@ -45,10 +44,9 @@ from multiviz.backends.keras.gradients_tf import (
     scored_outputs,
 )
 from multiviz.backends.keras.layers import Site, graph_of
-from multiviz.backends.keras.state import swap
 from multiviz.errors import MultivizError
 
-__all__ = ["JaxStep", "compute_gradients", "guide", "guided_relus"]
+__all__ = ["JaxStep", "compute_gradients", "guide"]
 
 #: ``score(whole output, main logits) -> (scores, class index or None)``
 Score = Callable[[Any, Any], tuple[Any, Any]]
@@ -81,17 +79,6 @@ def guide(
 
     relu.defvjp(fwd, bwd)
     return relu
-
-
-def guided_relus(undo: ExitStack, model: Any, rule: str | None) -> None:
-    """Every ReLU of ``model`` follows ``rule``'s backward pass until ``undo`` closes.
-
-    Each swap serves the calling thread only (see :func:`.state.swap`).
-    """
-    if rule is None:
-        return
-    for layer, name, value in list(relu_patches(model, guide, rule)):
-        swap(undo, layer, name, value)
 
 
 # --------------------------------------------------------------------------- one step
@@ -194,6 +181,7 @@ def step_for(model: Any, sites: Sequence[Site], wrt_input: bool, rule: str | Non
 
 
 def compute_gradients(
+    undo: ExitStack,
     model: Any,
     x: Any,
     sites: Sequence[Site],
@@ -215,18 +203,6 @@ def compute_gradients(
     Raises:
         MultivizError: a layer's gradient is asked of a model without a graph.
     """
-    return undoing(_compute_gradients, model, x, sites, target, wrt_input, guided)
-
-
-def _compute_gradients(
-    undo: ExitStack,
-    model: Any,
-    x: Any,
-    sites: Sequence[Site],
-    target: Any,
-    wrt_input: bool,
-    guided: bool | str,
-) -> tuple[StepResult, str | None]:
     import jax.numpy as jnp
 
     untappable = [s.key for s in sites if graph_of(model) is None or not s.in_graph]
@@ -242,7 +218,7 @@ def _compute_gradients(
     x = list(x) if isinstance(x, (list, tuple)) else x
     n = int((x[0] if isinstance(x, list) else x).shape[0])
     trainable, frozen = step.values()
-    guided_relus(undo, model, rule)  # swapped back when undo closes
+    swap_relus(undo, model, guide, rule)  # swapped back when undo closes
     if callable(target):  # new Python code every call: not jitted
 
         def scored(whole: Any, logits: Any) -> tuple[Any, Any]:

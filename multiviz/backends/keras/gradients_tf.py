@@ -36,7 +36,7 @@ activation is relu / relu6, and ``call`` on ``ReLU`` layers.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +47,7 @@ from multiviz.backends.cache import cached
 from multiviz.backends.contract import class_indices, main_output, score_callable
 from multiviz.backends.guard import undoing
 from multiviz.backends.keras.capture import EagerPlan, tf_function
+from multiviz.backends.keras.gradients import guided_rule, swap_relus
 from multiviz.backends.keras.layers import Site, Step, graph_of, node_index
 from multiviz.backends.keras.state import call_layer, recording, swap
 
@@ -56,7 +57,6 @@ __all__ = [
     "ends_in_head",
     "gradient_step",
     "graph_head",
-    "guided_relus",
     "head_name",
     "is_head_layer",
     "logits_of",
@@ -413,7 +413,8 @@ def compiled_step(
 
     Only for graph models and class-index targets (a callable target is new
     Python code every call: it runs eagerly). A guided step is traced while
-    the guided ReLUs are swapped in: call it inside :func:`guided_relus`.
+    the guided ReLUs are swapped in: call it after
+    :func:`~.gradients.swap_relus`, before its undo stack closes.
     Cached in the model's bounded cache (:mod:`multiviz.backends.cache`).
     """
     graph = graph_of(model)
@@ -458,46 +459,11 @@ def _guided(
     return guided_relu
 
 
-def _guided_call(layer: Any, rule: str) -> Callable[..., Any]:
-    relu = _guided(
-        layer.call,
-        float(getattr(layer, "threshold", 0.0) or 0.0),
-        None if getattr(layer, "max_value", None) is None else float(layer.max_value),
-        rule,
-    )
-
-    def call(inputs: Any, *args: Any, **kwargs: Any) -> Any:
-        return relu(inputs)
-
-    return call
-
-
-def _relu_patches(model: Any, rule: str) -> Iterator[tuple[Any, str, Any]]:
-    # every patch is computed before the first one is made: a layer is never
-    # looked at while another is already swapped
-    for layer in model._flatten_layers(include_self=True):
-        name = _activation_name(layer)
-        if name in ("relu", "relu6") and "activation" in layer.__dict__:
-            upper = 6.0 if name == "relu6" else None
-            yield layer, "activation", _guided(layer.activation, 0.0, upper, rule)
-        elif isinstance(layer, keras.layers.ReLU):
-            yield layer, "call", _guided_call(layer, rule)
-
-
-def guided_relus(undo: ExitStack, model: Any, rule: str = "guided") -> None:
-    """Guided-backprop ReLUs in ``model`` (all nested layers) until ``undo`` closes.
-
-    ``rule="deconvnet"``: the deconvnet's backward rule (Zeiler & Fergus 2014).
-    Each swap serves the calling thread only (see :func:`.state.swap`).
-    """
-    for layer, name, value in list(_relu_patches(model, rule)):
-        swap(undo, layer, name, value)
-
-
 # --------------------------------------------------------------------------- the entry
 
 
 def compute_gradients(
+    undo: ExitStack,
     model: Any,
     x: Any,
     sites: Sequence[Site],
@@ -520,18 +486,6 @@ def compute_gradients(
         scores, recorded tensors, their gradients, the input's gradient or
         ``None``) and the main output's head.
     """
-    return undoing(_compute_gradients, model, x, sites, target, wrt_input, guided)
-
-
-def _compute_gradients(
-    undo: ExitStack,
-    model: Any,
-    x: Any,
-    sites: Sequence[Site],
-    target: Any,
-    wrt_input: bool,
-    guided: bool | str,
-) -> tuple[StepResult, str | None]:
     import tensorflow as tf
 
     from multiviz.backends.keras.gradients_tf_fast import fast_step  # it builds on this module
@@ -540,8 +494,7 @@ def _compute_gradients(
     n = int((x_t[0] if isinstance(x_t, list) else x_t).shape[0])
     graph = graph_of(model)
     fast = fast_step(model, sites)  # top-level layers of a graph model: one sub-model
-    if guided:  # swapped back when undo closes
-        guided_relus(undo, model, "deconvnet" if guided == "deconvnet" else "guided")
+    swap_relus(undo, model, _guided, guided_rule(guided))  # swapped back when undo closes
     if callable(target):  # new Python code every call: eager
 
         def scored(whole: Any, logits: Any) -> tuple[Any, Any]:

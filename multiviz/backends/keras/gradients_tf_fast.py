@@ -27,7 +27,7 @@ bounded cache (:mod:`multiviz.backends.cache`), like capture's sub-models. Class
 argument, so a new target value does not retrace. A guided and a plain trace
 are cached apart: a trace keeps whatever ReLU the layers held while it was
 traced, so the guided one is only ever called inside
-:func:`.gradients_tf.guided_relus`. Callable targets use the same sub-model
+:func:`.gradients.swap_relus`. Callable targets use the same sub-model
 eagerly.
 """
 
@@ -153,7 +153,7 @@ class FastStep:
         return logits_of(None, (head, source))
 
     def compiled(self, wrt_input: bool, guided: bool | str) -> Callable[[Any, Any], StepResult]:
-        """``tf.function(x, class_idx)``; a guided one must run inside ``guided_relus``."""
+        """``tf.function(x, class_idx)``; a guided one must run while ``swap_relus`` has the ReLUs swapped."""
         key = (wrt_input, guided)
         fn = self._compiled.get(key)
         if fn is None:

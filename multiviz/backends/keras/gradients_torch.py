@@ -24,8 +24,7 @@ from typing import Any
 import keras
 
 from multiviz.backends.contract import class_indices, score_callable
-from multiviz.backends.guard import undoing
-from multiviz.backends.keras.gradients import guided_rule, relu_patches
+from multiviz.backends.keras.gradients import guided_rule, swap_relus
 from multiviz.backends.keras.gradients_tf import (
     StepResult,
     graph_head,
@@ -34,9 +33,8 @@ from multiviz.backends.keras.gradients_tf import (
     scored_outputs,
 )
 from multiviz.backends.keras.layers import Site, graph_of
-from multiviz.backends.keras.state import swap
 
-__all__ = ["compute_gradients", "guide", "guided_relus"]
+__all__ = ["compute_gradients", "guide"]
 
 
 def guide(
@@ -64,18 +62,8 @@ def guide(
     return GuidedReLU.apply
 
 
-def guided_relus(undo: ExitStack, model: Any, rule: str | None) -> None:
-    """Every ReLU of ``model`` follows ``rule``'s backward pass until ``undo`` closes.
-
-    Each swap serves the calling thread only (see :func:`.state.swap`).
-    """
-    if rule is None:
-        return
-    for layer, name, value in list(relu_patches(model, guide, rule)):
-        swap(undo, layer, name, value)
-
-
 def compute_gradients(
+    undo: ExitStack,
     model: Any,
     x: Any,
     sites: Sequence[Site],
@@ -94,18 +82,6 @@ def compute_gradients(
         gradient or ``None``) and the main output's head (``"softmax"``,
         ``"sigmoid"`` or ``None``).
     """
-    return undoing(_compute_gradients, model, x, sites, target, wrt_input, guided)
-
-
-def _compute_gradients(
-    undo: ExitStack,
-    model: Any,
-    x: Any,
-    sites: Sequence[Site],
-    target: Any,
-    wrt_input: bool,
-    guided: bool | str,
-) -> tuple[StepResult, str | None]:
     import torch
 
     several = isinstance(x, (list, tuple))
@@ -117,7 +93,7 @@ def _compute_gradients(
     # private copies that require grad: the input is watched, as on TensorFlow
     watched = [p.detach().clone().requires_grad_(True) for p in parts]
     given = watched if several else watched[0]
-    guided_relus(undo, model, guided_rule(guided))
+    swap_relus(undo, model, guide, guided_rule(guided))  # swapped back when undo closes
     undo.enter_context(torch.enable_grad())
     whole, rec, heads = record_forward(model, given, sites)
     whole, logits, head = scored_outputs(whole, heads)
