@@ -28,7 +28,16 @@ from collections.abc import Iterator
 
 import nox
 
-nox.options.sessions = ["lint", "core", "torch", "tensorflow", "keras_jax", "keras_torch", "both"]
+nox.options.sessions = [
+    "lint",
+    "core",
+    "torch",
+    "tensorflow",
+    "keras_jax",
+    "keras_torch",
+    "both",
+    "docs",
+]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
