@@ -26,7 +26,7 @@ and then write the table::
     python scripts/zoo.py --family timm_cnn --json /tmp/zoo/timm_cnn.json
     python scripts/zoo.py --family torchvision --json /tmp/zoo/torchvision.json
     python scripts/zoo.py --family keras --json /tmp/zoo/keras.json
-    python scripts/zoo.py --table /tmp/zoo/*.json --md docs/zoo.md
+    python scripts/zoo.py --table /tmp/zoo/*.json --md docs/zoo.md --measured "..."
 
 ``--only NAME`` (repeatable) runs the named models only.
 """
@@ -208,7 +208,7 @@ def keras_specs() -> list[Spec]:
         ("MobileNet", (64, 96)), ("MobileNetV2", (64, 96)), ("MobileNetV3Small", (64, 96)),
         ("DenseNet121", (64, 96)), ("EfficientNetB0", (64, 96)), ("EfficientNetV2B0", (64, 96)),
         ("ConvNeXtTiny", (64, 96)), ("Xception", (96, 128)), ("InceptionV3", (96, 128)),
-        ("NASNetMobile", (96, 96)), ("RegNetX002", (64, 96)),
+        ("NASNetMobile", (96, 96)), ("MobileNetV3Large", (64, 96)),
     ]  # fmt: skip
     specs = [Spec(n, hw, {}) for n, hw in rows]
     specs.append(Spec("builtin_vit", (24, 40), {"patch": 4, "registers": 3}, "our ViT (registers)"))
@@ -539,11 +539,34 @@ choice (a gradient pass over up to 8 candidate layers at a time).
 """
 
 
-def markdown(rows: list[Row], page: bool = False) -> str:
+NOTES = """
+## Reading the table
+
+* "Correct" is the map at the layer multiviz chose. Where a model's token
+  layers cannot be folded into one patch grid, the last map that can is
+  chosen, and it may be early in the network: CrossViT (two branches with two
+  grids: the second branch's patch projection), Hiera (tokens in its unrolled
+  mask-unit order, not raster order: the patch projection), LeViT (token
+  stages that shrink the grid, with no patch grid to read: its convolutional
+  stem). Pass `layer=` (and `token_grid=` / `prefix_tokens=`) there.
+* Where a CNN's adaptive average pooling enlarges a small map (torchvision's
+  AlexNet and VGG at 64x96: a 2x3 map pooled to 6x6 or 7x7), the pooled map
+  varies over space and is chosen; at 64x64 AlexNet's map is 1x1 and
+  `avgpool` only repeats it, so `features.11` is chosen.
+* Models that start with a zero classifier (torchvision's ViT; timm's MLP-Mixer, ResMLP, gMLP, Hiera)
+  have no gradient anywhere until trained; the script gives that layer random
+  weights and says so in the status column. multiviz itself refuses such a
+  model with an error naming the cause.
+* The Keras rows read the logits before the final softmax (the last Dense's
+  `features @ kernel + bias`, or a final Activation's input), as multiviz does.
+"""
+
+
+def markdown(rows: list[Row], page: bool = False, measured: str = "") -> str:
     ok = sum(r.status == "ok" for r in rows)
     lines = [
         *([PAGE] if page else []),
-        f"{len(rows)} models, {ok} correct.",
+        f"{len(rows)} models, {ok} correct." + (f" {measured}" if measured else ""),
         "",
         "| model | framework | input | chosen layer | layer output | kind | max abs diff | s | status |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -556,7 +579,7 @@ def markdown(rows: list[Row], page: bool = False) -> str:
             f"| {r.model} | {r.framework} | {r.input_size} | `{r.layer}` | {r.shape} | {r.kind} "
             f"| {diff} | {secs} | {status.replace('|', '/')} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (NOTES if page else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -566,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--table", nargs="+", type=Path, help="JSON files to merge into one table")
     parser.add_argument("--md", type=Path, help="write the Markdown table here")
+    parser.add_argument("--measured", default="", help="where and when, for the page")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tol", type=float, default=TOL)
     args = parser.parse_args(argv)
@@ -578,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             args.json.write_text(json.dumps([asdict(r) for r in rows], indent=1))
     text = markdown(rows)
     if args.md:
-        args.md.write_text(markdown(rows, page=True))
+        args.md.write_text(markdown(rows, page=True, measured=args.measured))
     print(text)
     return 0 if all(r.status == "ok" for r in rows) else 1
 

@@ -72,3 +72,33 @@ def test_automatic_layer_is_a_token_map_that_matches_autograd(zoo, case):
     assert row.kind == "token map", row
     assert row.status == "ok", row
     assert row.diff <= 1e-4
+
+
+def test_a_zero_classifier_is_named_instead_of_no_spatial_layer():
+    """torchvision's ViT starts its head at zero: every layer's gradient is zero.
+
+    Known independently: with an all-zero last linear layer the logits are its
+    bias, constant in the input, so no layer can reach the target; with one
+    nonzero weight the same model's conv layer is chosen.
+    """
+    import multiviz as mv
+    from multiviz.errors import NotSpatialLayerError
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    ).eval()
+    torch.nn.init.zeros_(model[4].weight)
+    x = torch.rand(2, 3, 12, 16)
+    with pytest.raises(NotSpatialLayerError, match="gradient is zero at all 2 spatial") as info:
+        mv.grad_cam(model, x)
+    first = str(info.value).splitlines()[0]
+    assert len(first) <= 200 and "Sequential" in first
+    assert "all zero" in str(info.value).splitlines()[1]
+    with torch.no_grad():
+        model[4].weight[:, 0] = 1.0
+    assert mv.grad_cam(model, x).shape == (2, 12, 16)
