@@ -28,7 +28,16 @@ from collections.abc import Iterator
 
 import nox
 
-nox.options.sessions = ["lint", "core", "torch", "tensorflow", "keras_jax", "keras_torch", "both"]
+nox.options.sessions = [
+    "lint",
+    "core",
+    "torch",
+    "tensorflow",
+    "keras_jax",
+    "keras_torch",
+    "both",
+    "docs",
+]
 nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 
@@ -139,24 +148,25 @@ NO_TENSORFLOW = (
 )
 
 
+def _keras_without_tensorflow(session: nox.Session, backend: str, extra: str) -> None:
+    """Keras 3 on ``backend`` with TensorFlow absent: the Keras tests, nothing else."""
+    with pruned(session):
+        session.install("-e", f".[dev,{extra}]")
+        session.run("python", "-c", NO_TENSORFLOW)
+        env = {**ENV, "KERAS_BACKEND": backend, "MULTIVIZ_REQUIRE": f"keras,{backend}"}
+        session.run(*PYTEST, "-m", KERAS_ONLY, *session.posargs, env=env)
+
+
 @nox.session
 def keras_jax(session: nox.Session) -> None:
     """Keras 3 on JAX, TensorFlow absent: multiviz needs none of it there."""
-    with pruned(session):
-        session.install("-e", ".[dev,jax]")
-        session.run("python", "-c", NO_TENSORFLOW)
-        env = {**ENV, "KERAS_BACKEND": "jax", "MULTIVIZ_REQUIRE": "keras,jax"}
-        session.run(*PYTEST, "-m", KERAS_ONLY, *session.posargs, env=env)
+    _keras_without_tensorflow(session, "jax", "jax")
 
 
 @nox.session
 def keras_torch(session: nox.Session) -> None:
     """Keras 3 on torch, TensorFlow absent: multiviz needs none of it there."""
-    with pruned(session):
-        session.install("-e", ".[dev,keras-torch]")
-        session.run("python", "-c", NO_TENSORFLOW)
-        env = {**ENV, "KERAS_BACKEND": "torch", "MULTIVIZ_REQUIRE": "keras,torch"}
-        session.run(*PYTEST, "-m", KERAS_ONLY, *session.posargs, env=env)
+    _keras_without_tensorflow(session, "torch", "keras-torch")
 
 
 @nox.session

@@ -13,6 +13,7 @@ received, what is valid, and how to fix it.
     ├── UnsupportedModelError (TypeError)     the model is no framework's
     ├── BackendUnavailableError (ImportError) a framework is not installed
     ├── LayerNotFoundError (KeyError)         a layer name, pattern or kind matched nothing
+    │   └── AmbiguousLayerError (ValueError)  a pattern matched several layers where one is needed
     ├── InputShapeError (ValueError)          the input does not fit the model
     │   └── InputTypeError (TypeError)        the input is not an array
     ├── TargetError (ValueError)              `target` does not fit the batch or the output
@@ -40,6 +41,7 @@ import difflib
 from collections.abc import Collection, Iterable
 
 __all__ = [
+    "AmbiguousLayerError",
     "BackendUnavailableError",
     "CamHeadError",
     "ImageError",
@@ -88,6 +90,14 @@ class LayerNotFoundError(MultivizError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message otherwise
         return str(self.args[0]) if self.args else ""
+
+
+class AmbiguousLayerError(LayerNotFoundError, ValueError):
+    """A layer pattern matched several layers where a call uses exactly one.
+
+    A :class:`LayerNotFoundError` (the layer the caller meant is not known), and
+    a ``ValueError`` too, as the value given matches more than one name.
+    """
 
 
 class InputShapeError(MultivizError, ValueError):

@@ -112,6 +112,27 @@ def test_a_command_that_uses_one_layer_refuses_several(capsys, tmp_path, images)
         assert "hint: pass one name, e.g. --layer conv1" in err
 
 
+def test_a_method_that_uses_one_layer_refuses_several(framework, builtin):
+    # the built-in CNN has exactly three conv layers, conv1..conv3 (its definition)
+    x = framework.native(mv.sample_image(seed=1)[None])
+    for call, param in (
+        (lambda: mv.grad_cam(builtin, x, "conv*"), "layer"),
+        (lambda: mv.score_cam(builtin, x, "conv*"), "layer"),
+        (lambda: mv.explain(builtin, x, ["grad_cam"], layer="conv*"), "layer"),
+        (lambda: mv.cam(builtin, x, "conv3", pool_layer="conv*"), "pool_layer"),
+    ):
+        with pytest.raises(mv.AmbiguousLayerError) as info:
+            call()
+        err = info.value
+        assert isinstance(err, mv.LayerNotFoundError) and isinstance(err, ValueError)
+        _format(str(err))
+        assert f"{param}='conv*' matches 3 (conv1, conv2, conv3)" in str(err), str(err)
+        assert f"hint: pass one name, e.g. {param}='conv1'" in str(err), str(err)
+    np.testing.assert_allclose(  # one exact match still works, as before
+        mv.grad_cam(builtin, x, "conv3"), mv.grad_cam(builtin, x, "conv3*"), atol=1e-6
+    )
+
+
 @pytest.mark.torch
 def test_output_names_are_unique(capsys, tmp_path, images):
     # the folder holds cat.png and cat.jpg: one output each, named apart

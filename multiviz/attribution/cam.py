@@ -41,7 +41,7 @@ from multiviz.attribution.model_call import (
 )
 from multiviz.core.names import resolve
 from multiviz.core.params import names_parameters
-from multiviz.errors import CamHeadError, TargetError
+from multiviz.errors import AmbiguousLayerError, CamHeadError, TargetError
 
 __all__ = [
     "cam",
@@ -397,7 +397,11 @@ def _pool_layer(call: ModelCall, name: str, pool_layer: str | None) -> str:
     if pool_layer is not None:
         names = resolve(pool_layer, infos)
         if len(names) != 1:
-            raise ValueError(f"`pool_layer` must name one layer; {pool_layer!r} matches {names}.")
+            shown = ", ".join(names[:5]) + (f", … {len(names) - 5} more" if len(names) > 5 else "")
+            raise AmbiguousLayerError(
+                f"CAM uses one pooling layer; pool_layer={pool_layer!r} matches {len(names)} "
+                f"({shown}).\nhint: pass one name, e.g. pool_layer={names[0]!r}"
+            )
         return names[0]
     base = call.request(name).layer
     index = next((k for k, i in enumerate(infos) if i.name == base), -1)

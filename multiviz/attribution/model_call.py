@@ -50,6 +50,7 @@ from multiviz.core.names import Request, requests, select
 from multiviz.core.records import LayerInfo
 from multiviz.core.tokens import ATTENTION, TokenGrid, fold_arrays, token_grid_arg
 from multiviz.errors import (
+    AmbiguousLayerError,
     InputShapeError,
     LayerNotFoundError,
     MultivizError,
@@ -776,20 +777,24 @@ class ModelCall:
         shapes = tuple(_shape(p)[1:] for p in self.inputs.parts)
         return self.backend.layers(self.model, input_shape=shapes if self.several else shapes[0])
 
-    def request(self, name: str, method: str = "Attribution") -> Request:
+    def request(self, name: str, method: str = "Attribution", param: str = "layer") -> Request:
         """What ``name`` (one layer, call or output) asks a backend for, read once.
+
+        ``param`` is the caller's parameter that gave ``name`` (for the error).
 
         Raises:
             LayerNotFoundError: no such layer (closest names in the message).
-            ValueError: ``name`` matches several layers.
+            AmbiguousLayerError: ``name`` matches several layers (all listed,
+                up to 5, then a count).
         """
         if name not in self._requests:
             found = requests(name, self.layer_infos())
             if len(found) != 1:
                 keys = [r.key for r in found]
-                raise ValueError(
-                    f"{method} needs exactly one layer; layer={name!r} matches {len(keys)}: "
-                    f"{keys[:8]}{' …' if len(keys) > 8 else ''}. Pass one of them."
+                shown = ", ".join(keys[:5]) + (f", … {len(keys) - 5} more" if len(keys) > 5 else "")
+                raise AmbiguousLayerError(
+                    f"{method} uses one layer; {param}={name!r} matches {len(keys)} ({shown})."
+                    f"\nhint: pass one name, e.g. {param}={keys[0]!r}"
                 )
             self._requests[name] = self._requests[found[0].key] = found[0]
         return self._requests[name]
@@ -823,7 +828,7 @@ class ModelCall:
 
         Raises:
             LayerNotFoundError: no such layer (closest names in the message).
-            ValueError: ``layer`` matches several layers.
+            AmbiguousLayerError: ``layer`` matches several layers.
         """
         if layer is None:
             return choose_layer(self, None, method)

@@ -112,7 +112,7 @@ def add_evaluation_options(p: argparse.ArgumentParser, listed: bool = True) -> N
     ``listed=False`` accepts them without listing them in ``--help`` (``report``
     points to ``multiviz evaluate --help``, so they are described once).
     """
-    from multiviz.cli.parser import _any_int, _positive_int, _unit_float
+    from multiviz.cli.parser import _any_int, _positive_int, _unit_float, add_batch_size
 
     g = p.add_argument_group(EVALUATION_GROUP)
     if not listed:
@@ -212,13 +212,7 @@ def add_evaluation_options(p: argparse.ArgumentParser, listed: bool = True) -> N
     g.add_argument(
         "--seed", type=_any_int, default=0, help="every random draw (noise, weights, bootstrap)"
     )
-    g.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=32,
-        metavar="N",
-        help="most inputs sent to the model at once (default: 32)",
-    )
+    add_batch_size(g)
 
 
 def _method(text: str) -> str:

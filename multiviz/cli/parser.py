@@ -254,13 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=_any_int, default=0, help="smoothgrad: seed of the noise (default: 0)"
     )
-    p.add_argument(
-        "--batch-size",
-        type=_positive_int,
-        default=32,
-        metavar="N",
-        help="most inputs sent to the model at once (default: 32)",
-    )
+    add_batch_size(p)
     p.add_argument(
         "--alpha",
         type=_unit_float,
@@ -531,6 +525,17 @@ def _number(text: str, **rule: Any) -> Any:
 
 def _positive_int(text: str) -> int:
     return int(_number(text, low=1, integer=True))
+
+
+def add_batch_size(parser: Any, default: int = 32) -> None:
+    """``--batch-size N``: the one definition every command that batches shares."""
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=default,
+        metavar="N",
+        help=f"most inputs sent to the model at once (default: {default})",
+    )
 
 
 def _unit_float(text: str) -> float:

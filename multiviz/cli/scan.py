@@ -28,7 +28,7 @@ __all__ = ["add_scan_parser", "cmd_scan"]
 
 def add_scan_parser(add: Any, model_args: argparse.ArgumentParser) -> None:
     """Register the ``scan`` subcommand (``add(name, help, parents)`` makes a subparser)."""
-    from multiviz.cli.parser import _add_preprocessing_args, _positive_int
+    from multiviz.cli.parser import _add_preprocessing_args, _positive_int, add_batch_size
 
     p = add(
         "scan",
@@ -53,9 +53,7 @@ def add_scan_parser(add: Any, model_args: argparse.ArgumentParser) -> None:
         metavar="N",
         help="channels per montage: the N with the highest exemplar scores (16)",
     )
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=32, metavar="N", help="images per batch (32)"
-    )
+    add_batch_size(p)
     p.add_argument(
         "--engine", choices=("local", "ray"), default="local", help="local (default) or ray"
     )

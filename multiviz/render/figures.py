@@ -1019,7 +1019,7 @@ def plot_explanations(
     if title is None:
         title = _explained(target, class_names, sample if np.asarray(image).ndim == 4 else None)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=13)
     return fig
 
 

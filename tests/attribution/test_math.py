@@ -426,7 +426,7 @@ def test_layer_is_never_swapped(fake):
         mv.score_cam(net, x, "fc")
     with pytest.raises(LayerNotFoundError, match="relu"):
         mv.grad_cam(net, x, "rleu")
-    with pytest.raises(ValueError, match="exactly one layer"):
+    with pytest.raises(mv.AmbiguousLayerError, match=r"uses one layer; layer=.\*. matches"):
         mv.layer_cam(net, x, "*")
     # None picks the last spatial layer
     np.testing.assert_allclose(mv.grad_cam(net, x), mv.grad_cam(net, x, "relu"))
