@@ -912,7 +912,10 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     and input shape.
 
     Raises:
-        NotSpatialLayerError: no layer outputs a spatial map; or none reaches the target.
+        NotSpatialLayerError: no layer outputs a spatial map; or none reaches the
+            target (the message says so when the gradient is zero at every
+            candidate: a score that depends on no layer, as from an all-zero
+            classifier).
     """
     key = (tuple(_shape(p)[1:] for p in call.inputs.parts), call.given_grid)
     per_model = _CHOSEN.get(call.model)
@@ -922,17 +925,27 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     candidates = _candidates(infos, method)
     probe = call.rows(call.x, slice(0, min(call.n, 2)))
     chosen = None
+    reached = False  # some candidate's gradient is not all zero
     for start in range(0, len(candidates), _PROBE):
         names = candidates[start : start + _PROBE]
         rows = np.arange(min(call.n, 2))
         result = call.gradients(names, rows_of(target, rows), inputs=probe, rows=rows)
         for name in names:
             act, grad = call.pick(result.activations, name), call.pick(result.gradients, name)
-            if act.ndim == 4 and _varies(act) and bool(np.any(grad != 0)):
+            nonzero = bool(np.any(grad != 0))
+            reached = reached or nonzero
+            if act.ndim == 4 and _varies(act) and nonzero:
                 chosen = name
                 break
         if chosen is not None:
             break
+    if chosen is None and not reached:
+        raise NotSpatialLayerError(
+            f"{method}: the top class's gradient is zero at all {len(candidates)} spatial layers "
+            f"of this {type(call.model).__name__}: its score depends on none of them, so no layer "
+            "can be chosen.\nhint: a classifier whose weights are all zero (torchvision's ViT "
+            "starts its head at zero) does this; give it weights."
+        )
     if chosen is None:
         raise NotSpatialLayerError(
             f"{method}: no spatial layer of this model has a map that varies over space and "
