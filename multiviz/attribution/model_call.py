@@ -988,7 +988,10 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     and input shape.
 
     Raises:
-        NotSpatialLayerError: no layer outputs a spatial map; or none reaches the target.
+        NotSpatialLayerError: no layer outputs a spatial map; or none reaches the
+            target (the message says so when the gradient is zero at every
+            candidate: a score that depends on no layer, as from an all-zero
+            classifier).
     """
     key = (tuple(_shape(p)[1:] for p in call.inputs.parts), call.given_grid)
     per_model = _CHOSEN.get(call.model)
@@ -1000,6 +1003,7 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     candidates = _candidates(infos, method)
     probe = call.rows(call.x, slice(0, min(call.n, 2)))
     chosen = None
+    reached = False  # some candidate's gradient is not all zero
     for start in range(0, len(candidates), _PROBE):
         names = candidates[start : start + _PROBE]
         rows = np.arange(min(call.n, 2))
@@ -1010,11 +1014,20 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
                 if not (act.ndim == 5 or len(act) == len(rows) * call.frames):
                     continue
                 act = act.reshape(-1, *act.shape[2:]) if act.ndim == 5 else act
-            if act.ndim == 4 and _varies(act) and bool(np.any(grad != 0)):
+            nonzero = bool(np.any(grad != 0))
+            reached = reached or nonzero
+            if act.ndim == 4 and _varies(act) and nonzero:
                 chosen = name
                 break
         if chosen is not None:
             break
+    if chosen is None and not reached:
+        raise NotSpatialLayerError(
+            f"{method}: the top class's gradient is zero at all {len(candidates)} spatial layers "
+            f"of this {type(call.model).__name__}: its score depends on none of them, so no layer "
+            "can be chosen.\nhint: a classifier whose weights are all zero (torchvision's ViT "
+            "starts its head at zero) does this; give it weights."
+        )
     if chosen is None:
         raise NotSpatialLayerError(
             f"{method}: no spatial layer of this model has a map that varies over space and "
