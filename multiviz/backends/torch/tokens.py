@@ -71,8 +71,11 @@ def is_attention(module: nn.Module) -> bool:
     """True for a self-attention module: ``nn.MultiheadAttention``, timm's ``Attention``…
 
     Recognized by type (``nn.MultiheadAttention``), by timm's and others'
-    convention (a ``qkv`` projection and ``num_heads``), or by a class name
-    ending in ``Attention``.
+    convention (``num_heads`` and the projections: one ``qkv``, or ``q`` with
+    ``kv`` (timm's ``AttentionPoolLatent``, PVT) or with ``k`` and ``v``
+    (CaiT's ``ClassAttn``)), or by a class name ending in ``Attention``.
+    Their internals (per-head queries, keys, values, attention matrices) are
+    never read as images.
 
     Example:
         >>> is_attention(nn.MultiheadAttention(8, 2)), is_attention(nn.Linear(2, 2))
@@ -80,8 +83,11 @@ def is_attention(module: nn.Module) -> bool:
     """
     if isinstance(module, nn.MultiheadAttention):
         return True
-    if hasattr(module, "qkv") and hasattr(module, "num_heads"):
-        return True
+    if hasattr(module, "num_heads"):
+        has = [hasattr(module, part) for part in ("qkv", "q", "kv", "k", "v")]
+        qkv, q, kv, k, v = has
+        if qkv or (q and (kv or (k and v))):
+            return True
     return type(module).__name__.endswith("Attention")
 
 
@@ -109,6 +115,8 @@ def model_token_grid(model: nn.Module, input_hw: Sequence[int]) -> TokenGrid | N
     * a submodule with ``grid`` and ``num_prefix_tokens`` (multiviz's built-in ViT);
     * timm's vision transformers: ``patch_embed`` (``dynamic_feat_size`` or
       ``grid_size``), ``num_prefix_tokens``, ``num_reg_tokens``, ``global_pool``;
+    * timm's MLP models (MLP-Mixer, ResMLP, gMLP): a ``stem`` patch
+      embedding that flattens to tokens, no prefix tokens;
     * torchvision's ``VisionTransformer``: ``conv_proj`` (kernel = stride =
       patch size) and its class token.
 
@@ -125,6 +133,9 @@ def model_token_grid(model: nn.Module, input_hw: Sequence[int]) -> TokenGrid | N
             return TokenGrid(_pair(grid), prefix, registers=registers)
     embed = getattr(model, "patch_embed", None)
     prefix = getattr(model, "num_prefix_tokens", None)
+    stem = getattr(model, "stem", None)
+    if embed is None and prefix is None and _flat_patch_embed(stem):
+        embed, prefix = stem, 0  # timm's MLP-Mixer, ResMLP, gMLP: patch tokens only
     if embed is not None and isinstance(prefix, int):
         if hasattr(embed, "dynamic_feat_size") and (
             getattr(model, "dynamic_img_size", False) or getattr(embed, "img_size", None) is None
@@ -143,6 +154,16 @@ def model_token_grid(model: nn.Module, input_hw: Sequence[int]) -> TokenGrid | N
         ph, pw = _pair(conv.stride)
         return TokenGrid((h // ph, w // pw), prefix=1)
     return None
+
+
+def _flat_patch_embed(module: Any) -> bool:
+    """timm's ``PatchEmbed`` that outputs tokens: ``patch_size``, ``grid_size`` and ``flatten``."""
+    return (
+        module is not None
+        and getattr(module, "patch_size", None) is not None
+        and getattr(module, "grid_size", None) is not None
+        and getattr(module, "flatten", False) is True
+    )
 
 
 def _layout_of_module(module: nn.Module, rank: int, given: str | None) -> str | None:
