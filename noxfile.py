@@ -108,11 +108,14 @@ def torch(session: nox.Session) -> None:
         # quantus: its metrics are the reference the evaluation tests agree with; its
         # OpenCV dependency is swapped for the headless wheel (no GUI libraries needed)
         # timm: the vision-transformer zoo of tests/attribution/test_transformers_torch.py
+        # grad-cam (pytorch-grad-cam) and torchcam: the CAM peers the equality tests compare
+        # with (tests/attribution/test_cam_peers_torch.py); pinned, both leave torch as it is
         session.install(
             "-e",
             ".[dev,torch,ray]",
             *("opencv-python-headless", "cachetools", "pandas", "scikit-image", "scikit-learn"),
             "timm",
+            *("grad-cam==1.5.7", "torchcam==0.5.0"),
         )
         session.install("--no-deps", "quantus")
         session.run(
@@ -120,7 +123,7 @@ def torch(session: nox.Session) -> None:
             "-m",
             "not keras and not tensorflow and not both",
             *session.posargs,
-            env={**ENV, "MULTIVIZ_REQUIRE": "torch,quantus,ray"},
+            env={**ENV, "MULTIVIZ_REQUIRE": "torch,quantus,ray,peers"},
         )
         session.run(*PYTEST, *backend_doctests("torch"), env=ENV)
 

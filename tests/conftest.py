@@ -53,6 +53,9 @@ HAS_RAY = all(importlib.util.find_spec(m) is not None for m in ("ray", "pandas",
 # Quantus: the reference implementation the torch session installs (tests/evaluation)
 HAS_QUANTUS = importlib.util.find_spec("quantus") is not None
 
+# pytorch-grad-cam and torchcam: the CAM peers the torch session installs (their equality tests)
+HAS_PEERS = all(importlib.util.find_spec(m) is not None for m in ("pytorch_grad_cam", "torchcam"))
+
 AVAILABLE = {
     "torch": HAS_TORCH,
     "keras": HAS_KERAS,
@@ -60,6 +63,7 @@ AVAILABLE = {
     "jax": HAS_JAX,
     "quantus": HAS_QUANTUS,
     "ray": HAS_RAY,
+    "peers": HAS_PEERS,
 }
 
 
@@ -74,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        optional = ("torch", "keras", "tensorflow", "jax", "quantus", "ray")
+        optional = ("torch", "keras", "tensorflow", "jax", "quantus", "ray", "peers")
         needs = {m.name for m in item.iter_markers()} & {*optional, "both"}
         if "both" in needs:
             needs |= {"torch", "keras"}

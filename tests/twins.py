@@ -509,3 +509,94 @@ def _keras_rnn(w: dict[str, np.ndarray]) -> Any:
     )
     fc.set_weights([w["fc.weight"].T, w["fc.bias"]])
     return model
+
+
+# --------------------------------------------------------------------------- videos
+
+VIDEO_SIZES = {"T": 3, "S": 8, "C": 4, "H": 5}  # frames, frame size, conv channels, LSTM units
+
+
+def video_weights(seed: int = 7) -> dict[str, np.ndarray]:
+    """A per-frame CNN (conv 3x3 -> ReLU -> global average), an LSTM over frames, a dense (H -> 2)."""
+    rng = np.random.default_rng(seed)
+    c, h = VIDEO_SIZES["C"], VIDEO_SIZES["H"]
+    w = {
+        "conv.weight": rng.standard_normal((c, 3, 3, 3)) * 0.5,
+        "conv.bias": rng.standard_normal(c) * 0.1,
+        "lstm.weight_ih_l0": rng.standard_normal((4 * h, c)) * 0.5,
+        "lstm.weight_hh_l0": rng.standard_normal((4 * h, h)) * 0.5,
+        "lstm.bias_ih_l0": rng.standard_normal(4 * h) * 0.1,
+        "lstm.bias_hh_l0": rng.standard_normal(4 * h) * 0.1,
+        "fc.weight": rng.standard_normal((2, h)),
+        "fc.bias": rng.standard_normal(2) * 0.1,
+    }
+    return {k: v.astype(np.float32) for k, v in w.items()}
+
+
+def video_native(name: str, x: np.ndarray) -> np.ndarray:
+    """A canonical video ``(N, T, C, H, W)`` as the framework's model takes it."""
+    return np.ascontiguousarray(np.moveaxis(x, 2, -1) if name == "keras" else x)
+
+
+def video_net(name: str, w: dict[str, np.ndarray]) -> Any:
+    """The same video classifier in both frameworks.
+
+    PyTorch: ``conv``/``relu``/``pool`` run on the frames folded into the
+    batch (``(N*T, C, H, W)``), then ``nn.LSTM(batch_first=True)`` and ``fc``
+    on its last step; input ``(N, T, C, H, W)``. Keras: a functional per-frame
+    model (``fconv``, ``frelu``, ``fgap``) inside ``TimeDistributed`` ``td``,
+    then ``LSTM`` ``lstm`` and ``Dense`` ``fc``; input ``(N, T, H, W, C)``.
+    """
+    return _torch_video(w) if name == "torch" else _keras_video(w)
+
+
+def _torch_video(w: dict[str, np.ndarray]) -> Any:
+    import torch
+    from torch import nn
+
+    c, h = VIDEO_SIZES["C"], VIDEO_SIZES["H"]
+
+    class VideoNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, c, 3, padding=1)
+            self.relu = nn.ReLU()
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.lstm = nn.LSTM(c, h, batch_first=True)
+            self.fc = nn.Linear(h, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            n, t = x.shape[:2]
+            f = self.pool(self.relu(self.conv(x.flatten(0, 1)))).view(n, t, -1)
+            y, _ = self.lstm(f)
+            return self.fc(y[:, -1])
+
+    net = VideoNet().eval()
+    net.load_state_dict({k: torch.as_tensor(v) for k, v in w.items()})
+    return net
+
+
+def _keras_video(w: dict[str, np.ndarray]) -> Any:
+    import keras
+
+    t, s, c, h = VIDEO_SIZES["T"], VIDEO_SIZES["S"], VIDEO_SIZES["C"], VIDEO_SIZES["H"]
+    frame = keras.Input((s, s, 3))
+    conv = keras.layers.Conv2D(c, 3, padding="same", name="fconv")
+    y = keras.layers.GlobalAveragePooling2D(name="fgap")(
+        keras.layers.ReLU(name="frelu")(conv(frame))
+    )
+    cnn = keras.Model(frame, y, name="cnn")
+    inp = keras.Input((t, s, s, 3))
+    lstm = keras.layers.LSTM(h, name="lstm")
+    fc = keras.layers.Dense(2, name="fc")
+    model = keras.Model(inp, fc(lstm(keras.layers.TimeDistributed(cnn, name="td")(inp))))
+    conv.set_weights(_keras_conv(w["conv.weight"], w["conv.bias"]))
+    lstm.set_weights(
+        [
+            w["lstm.weight_ih_l0"].T,
+            w["lstm.weight_hh_l0"].T,
+            w["lstm.bias_ih_l0"] + w["lstm.bias_hh_l0"],
+        ]
+    )
+    fc.set_weights([w["fc.weight"].T, w["fc.bias"]])
+    return model

@@ -29,6 +29,11 @@ Conventions shared by every function here:
 * Maps come back as float32 ``(N, H, W)`` at the input's size, each sample
   min-max scaled to ``[0, 1]``; ``normalize=False`` gives the raw values
   (CAM maps upsampled but unscaled).
+* A video, ``(N, T, ...)`` frames in the model's layout (a Keras
+  ``TimeDistributed`` CNN, a PyTorch module folding ``T`` into the batch),
+  gets one map per frame, ``(N, T, H, W)``, scaled per sample over all its
+  frames; the CAM layer must run once per frame (``td/conv``). CAM,
+  Score-CAM and :func:`~multiviz.attribution.explain.explain` refuse a video.
 * Memory is bounded: the backend never receives more than ``batch_size``
   inputs at once — samples, noisy copies, path points or masked images.
 * A layer is named as :func:`multiviz.layers` lists it. It is used as named:

@@ -256,7 +256,8 @@ def _gradient_cam(
     name = call.resolve_layer(layer, method)
     result = call.gradients([name], call.check_target(target))
     acts = call.spatial(result.activations, name, method)
-    low = formula(acts, call.pick(result.gradients, name), relu=relu, reduce=reduce)
+    grads = call.per_frame(call.pick(result.gradients, name), name, method)
+    low = formula(acts, grads, relu=relu, reduce=reduce)
     return call.finish(call.at_input(low, normalize, upsample))
 
 
@@ -355,6 +356,11 @@ def cam(
     """
     check_options(relu, reduce, upsample)
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
+    call.refuse_video(
+        "CAM",
+        "its class weights act on one pooled map per sample, and a video's frames are "
+        "pooled one by one, then mixed by what follows",
+    )
     name = call.resolve_layer(layer, "CAM")
     target = call.check_target(target)
     if fc_weights is not None:
@@ -484,6 +490,11 @@ def score_cam(
     """
     check_options(relu, reduce, upsample)
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
+    call.refuse_video(
+        "Score-CAM",
+        "it masks the whole input with one channel's map, and on a video each "
+        "frame has its own map of every channel",
+    )
     name = call.resolve_layer(layer, "Score-CAM")
     target = call.fixed_target(call.check_target(target))
     acts = call.spatial({name: call.capture(name)}, name, "Score-CAM")
@@ -579,14 +590,27 @@ def guided_grad_cam(
             "multiplies guided backprop at the input's resolution. Received: upsample=False"
         )
     call = ModelCall.make(model, x, batch_size, token_grid, prefix_tokens, input_index=input_index)
+    if call.frames is not None and not reduce:
+        raise ValueError(
+            "`reduce` must be True for guided_grad_cam on a video (N, T, ...): one map per "
+            "frame and channel is not drawn. Received: reduce=False"
+        )
     name = call.resolve_layer(layer, "Guided Grad-CAM")
     target = call.check_target(target)
     result = call.gradients([name], target)
     acts = call.spatial(result.activations, name, "Guided Grad-CAM")
-    low = cam_math.grad_cam_map(acts, call.pick(result.gradients, name), relu=relu, reduce=reduce)
+    grads = call.per_frame(call.pick(result.gradients, name), name, "Guided Grad-CAM")
+    low = cam_math.grad_cam_map(acts, grads, relu=relu, reduce=reduce)
+    if call.frames is not None:  # a video: (N*T, ...) frames back to (N, T, ...) clips
+        low = low.reshape(call.n, call.frames, *low.shape[1:])
     heat = gradient_math.scale_by_peak(upsample_maps(low, call.size, upsample))
     same = target if target is not None else result.targets
     guided = call.input_gradient(call.gradients([], same, wrt_input=True, guided=True))
+    if call.frames is not None:  # guided (N, T, C, H, W) times each frame's heat (N, T, H, W)
+        product = np.asarray(guided, np.float64) * heat[:, :, None]
+        n, t = product.shape[:2]
+        flat = aggregate_channels(product.reshape(n * t, *product.shape[2:]), aggregation)
+        return call.finish(finish_maps(flat.reshape(n, t, *flat.shape[1:]), normalize))
     if reduce:
         product = gradient_math.guided_grad_cam(guided, heat)
         return call.finish(finish_maps(aggregate_channels(product, aggregation), normalize))

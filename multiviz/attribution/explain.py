@@ -217,6 +217,12 @@ def _explain(
     input_index: int | str | None,
 ) -> Explanations:
     call = ModelCall.make(model, x, batch_size, input_index=input_index)
+    call.refuse_video(
+        "explain",
+        "its figure draws one image per sample",
+        "call the methods themselves (mv.grad_cam, mv.saliency...): they give one map per frame, "
+        "(N, T, H, W); or explain one frame's model on x[:, t].",
+    )
     call.size  # noqa: B018 - every map is drawn over an image input: say so now if there is none
     given = call.inputs.key(call.image) if call.image is not None else None
     target = call.check_target(target)

@@ -43,8 +43,15 @@ SALIENCY_METHODS = ("gradient", "grad_x_input", "smoothgrad")
 
 
 def _input_map(values: np.ndarray, aggregation: str | None, normalize: bool) -> np.ndarray:
-    """One input's attribution as a map: channels aggregated for an image batch, then scaled."""
-    if np.ndim(values) == 4:
+    """One input's attribution as a map: channels aggregated for an image batch, then scaled.
+
+    A video ``(N, T, C, H, W)`` is aggregated frame by frame: ``(N, T, H, W)``.
+    """
+    if np.ndim(values) == 5:
+        n, t = values.shape[:2]
+        flat = aggregate_channels(values.reshape(n * t, *values.shape[2:]), aggregation)
+        values = flat.reshape(n, t, *flat.shape[1:])
+    elif np.ndim(values) == 4:
         values = aggregate_channels(values, aggregation)
     return finish_maps(values, normalize)
 
@@ -235,7 +242,7 @@ def integrated_gradients(
     ]
     maps = []
     for values in attributions:
-        m = aggregate_channels(values, aggregation) if values.ndim == 4 else values
+        m = _input_map(values, aggregation, normalize=False)
         maps.append(normalize_maps(np.abs(m)) if normalize else np.asarray(m, np.float32))
     result_maps = call.as_given(maps)
     if not return_delta:
@@ -280,7 +287,7 @@ def _baselines(call: ModelCall, baseline: Any) -> list[np.ndarray]:
 def _baseline(call: ModelCall, baseline: Any, part: Any, label: str) -> np.ndarray:
     """One input's baseline as a float32 batch of that input's shape, image batches channels first."""
     shape = tuple(int(d) for d in part.shape)
-    image = len(shape) == 4
+    image = len(shape) in (4, 5)  # an image batch, or a video of them
     if baseline is None:
         b = np.zeros(shape, np.float32)
     else:

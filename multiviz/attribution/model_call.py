@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import sys
 import warnings
@@ -269,7 +270,8 @@ def _warn(found: Mapping[int, Sequence[str]]) -> None:
 
 
 def _is_image(part: Any) -> bool:
-    return len(np.shape(part)) == 4
+    """An image batch ``(N, C, H, W)`` / ``(N, H, W, C)``, or a video ``(N, T, ...)`` of them."""
+    return len(_shape(part)) in (4, 5)
 
 
 def _shape(part: Any) -> tuple[int, ...]:
@@ -432,8 +434,64 @@ class ModelCall:
         """
         if self.image is None:
             raise self._no_image()
-        shape = _shape(self.inputs.parts[self.image])
+        shape = _shape(self.inputs.parts[self.image])[(1 if self.frames else 0) :]
         return shape[2:4] if self.layout == "channels_first" else shape[1:3]
+
+    @property
+    def frames(self) -> int | None:
+        """``T`` when the image input is a video ``(N, T, ...)``: maps are then per frame.
+
+        A video is a batch of ``N`` clips of ``T`` frames, each frame an image
+        in the model's layout: ``(N, T, C, H, W)`` channels first (a PyTorch
+        module folding ``T`` into the batch), ``(N, T, H, W, C)`` channels
+        last (a Keras ``TimeDistributed`` CNN). Maps are ``(N, T, H, W)``.
+        """
+        if self.image is None:
+            return None
+        shape = _shape(self.inputs.parts[self.image])
+        return shape[1] if len(shape) == 5 else None
+
+    def refuse_video(self, method: str, why: str, hint: str | None = None) -> None:
+        """Raise for a method that has no per-frame form, saying why and what to use.
+
+        Raises:
+            InputShapeError: the image input is a video ``(N, T, ...)``.
+        """
+        if self.frames is None:
+            return
+        raise InputShapeError(
+            f"`x`: {method} does not apply to a video (N, T, ...) with T={self.frames}: {why}."
+            "\nhint: "
+            + (
+                hint
+                or "mv.grad_cam, mv.grad_cam_plus_plus or mv.layer_cam on a layer of the "
+                "per-frame network give one map per frame, (N, T, H, W)."
+            )
+        )
+
+    def per_frame(self, arr: np.ndarray, name: str, method: str) -> np.ndarray:
+        """A layer's array on a video input as one map per frame ``(N*T, C, h, w)``.
+
+        Takes ``(N, T, C, h, w)`` (a layer inside Keras's ``TimeDistributed``)
+        or ``(N*T, C, h, w)`` (a PyTorch module run on the frames folded into
+        the batch); anything else is no per-frame map.
+
+        Raises:
+            NotSpatialLayerError: the layer's output has no row per frame.
+        """
+        steps = self.frames
+        if steps is None:
+            return arr
+        if arr.ndim == 5 and arr.shape[1] == steps:
+            return arr.reshape(-1, *arr.shape[2:])
+        if arr.ndim == 4 and arr.shape[0] == self.n * steps:
+            return arr
+        raise NotSpatialLayerError(
+            f"{method} on a video (N, T, ...) with T={steps} needs a layer run once per frame, "
+            f"(N, T, C, h, w) or (N*T, C, h, w); layer {name!r} outputs shape {tuple(arr.shape)}."
+            "\nhint: pass a convolutional layer of the per-frame network (e.g. 'td/conv' inside "
+            "a TimeDistributed 'td'); see mv.layers(model)."
+        )
 
     def _no_image(self) -> InputShapeError:
         shapes = ", ".join(
@@ -446,13 +504,24 @@ class ModelCall:
         )
 
     def canonical(self, native: np.ndarray) -> np.ndarray:
-        """An image in the model's layout (input, input gradient) in channels-first layout."""
+        """An image in the model's layout (input, input gradient) in channels-first layout.
+
+        A video ``(N, T, H, W, C)`` becomes ``(N, T, C, H, W)``.
+        """
         native = np.asarray(native)
-        return native if self.layout == "channels_first" else to_channels_first(native)
+        if self.layout == "channels_first":
+            return native
+        if native.ndim == 5:
+            return np.ascontiguousarray(np.moveaxis(native, -1, 2))
+        return to_channels_first(native)
 
     def _to_native(self, canonical: np.ndarray) -> np.ndarray:
         canonical = np.asarray(canonical, np.float32)
-        return canonical if self.layout == "channels_first" else to_channels_last(canonical)
+        if self.layout == "channels_first":
+            return canonical
+        if canonical.ndim == 5:
+            return np.ascontiguousarray(np.moveaxis(canonical, 2, -1))
+        return to_channels_last(canonical)
 
     def native(self, canonical: np.ndarray, rows: Any = None) -> Any:
         """Channels-first images as the model's input (the image input replaced).
@@ -494,7 +563,7 @@ class ModelCall:
         else:
             flat = list(grads)
         return [
-            (self.canonical(g) if np.ndim(g) == 4 else np.asarray(g)).astype(np.float64)
+            (self.canonical(g) if np.ndim(g) in (4, 5) else np.asarray(g)).astype(np.float64)
             for g in flat
         ]
 
@@ -518,7 +587,10 @@ class ModelCall:
         ``upsample``: ``"bilinear"``, ``"nearest"``, or ``False`` (kept at the
         layer's resolution); see :func:`~multiviz.attribution.maps.upsample_maps`.
         """
-        up = upsample_maps(np.asarray(low, np.float32), self.size, upsample)
+        low = np.asarray(low, np.float32)
+        if self.frames is not None:  # one map per frame (N*T, ...) -> (N, T, ...)
+            low = low.reshape(self.n, self.frames, *low.shape[1:])
+        up = upsample_maps(low, self.size, upsample)
         return finish_maps(up, normalize)
 
     def x_canonical(self) -> np.ndarray:
@@ -556,6 +628,10 @@ class ModelCall:
         if not bad.any():
             return
         samples = np.arange(len(arr)) if rows is None else np.asarray(rows)
+        if self.frames and len(arr) == len(samples) * self.frames != len(samples):
+            samples = np.repeat(samples, self.frames)  # a per-frame layer's (N*T, ...) rows
+        elif rows is None and self.frames and len(arr) == self.n * self.frames:
+            samples = np.repeat(np.arange(self.n), self.frames)
         for sample in np.unique(samples[bad]):
             places = self._bad.setdefault(int(sample), [])
             if where not in places:
@@ -846,7 +922,7 @@ class ModelCall:
             NotSpatialLayerError: it is a vector, a 1-D map or a 1x1 map; the
                 message lists the model's last spatial layers.
         """
-        arr = self.pick(arrays, name)
+        arr = self.per_frame(self.pick(arrays, name), name, method)
         if arr.ndim == 4 and arr.shape[2] * arr.shape[3] > 1:
             return arr
         shape = tuple(arr.shape)
@@ -922,6 +998,8 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     if per_model is not None and key in per_model:
         return per_model[key]
     infos = call.layer_infos(with_shapes=True)
+    if call.frames is not None:  # a video: a layer inside TimeDistributed maps each frame
+        infos = [_one_frame(i, call.frames) for i in infos]
     candidates = _candidates(infos, method)
     probe = call.rows(call.x, slice(0, min(call.n, 2)))
     chosen = None
@@ -932,6 +1010,10 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
         result = call.gradients(names, rows_of(target, rows), inputs=probe, rows=rows)
         for name in names:
             act, grad = call.pick(result.activations, name), call.pick(result.gradients, name)
+            if call.frames is not None:  # one map per frame, or no candidate
+                if not (act.ndim == 5 or len(act) == len(rows) * call.frames):
+                    continue
+                act = act.reshape(-1, *act.shape[2:]) if act.ndim == 5 else act
             nonzero = bool(np.any(grad != 0))
             reached = reached or nonzero
             if act.ndim == 4 and _varies(act) and nonzero:
@@ -956,6 +1038,14 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     except TypeError:  # a model that cannot be weakly referenced: no cache
         pass
     return chosen
+
+
+def _one_frame(info: LayerInfo, steps: int) -> LayerInfo:
+    """A layer run per frame ``(None, T, C, H, W)`` read as one frame's map ``(None, C, H, W)``."""
+    shape = info.shape
+    if shape is not None and len(shape) == 5 and shape[1] == steps:
+        return dataclasses.replace(info, shape=(shape[0], *shape[2:]))
+    return info
 
 
 def _varies(act: np.ndarray) -> bool:

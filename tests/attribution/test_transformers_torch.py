@@ -203,9 +203,10 @@ def test_grad_cam_on_tokens_equals_the_reshape_callback_formula(size):
     np.testing.assert_allclose(mv.grad_cam(model, x, normalize=False), got, rtol=1e-6, atol=1e-7)
 
 
-def test_grad_cam_equals_pytorch_grad_cam_where_it_is_installed():
-    """The peer itself, where its package is installed (the benchmark session has it)."""
-    gc = pytest.importorskip("pytorch_grad_cam")
+@pytest.mark.peers
+def test_grad_cam_equals_pytorch_grad_cam():
+    """The peer itself (installed in the torch session, which requires it: MULTIVIZ_REQUIRE=peers)."""
+    import pytorch_grad_cam as gc
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -229,6 +230,31 @@ def test_grad_cam_equals_pytorch_grad_cam_where_it_is_installed():
     # the peer's post-processing: scale to [0, 1], resize (OpenCV), clip at 0, scale again
     shown = scale_cam_image(np.maximum(scale_cam_image(low, (64, 64)), 0))
     np.testing.assert_allclose(shown, theirs, atol=1e-5)
+
+
+@pytest.mark.peers
+def test_grad_cam_equals_torchcam_with_its_reshape_transform():
+    """torchcam's Grad-CAM with its ``reshape_transform`` on the square case, before resizing."""
+    from torchcam.methods import GradCAM
+
+    from multiviz.attribution.cam_math import grad_cam_map
+
+    model = _timm("vit_tiny_patch16_224", depth=2, img_size=(64, 64))
+    x = np.random.default_rng(7).random((2, 3, 64, 64), dtype=np.float32)
+
+    def reshape_transform(t, h=4, w=4):
+        return t[:, 1:, :].reshape(t.size(0), h, w, t.size(2)).permute(0, 3, 1, 2)
+
+    xt = torch.from_numpy(x)
+    with GradCAM(model, model.blocks[-1].norm1, reshape_transform=reshape_transform) as peer:
+        scores = model(xt)
+        classes = scores.argmax(1).tolist()
+        theirs = peer(class_idx=classes, scores=scores, normalized=False)[0].detach().numpy()
+    call = ModelCall.make(model, x, 32)
+    result = call.gradients([choose_layer(call, None, "Grad-CAM")], np.array(classes))
+    ours = grad_cam_map(result.activations["blocks.1.norm1"], result.gradients["blocks.1.norm1"])
+    assert ours.shape == theirs.shape == (2, 4, 4) and ours.max() > 0
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6 * ours.max())
 
 
 def test_token_layers_of_a_model_with_no_grid_need_the_keywords():

@@ -70,6 +70,7 @@ from multiviz.backends.keras.layers import (
     list_sites,
     output_layout,
     own_params,
+    read_time_layout,
 )
 from multiviz.backends.keras.tokens import model_token_grid
 from multiviz.core.attention import AttentionIO
@@ -178,8 +179,14 @@ class KerasBackend:
         runner = runner_for(model, sites)
         with input_errors(model, inputs if len(inputs) > 1 else inputs[0]):
             tensors = runner(model, inputs)
-        # the runner already returned the canonical layout
-        return {k: _numpy(tensors[k]) for k in self._ordered(model, tensors)}
+        del inputs  # the input tensor too is freed before the copies
+        # the runner already returned the canonical layout; each framework
+        # tensor is dropped as soon as it is copied, so the peak is the data
+        # plus one layer, not the data twice
+        out: dict[str, np.ndarray] = {}
+        for k in self._ordered(model, tensors):
+            out[k] = _numpy(tensors.pop(k))
+        return out
 
     @locked
     def forward(self, model: Any, x: Any) -> np.ndarray:
@@ -234,8 +241,8 @@ class KerasBackend:
             output=_numpy(logits),
             targets=None if idx is None else np.asarray(idx, np.int64),
             scores=_numpy(scores),
-            activations={k: _numpy(recorded[k], layouts(k)) for k in wanted},
-            gradients={k: _numpy(grads[k], layouts(k)) for k in wanted},
+            activations=_frames_joined(recorded, wanted, layouts, sites),
+            gradients=_frames_joined(grads, wanted, layouts, sites),
             input_gradient=self._per_input(model, x, input_grad) if wrt_input else None,
             head=head,
         )
@@ -544,6 +551,33 @@ class KerasBackend:
 
 
 # ---------------------------------------------------------------------- outputs
+
+
+def _frames_joined(
+    tensors: dict[str, Any], wanted: Sequence[str], layouts: Any, sites: Sequence[Site]
+) -> dict[str, np.ndarray]:
+    """``key -> array`` in the canonical layout; a layer run per frame as ``(N, T, C, H, W)``.
+
+    Inside ``TimeDistributed`` a layer is called once per time step, and a
+    gradient pass records each call (``td/fconv``, ``td/fconv#1``...) so that
+    each call's gradient is its own: here the calls become the time axis.
+    """
+    inner = {}
+    for site in sites:
+        timed = read_time_layout(site.layout)
+        if timed is not None:
+            inner[site.base] = timed[1]
+    out: dict[str, np.ndarray] = {}
+    frames: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for key in wanted:
+        base, _, call = key.partition("#")
+        if base in inner and (call == "" or call.isdigit()):
+            frames.setdefault(base, []).append((int(call or 0), _numpy(tensors[key], inner[base])))
+        else:
+            out[key] = _numpy(tensors[key], layouts(key))
+    for base, calls in frames.items():
+        out[base] = np.stack([a for _, a in sorted(calls, key=lambda c: c[0])], axis=1)
+    return out
 
 
 def _numpy(tensor: Any, layout: str | None = None) -> np.ndarray:
