@@ -11,7 +11,16 @@ batch 8, 224x224 by default), in one process per framework:
 * how time grows with batch size (1, 2, 4, 8) and with the number of captured
   layers (1, 5, 20, all);
 * peak resident memory of one forward pass and of capturing every layer, each
-  measured in a fresh subprocess (tracemalloc cannot see torch's allocator).
+  measured in a fresh subprocess (tracemalloc cannot see torch's allocator);
+  for capture-all also the peak RSS increase over the RSS just before the
+  call as a ratio to the bytes captured (issue 17's target: <= 1.3);
+* Keras on its JAX and torch backends (``--keras-backends jax,torch``, the
+  default when Keras is installed): capture of the same 5 layers as a ratio
+  to that backend's own forward pass (JAX: the jitted ``stateless_call``,
+  warm, compile time apart; torch: the eager call under ``no_grad``), with the
+  per-round spread, and capture-all memory against the bytes captured — each
+  backend in its own subprocess (``KERAS_BACKEND`` is fixed when Keras is
+  imported), through ``benchmarks/keras_backends.py --child``.
 
 Timing protocol: every variant is warmed up, then the variants run in rotating
 order, one call each per round, and the median per variant is quoted (timings
@@ -433,7 +442,59 @@ def memory_rows(framework: str, cfg: Config) -> list[dict[str, Any]]:
             "ratio": round(cap[key] / base, 2) if base > 0 else None,
             "note": f"captured arrays {cap['captured_mb']} MB{extra['capture_all']}",
         },
+        {
+            "benchmark": "capture",
+            "framework": framework,
+            "device": device,
+            "case": f"capture all {cap['layers']} layers: peak {where} increase / bytes captured",
+            "peak_mb": cap[key],
+            "ratio": round(cap[key] / cap["captured_mb"], 2) if cap["captured_mb"] else None,
+            "note": f"over the {where} just before the call; target <= 1.3",
+        },
     ]
+
+
+def keras_backend_rows(backends: Sequence[str], cfg: Config) -> list[dict[str, Any]]:
+    """Keras on other backends, each in its own subprocess (keras_backends.py --child)."""
+    script = Path(__file__).with_name("keras_backends.py")
+    rows: list[dict[str, Any]] = []
+    for backend in backends:
+        fw = f"keras ({backend})"
+        cmd = [sys.executable, str(script), "--child", backend, "--rounds", str(max(cfg.rounds, 7))]
+        cmd += ["--size", str(cfg.size), "--batch", str(cfg.batch), "--no-grad-cam"]
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            rows.append({"benchmark": "capture", "framework": fw, "device": "cpu",
+                         "case": "(failed)", "ratio": None, "note": tail})  # fmt: skip
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        lo, hi = r["capture5_spread"]
+        base = r["forward_ms"]
+        first = (
+            f"; compile of the forward {r['compile_forward_s']:.1f} s"
+            if "compile_forward_s" in r
+            else ""
+        )
+        copy = (
+            f"; copy out of JAX's buffers {r['jax_copy_ratio']:.2f}x of a forward"
+            if "jax_copy_ratio" in r
+            else ""
+        )
+        rows.append({
+            "benchmark": "capture", "framework": fw, "device": "cpu",
+            "case": f"capture 5 layers, batch {cfg.batch}, {cfg.size}x{cfg.size}",
+            "median_ms": base * r["capture5_ratio"], "ratio": round(r["capture5_ratio"], 3),
+            "note": f"per-round ratios {lo:.2f}-{hi:.2f}; forward {base:.0f} ms{first}{copy}",
+        })  # fmt: skip
+        rows.append({
+            "benchmark": "capture", "framework": fw, "device": "cpu",
+            "case": f"capture all {r['capture_all_layers']} layers: peak RSS increase / bytes captured",
+            "peak_mb": round(r["peak_increase_mb"], 1), "ratio": round(r["memory_ratio"], 2),
+            "note": f"{r['captured_mb']:.0f} MiB captured; target <= 1.3",
+        })  # fmt: skip
+    return rows
 
 
 # --------------------------------------------------------------------------- output
@@ -519,6 +580,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="PyTorch device: cpu (default) or cuda")
     parser.add_argument("--threads", type=int, help="intra-op threads per framework")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument(
+        "--keras-backends",
+        default="jax,torch",
+        help="Keras backends besides TensorFlow, each in a subprocess ('' for none)",
+    )
     parser.add_argument("--_memory", help=argparse.SUPPRESS)  # child: "torch:forward"
     parser.add_argument("--size", type=int, default=224, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
@@ -556,6 +622,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "note": errors[fw],
                 }
             )
+    if "keras" in frameworks:
+        rows += keras_backend_rows([b for b in args.keras_backends.split(",") if b], cfg)
     result = {
         "benchmark": "capture",
         "quick": args.quick,

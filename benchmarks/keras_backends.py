@@ -86,7 +86,7 @@ def rounds(variants: dict[str, Callable[[], Any]], n: int) -> dict[str, list[flo
     return times
 
 
-def child(backend: str, size: int, batch: int, n: int) -> dict[str, Any]:
+def child(backend: str, size: int, batch: int, n: int, grad_cam: bool = True) -> dict[str, Any]:
     os.environ["KERAS_BACKEND"] = backend
     if backend == "torch":
         import torch
@@ -124,14 +124,15 @@ def child(backend: str, size: int, batch: int, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     mv.capture(model, x_np, FIVE)
     out["first_capture_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    mv.grad_cam(model, x_np, "conv5_block3_out")
-    out["first_grad_cam_s"] = time.perf_counter() - t0
     variants = {
         "forward": forward,
         "capture5": lambda: mv.capture(model, x_np, FIVE),
-        "grad_cam": lambda: mv.grad_cam(model, x_np, "conv5_block3_out"),
     }
+    if grad_cam:
+        t0 = time.perf_counter()
+        mv.grad_cam(model, x_np, "conv5_block3_out")
+        out["first_grad_cam_s"] = time.perf_counter() - t0
+        variants["grad_cam"] = lambda: mv.grad_cam(model, x_np, "conv5_block3_out")
     if backend == "jax":
         from multiviz.backends.keras.adapter import KerasBackend
         from multiviz.backends.keras.capture import runner_for
@@ -171,10 +172,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--backends", default=",".join(BACKENDS))
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)  # capture.py's sizes
+    parser.add_argument("--batch", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--no-grad-cam", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size, batch = (64, 2) if args.quick else (224, 8)
+    size, batch = args.size or size, args.batch or batch
     if args.child:
-        print(json.dumps(child(args.child, size, batch, args.rounds)))
+        print(json.dumps(child(args.child, size, batch, args.rounds, not args.no_grad_cam)))
         return 0
     rows = []
     for backend in args.backends.split(","):

@@ -179,8 +179,14 @@ class KerasBackend:
         runner = runner_for(model, sites)
         with input_errors(model, inputs if len(inputs) > 1 else inputs[0]):
             tensors = runner(model, inputs)
-        # the runner already returned the canonical layout
-        return {k: _numpy(tensors[k]) for k in self._ordered(model, tensors)}
+        del inputs  # the input tensor too is freed before the copies
+        # the runner already returned the canonical layout; each framework
+        # tensor is dropped as soon as it is copied, so the peak is the data
+        # plus one layer, not the data twice
+        out: dict[str, np.ndarray] = {}
+        for k in self._ordered(model, tensors):
+            out[k] = _numpy(tensors.pop(k))
+        return out
 
     @locked
     def forward(self, model: Any, x: Any) -> np.ndarray:
