@@ -224,14 +224,14 @@ def test_dropped_keras_runners_leave_nothing_behind_in_tensorflow(size_two):
     for i in range(6):
         h = keras.layers.Conv2D(4, 3, padding="same", name=f"c{i}")(h)
     pooled = keras.layers.GlobalAveragePooling2D(name="gap")(h)
-    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(pooled))
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(pooled), name="pressure_probe")
     x = np.random.default_rng(0).standard_normal((2, 8, 9, 3)).astype(np.float32)
     sets = [[f"c{i}", f"c{j}"] for i in range(6) for j in range(i + 1, 6)]  # 15 different sets
 
     def alive() -> tuple[int, int]:
         gc.collect()
         subs = [o for o in gc.get_objects() if isinstance(o, keras.Model)]
-        mine = [m for m in subs if m.name.startswith("multiviz_")]
+        mine = [m for m in subs if m.name == "multiviz_pressure_probe"]  # this model's
         return len(mine), len(context.context().list_function_names())
 
     for names in sets[:4]:
