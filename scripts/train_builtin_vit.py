@@ -3,18 +3,41 @@
     python scripts/train_builtin_vit.py        # writes multiviz/data/builtin_vit.npz
     python scripts/train_builtin_vit.py --measure multiviz/data/builtin_vit.npz
 
-Trains the PyTorch version on CPU (about a quarter of an hour on 2 cores) on
-freshly generated :mod:`multiviz.sources.shapes_dataset` images, measures accuracy on a
-held-out set generated with another seed, measures how often Grad-CAM (on the
-last block's ``norm1``) and attention rollout peak inside the shape's box, and
-writes the weights (PyTorch layout, float32) with that record as JSON metadata
-in the same ``.npz``. Nothing is downloaded.
+Trains the PyTorch version on CPU, measures accuracy on a held-out set
+generated with another seed, measures how often Grad-CAM (on the last block's
+``norm1``) and attention rollout peak inside the shape's box, and writes the
+weights (PyTorch layout, float32) with that record as JSON metadata in the
+same ``.npz``. Nothing is downloaded; the same command gives the same weights
+on the same machine (seeded data, initialization and order; one thread by
+default).
 
-As for the built-in CNN, the patch embedding's filters are kept summing to zero
-over each input channel (projected after every optimizer step): a patch's
-flat colour tells nothing about the class (the shape's colour is random), so
-the network answers to change within a patch (edges, corners) and learns in
-a few epochs instead of sitting at chance level.
+The recipe is the usual one for a small ViT trained from scratch (Steiner et
+al. 2022, "How to train your ViT?"; Beyer et al. 2022, "Better plain ViT
+baselines"), with the data set's one advantage: it is generated, so every
+epoch sees **fresh images** (epoch ``e`` is ``shapes_dataset(n, seed=TRAIN_SEED + e)``)
+and the model never sees an image twice — no overfitting, hence no dropout,
+stochastic depth or heavy augmentation:
+
+* AdamW (weight decay on matrices only), linear warm-up then cosine decay to 0,
+  gradient-norm clipping at 1, label smoothing 0.1 (Szegedy et al. 2016);
+* the patch embedding starts at 5x Xavier's scale (:func:`init_patch_embed`):
+  at PyTorch's default scale the tokens carry almost nothing of the image
+  next to the position embedding and the loss sits at ln 4 for hundreds of
+  steps (the first shipped weights only learned with a CNN teacher);
+* the position embedding starts trunc-normal (std 0.02); ``--sincos`` starts
+  it at the 2-D sin-cos table (He et al. 2022) instead, which swamps the
+  patch content at this width and trained worse in a short comparison;
+* as for the built-in CNN, the patch embedding's filters are kept summing to
+  zero over each input channel (projected after every optimizer step): a
+  patch's flat colour tells nothing about the class (the shape's colour is
+  random), so the network answers to change within a patch (edges, corners).
+
+Distillation from the built-in CNN (DeiT-style soft labels, ``--distill``) is
+available but off. The defaults wrote the shipped weights: 16 epochs of 8192
+images, about 20 minutes on one thread of a busy 2-core machine (9.5
+CPU-minutes); 58.0% held-out accuracy, Grad-CAM peaking in the box on 62% of
+100 images, rollout on 85% (a random map: 17%). Each epoch prints the
+validation accuracy and these two rates.
 """
 
 from __future__ import annotations
@@ -36,22 +59,35 @@ from multiviz.core.resize import resize_bilinear
 from multiviz.sources.builtin_vit import VIT_WEIGHTS_PATH, ViTConfig, check_vit_weights
 from multiviz.sources.shapes_dataset import shapes_dataset
 
-TRAIN_SEED, TEST_SEED, VAL_SEED = 11, 2, 3  # test and validation seeds as for the CNN
+# held-out and validation seeds as for the CNN; epoch e trains on seed TRAIN_SEED + e
+TEST_SEED, VAL_SEED, TRAIN_SEED = 2, 3, 100
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=16000, help="training images")
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument(
+        "--per-epoch", type=int, default=8192, help="fresh training images generated per epoch"
+    )
     parser.add_argument("--test", type=int, default=2000, help="held-out images")
-    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--warmup", type=int, default=2, help="epochs of linear warm-up")
+    parser.add_argument("--warmup", type=float, default=1, help="epochs of linear warm-up")
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0, help="torch init and shuffling")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
-        "--sincos", action="store_true", help="start the position embedding at 2-D sin-cos"
+        "--sincos",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="start the position embedding at 2-D sin-cos",
+    )
+    parser.add_argument(
+        "--embed-gain",
+        type=float,
+        default=5.0,
+        help="patch embedding init: Xavier-uniform times this gain",
     )
     parser.add_argument(
         "--distill",
@@ -60,12 +96,16 @@ def main() -> None:
         help="weight of distillation from the built-in CNN's soft labels (0: none)",
     )
     parser.add_argument("--temperature", type=float, default=2.0)
-    parser.add_argument("--size", type=int, default=None, help="image side (default: config's)")
-    parser.add_argument("--patch", type=int, default=None)
-    parser.add_argument("--dim", type=int, default=None)
-    parser.add_argument("--depth", type=int, default=None)
-    parser.add_argument("--mlp", type=int, default=None)
+    base = ViTConfig()
+    parser.add_argument("--patch", type=int, default=base.patch)
+    parser.add_argument("--dim", type=int, default=base.dim)
+    parser.add_argument("--depth", type=int, default=base.depth)
+    parser.add_argument("--heads", type=int, default=base.heads)
+    parser.add_argument("--mlp", type=int, default=base.mlp)
     parser.add_argument("--out", type=Path, default=VIT_WEIGHTS_PATH)
+    parser.add_argument(
+        "--checkpoint", type=Path, default=None, help="also write the weights here after each epoch"
+    )
     parser.add_argument(
         "--init", type=Path, default=None, help="start from these weights (continue training)"
     )
@@ -82,32 +122,30 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    base = ViTConfig()
-    size = args.size or base.image_size[0]
     config = ViTConfig(
-        image_size=(size, size),
-        patch=args.patch or base.patch,
-        dim=args.dim or base.dim,
-        depth=args.depth or base.depth,
-        heads=base.heads,
-        mlp=args.mlp or base.mlp,
+        image_size=base.image_size,
+        patch=args.patch,
+        dim=args.dim,
+        depth=args.depth,
+        heads=args.heads,
+        mlp=args.mlp,
     )
-    start = time.perf_counter()
-    train = shapes_dataset(args.train, size=size, seed=TRAIN_SEED)
+    size = config.image_size[0]
     val = shapes_dataset(500, size=size, seed=VAL_SEED)
     test = shapes_dataset(args.test, size=size, seed=TEST_SEED)
-    print(f"generated the images in {time.perf_counter() - start:.1f} s", flush=True)
 
     model = build(None, config)
     if args.init is not None:
         with np.load(args.init, allow_pickle=False) as npz:
             model = build({k: npz[k] for k in npz.files if k != "meta"}, config)
-    if args.sincos:
-        init_sincos(model)
+    else:
+        init_patch_embed(model, args.embed_gain)
+        if args.sincos:
+            init_sincos(model)
     project(model)
-    start = time.perf_counter()
-    fit(model, train, val, args)
-    train_s = time.perf_counter() - start
+    wall, cpu = time.perf_counter(), time.process_time()
+    fit(model, val, args)
+    train_s, train_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
     model = model.eval()
 
     accuracy = float((predict(model, test.images) == test.labels).mean())
@@ -123,13 +161,17 @@ def main() -> None:
         "rollout_peak_in_box": loc["rollout"],
         "localization_images": 100,
         "val_accuracy": round(val_accuracy, 4),
-        "train_images": args.train,
-        "train_seed": TRAIN_SEED,
+        "train_images": args.epochs * args.per_epoch,
+        "train_data": f"{args.epochs} epochs of {args.per_epoch} fresh images, "
+        f"epoch e: shapes_dataset(seed={TRAIN_SEED} + e)",
         "epochs": args.epochs,
         "batch": args.batch,
-        "optimizer": f"AdamW lr={args.lr} wd={args.weight_decay}, "
-        f"{args.warmup} epochs warm-up, cosine decay to 0",
-        "init": "PyTorch defaults; class token trunc-normal std 0.02; position embedding "
+        "steps": args.epochs * (-(-args.per_epoch // args.batch)),
+        "optimizer": f"AdamW lr={args.lr} wd={args.weight_decay} (matrices only), "
+        f"{args.warmup} epochs warm-up, cosine decay to 0, grad-norm clip 1",
+        "label_smoothing": args.label_smoothing,
+        "init": f"patch embedding Xavier-uniform x {args.embed_gain}, zero bias; other layers "
+        "PyTorch defaults; class token trunc-normal std 0.02; position embedding "
         + ("2-D sin-cos (learned from there)" if args.sincos else "trunc-normal std 0.02"),
         "constraints": "patch_embed filters sum to 0 per input channel",
         "distillation": (
@@ -138,23 +180,29 @@ def main() -> None:
             else "none"
         ),
         "torch_seed": args.seed,
-        "continued_from": "a first run of this script" if args.init is not None else None,
-        "device": f"cpu, {args.threads} threads",
+        "continued_from": str(args.init) if args.init is not None else None,
+        "device": f"cpu, {args.threads} thread{'s' if args.threads > 1 else ''}",
         "train_seconds": round(train_s, 1),
+        "train_cpu_seconds": round(train_cpu_s, 1),
         "torch_version": torch.__version__,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out, **state_arrays(model), meta=np.array(json.dumps(meta)))
-    with np.load(args.out, allow_pickle=False) as npz:  # reads back without pickle, and fits
-        check_vit_weights({k: npz[k] for k in npz.files if k != "meta"}, config)
+    save(model, meta, args.out)
     measure(args.out)
     print(json.dumps(meta, indent=2))
     print(
         f"multiviz built-in ViT: {accuracy:.1%} held-out accuracy on {args.test} generated "
         f"images; Grad-CAM peaks inside the box on {loc['grad_cam']:.0%} of 100, rollout on "
-        f"{loc['rollout']:.0%}; trained in {train_s:.0f} s; "
+        f"{loc['rollout']:.0%}; trained in {train_s:.0f} s ({train_cpu_s / 60:.1f} CPU-minutes); "
         f"{args.out.stat().st_size / 1024:.0f} KiB."
     )
+
+
+def save(model: ViT, meta: dict, path: Path) -> None:
+    """Float32 arrays and the JSON record, compressed; read back without pickle and checked."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **state_arrays(model), meta=np.array(json.dumps(meta)))
+    with np.load(path, allow_pickle=False) as npz:
+        check_vit_weights({k: npz[k] for k in npz.files if k != "meta"}, model.config)
 
 
 def measure(path: Path) -> dict[str, float]:
@@ -196,6 +244,22 @@ def measure(path: Path) -> dict[str, float]:
 
 
 @torch.no_grad()
+def init_patch_embed(model: ViT, gain: float) -> None:
+    """Xavier-uniform patch-embedding filters times ``gain``, zero biases.
+
+    With PyTorch's default init (and the filters' mean removed, see
+    :func:`project`) a patch's edges move its token by a few hundredths while
+    the position embedding is ~0.02 (or ~1 as sin-cos): after LayerNorm the
+    tokens are nearly content-free and the loss sits at ln 4 for hundreds of
+    steps. Five times Xavier's scale makes an edge patch's token as large as
+    the rest, and the loss falls from the first epoch.
+    """
+    weight = model.patch_embed.weight
+    torch.nn.init.xavier_uniform_(weight.view(weight.shape[0], -1), gain=gain)
+    torch.nn.init.zeros_(model.patch_embed.bias)
+
+
+@torch.no_grad()
 def init_sincos(model: ViT) -> None:
     """Start the patch tokens' position embedding at the 2-D sin-cos one (MAE, He et al. 2022).
 
@@ -226,35 +290,35 @@ def project(model: ViT) -> None:
 
 @torch.no_grad()
 def teacher_logits(images: np.ndarray) -> torch.Tensor:
-    """The built-in CNN's logits for each image and for its mirror image: ``(2, N, 4)``."""
+    """The built-in CNN's logits for each image: ``(N, 4)``."""
     from multiviz.backends.torch.builtin import build as build_cnn
     from multiviz.sources.builtin import builtin_weights
 
     cnn = build_cnn(builtin_weights())
     x = torch.from_numpy(images)
-    return torch.stack(
-        [torch.cat([cnn(v[i : i + 256]) for i in range(0, len(v), 256)]) for v in (x, x.flip(-1))]
-    )
+    return torch.cat([cnn(x[i : i + 256]) for i in range(0, len(x), 256)])
 
 
-def fit(model: ViT, data, val, args: argparse.Namespace) -> None:
-    """AdamW, linear warm-up then cosine decay, cross-entropy on the logits.
+def fit(model: ViT, val, args: argparse.Namespace) -> None:
+    """AdamW, linear warm-up then cosine decay, label-smoothed cross-entropy; fresh images.
 
-    With ``--distill w``: ``(1 - w) * CE(labels) + w * T^2 * KL(teacher || student)``
-    at temperature ``T`` (Hinton et al. 2015), the teacher being the built-in
-    CNN — a convolutional teacher passes its inductive bias on to the
-    transformer (Touvron et al. 2021, DeiT).
+    Epoch ``e`` generates ``args.per_epoch`` new images
+    (``shapes_dataset(seed=TRAIN_SEED + e)``) and visits them once in a
+    seeded random order. With ``--distill w`` the loss is
+    ``(1 - w) * CE(labels) + w * T^2 * KL(teacher || student)`` at temperature
+    ``T`` (Hinton et al. 2015), the teacher being the built-in CNN (Touvron et
+    al. 2021, DeiT).
     """
-    model.train()
-    x_all = torch.from_numpy(data.images)
-    y_all = torch.from_numpy(data.labels)
-    teacher = teacher_logits(data.images) if args.distill else None
-    per_epoch = (len(data) + args.batch - 1) // args.batch
-    steps, warm = args.epochs * per_epoch, args.warmup * per_epoch
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "tokens" not in n]
+    size = model.config.image_size[0]
+    per_epoch = -(-args.per_epoch // args.batch)
+    steps, warm = args.epochs * per_epoch, round(args.warmup * per_epoch)
+    matrices = [p for n, p in model.named_parameters() if p.ndim >= 2 and "tokens" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "tokens" not in n)]
     optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0}],
+        [
+            {"params": matrices, "weight_decay": args.weight_decay},
+            {"params": rest, "weight_decay": 0},
+        ],
         lr=args.lr,
     )
 
@@ -264,23 +328,23 @@ def fit(model: ViT, data, val, args: argparse.Namespace) -> None:
         return 0.5 * (1 + np.cos(np.pi * (step - warm) / max(1, steps - warm)))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
+    wall, cpu = time.perf_counter(), time.process_time()
     for epoch in range(args.epochs):
+        data = shapes_dataset(args.per_epoch, size=size, seed=TRAIN_SEED + epoch)
+        x_all, y_all = torch.from_numpy(data.images), torch.from_numpy(data.labels)
+        teacher = teacher_logits(data.images) if args.distill else None
         model.train()
         order = torch.randperm(len(data))
         total, correct = 0.0, 0
         for i in range(0, len(data), args.batch):
             idx = order[i : i + args.batch]
-            x = x_all[idx]
-            flip = torch.rand(len(idx)) < 0.5  # shapes are mirror-symmetric classes
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y_all[idx])
+            logits = model(x_all[idx])
+            loss = F.cross_entropy(logits, y_all[idx], label_smoothing=args.label_smoothing)
             if teacher is not None:
                 t = args.temperature
-                soft = torch.where(flip[:, None], teacher[1, idx], teacher[0, idx])
                 kl = F.kl_div(
                     F.log_softmax(logits / t, dim=1),
-                    F.log_softmax(soft / t, dim=1),
+                    F.log_softmax(teacher[idx] / t, dim=1),
                     log_target=True,
                     reduction="batchmean",
                 )
@@ -295,11 +359,17 @@ def fit(model: ViT, data, val, args: argparse.Namespace) -> None:
             correct += int((logits.argmax(1) == y_all[idx]).sum())
         model.eval()
         val_acc = float((predict(model, val.images) == val.labels).mean())
+        loc = localization(model, val[:100])
         print(
             f"epoch {epoch + 1}/{args.epochs}: loss {total / len(data):.4f}, "
-            f"train acc {correct / len(data):.3f}, val acc {val_acc:.3f}",
+            f"train acc {correct / len(data):.3f}, val acc {val_acc:.3f}, "
+            f"val peak in box: Grad-CAM {loc['grad_cam']:.2f}, rollout {loc['rollout']:.2f}, "
+            f"{(time.perf_counter() - wall) / 60:.1f} min, "
+            f"{(time.process_time() - cpu) / 60:.1f} CPU-min",
             flush=True,
         )
+        if args.checkpoint is not None:
+            save(model, {"epoch": epoch + 1, "config": model.config.to_dict()}, args.checkpoint)
 
 
 @torch.no_grad()

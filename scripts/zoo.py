@@ -48,6 +48,7 @@ import numpy as np
 
 FAMILIES = ("timm_vit", "timm_cnn", "torchvision", "keras")
 TOL = 1e-4  # max abs difference of the two [0, 1]-scaled maps
+SIGNED_TOL = 1e-3  # max abs difference of the signed maps, over the reference's largest magnitude
 
 
 @dataclass
@@ -60,6 +61,7 @@ class Row:
     shape: str = ""
     kind: str = ""
     diff: float = math.nan
+    signed_diff: float = math.nan
     seconds: float = math.nan
     status: str = ""
     note: str = ""
@@ -272,9 +274,10 @@ def _looks_nhwc(shape: tuple[int, ...], hw: tuple[int, int]) -> bool:
     raise RuntimeError(f"cannot tell the layout of {shape} from an input of {hw}")
 
 
-def _cam(act: np.ndarray, grad: np.ndarray) -> np.ndarray:
+def _signed(act: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """``sum_k w_k A_k`` before the ReLU, at the layer's resolution, ``w_k`` the gradient's mean."""
     weights = grad.astype(np.float64).mean(axis=(2, 3))
-    return np.maximum((weights[:, :, None, None] * act.astype(np.float64)).sum(axis=1), 0.0)
+    return (weights[:, :, None, None] * act.astype(np.float64)).sum(axis=1)
 
 
 # ------------------------------------------------------------------------------- PyTorch
@@ -338,12 +341,14 @@ def torch_reference(model: Any, x: Any, layer: str, hw: tuple[int, int]) -> dict
     patch_grid, prefix = (grid[0] if grid else None), _prefix(model)
     a, kind = _fold(act, hw, patch_grid, prefix, None)
     g, _ = _fold(grad, hw, patch_grid, prefix, None)
-    low = _cam(a, g)
+    signed = _signed(a, g)
+    low = np.maximum(signed, 0.0)
     up = F.interpolate(
         torch.from_numpy(low)[:, None], size=hw, mode="bilinear", align_corners=False
     )
     return {
         "map": _normalize(up[:, 0].numpy()),
+        "signed": signed,
         "act": a,
         "grad": g,
         "kind": kind,
@@ -418,9 +423,17 @@ def keras_reference(model: Any, x: np.ndarray, layer: str, hw: tuple[int, int]) 
     grid, prefix = _keras_grid(model, hw)
     a, kind = _fold(act_np, hw, grid, prefix, act_np.ndim == 4)
     g, _ = _fold(grad_np, hw, grid, prefix, act_np.ndim == 4)
-    low = _cam(a, g)
+    signed = _signed(a, g)
+    low = np.maximum(signed, 0.0)
     up = tf.image.resize(low[..., None].astype(np.float32), hw, method="bilinear").numpy()[..., 0]
-    return {"map": _normalize(up), "act": a, "grad": g, "kind": kind, "shape": act_np.shape}
+    return {
+        "map": _normalize(up),
+        "signed": signed,
+        "act": a,
+        "grad": g,
+        "kind": kind,
+        "shape": act_np.shape,
+    }
 
 
 def _keras_grid(model: Any, hw: tuple[int, int]) -> tuple[tuple[int, int] | None, int]:
@@ -436,15 +449,24 @@ def _keras_grid(model: Any, hw: tuple[int, int]) -> tuple[tuple[int, int] | None
 # ------------------------------------------------------------------------------ one model
 
 
-def check(
-    row: Row, act: np.ndarray, grad: np.ndarray, ref: np.ndarray, got: np.ndarray, tol: float
-) -> None:
+def check(row: Row, ref: dict[str, Any], got: np.ndarray, signed: np.ndarray, tol: float) -> None:
+    """Fill ``row``'s differences and status from the reference and multiviz's two maps.
+
+    ``got``: the default map (ReLU, upsampled, scaled to [0, 1]); ``signed``:
+    the map with ``relu=False, normalize=False, upsample=False``, compared
+    relative to the reference's largest magnitude (so a map the ReLU zeroes,
+    or one the scaling hides, is still checked).
+    """
+    act, grad = ref["act"], ref["grad"]
     flat = act.reshape(act.shape[0], act.shape[1], -1)
     varies = bool(
         np.any(flat.max(axis=2) - flat.min(axis=2) > 1e-6 * max(np.abs(flat).max(), 1e-30))
     )
     reaches = bool(np.any(grad != 0))
-    row.diff = float(np.abs(ref - got.astype(np.float64)).max())
+    row.diff = float(np.abs(ref["map"] - got.astype(np.float64)).max())
+    scale = max(float(np.abs(ref["signed"]).max()), 1e-30)
+    if signed.shape == ref["signed"].shape:
+        row.signed_diff = float(np.abs(ref["signed"] - signed).max()) / scale
     problems = []
     if not varies:
         problems.append("layer map constant over space")
@@ -452,7 +474,9 @@ def check(
         problems.append("gradient all zero")
     if not row.diff <= tol:
         problems.append(f"map differs ({row.diff:.2g})")
-    if float(np.ptp(ref)) == 0.0:
+    if not row.signed_diff <= SIGNED_TOL:
+        problems.append(f"signed map differs ({row.signed_diff:.2g}, shape {signed.shape})")
+    if float(np.ptp(ref["map"])) == 0.0:
         row.note = ", ".join(filter(None, [row.note, "Grad-CAM map all zero after the ReLU"]))
     row.status = "ok" if not problems else "FAIL: " + "; ".join(problems)
 
@@ -484,13 +508,14 @@ def run_one(family: str, spec: Spec, tol: float) -> Row:
         row.seconds = time.perf_counter() - start
         layer = next(iter(_CHOSEN[model].values()))
         row.layer = layer
+        signed = mv.grad_cam(model, x, relu=False, normalize=False, upsample=False)
         if framework == "torch":
             ref = torch_reference(model, x, layer, spec.hw)
         else:
             ref = keras_reference(model, x, layer, spec.hw)
         row.shape = "x".join(str(s) for s in ref["shape"][1:])
         row.kind = ref["kind"]
-        check(row, ref["act"], ref["grad"], ref["map"], got, tol)
+        check(row, ref, got, np.asarray(signed, np.float64), tol)
     except Exception as exc:  # a row per failure; the zoo goes on
         row.status = f"error: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:160]}"
         if os.environ.get("ZOO_TRACE"):
@@ -522,8 +547,11 @@ channels-last maps are told from the shape (the two axes in the ratio of the
 input's sides); channel weights are the gradient's spatial means; the map is
 `ReLU(sum_k w_k A_k)`, upsampled bilinearly (`F.interpolate(align_corners=False)`,
 `tf.image.resize`) and min-max scaled per sample. A row is `ok` when the two
-maps agree within 1e-4 (max abs difference, maps in [0, 1]), the layer's map
-varies over space and its gradient is not all zero.
+maps agree within 1e-4 (max abs difference, maps in [0, 1]), the signed
+maps at the layer's resolution (`relu=False, normalize=False, upsample=False`:
+`sum_k w_k A_k`, which the ReLU and the scaling cannot hide) agree within 1e-3
+of the reference's largest magnitude, the layer's map varies over space and
+its gradient is not all zero.
 
 ```bash
 python scripts/zoo.py --family timm_vit --json /tmp/zoo/timm_vit.json   # and timm_cnn, torchvision, keras
@@ -568,16 +596,18 @@ def markdown(rows: list[Row], page: bool = False, measured: str = "") -> str:
         *([PAGE] if page else []),
         f"{len(rows)} models, {ok} correct." + (f" {measured}" if measured else ""),
         "",
-        "| model | framework | input | chosen layer | layer output | kind | max abs diff | s | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | framework | input | chosen layer | layer output | kind | max abs diff "
+        "| signed rel. diff | s | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         diff = "" if math.isnan(r.diff) else f"{r.diff:.1e}"
+        sdiff = "" if math.isnan(r.signed_diff) else f"{r.signed_diff:.1e}"
         secs = "" if math.isnan(r.seconds) else f"{r.seconds:.2f}"
         status = r.status + (f" ({r.note})" if r.note else "")
         lines.append(
             f"| {r.model} | {r.framework} | {r.input_size} | `{r.layer}` | {r.shape} | {r.kind} "
-            f"| {diff} | {secs} | {status.replace('|', '/')} |"
+            f"| {diff} | {sdiff} | {secs} | {status.replace('|', '/')} |"
         )
     return "\n".join(lines) + "\n" + (NOTES if page else "")
 

@@ -1003,7 +1003,7 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     candidates = _candidates(infos, method)
     probe = call.rows(call.x, slice(0, min(call.n, 2)))
     chosen = None
-    reached = False  # some candidate's gradient is not all zero
+    examined, reached = 0, False  # candidates looked at; some gradient not all zero
     for start in range(0, len(candidates), _PROBE):
         names = candidates[start : start + _PROBE]
         rows = np.arange(min(call.n, 2))
@@ -1015,15 +1015,15 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
                     continue
                 act = act.reshape(-1, *act.shape[2:]) if act.ndim == 5 else act
             nonzero = bool(np.any(grad != 0))
-            reached = reached or nonzero
+            examined, reached = examined + 1, reached or nonzero
             if act.ndim == 4 and _varies(act) and nonzero:
                 chosen = name
                 break
         if chosen is not None:
             break
-    if chosen is None and not reached:
+    if chosen is None and examined == len(candidates) and not reached:
         raise NotSpatialLayerError(
-            f"{method}: the top class's gradient is zero at all {len(candidates)} spatial layers "
+            f"{method}: the top class's gradient is zero at all {examined} spatial layers "
             f"of this {type(call.model).__name__}: its score depends on none of them, so no layer "
             "can be chosen.\nhint: a classifier whose weights are all zero (torchvision's ViT "
             "starts its head at zero) does this; give it weights."

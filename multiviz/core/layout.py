@@ -28,8 +28,11 @@ dimension happens to be small.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from multiviz.core.params import names_parameters
 from multiviz.errors import InputShapeError
 
 __all__ = [
@@ -140,6 +143,18 @@ def take_sample(arr: np.ndarray, layout: str, sample: int) -> tuple[np.ndarray, 
     return arr[sample], layout[1:]
 
 
+def _numbers(x: Any) -> np.ndarray:
+    """``x`` as an array, refused unless it holds numbers (a file name is not an image)."""
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "biufc":
+        raise TypeError(
+            f"`x` must be an array of numbers. Received: {type(x).__name__} {x!r:.60}"
+            + ("\nhint: read an image file with mv.load_images" if isinstance(x, str) else "")
+        )
+    return arr
+
+
+@names_parameters
 def to_channels_first(x: np.ndarray) -> np.ndarray:
     """Move the last axis to position 1: ``(N, H, W, C) -> (N, C, H, W)``.
 
@@ -150,12 +165,13 @@ def to_channels_first(x: np.ndarray) -> np.ndarray:
         >>> to_channels_first(np.zeros((2, 5, 6, 3))).shape
         (2, 3, 5, 6)
     """
-    x = np.asarray(x)
+    x = _numbers(x)
     if x.ndim < 3:
         return np.array(x, copy=True)
     return np.ascontiguousarray(np.moveaxis(x, -1, 1))
 
 
+@names_parameters
 def to_channels_last(x: np.ndarray) -> np.ndarray:
     """Move axis 1 to the end: ``(N, C, H, W) -> (N, H, W, C)``.
 
@@ -163,7 +179,7 @@ def to_channels_last(x: np.ndarray) -> np.ndarray:
         >>> to_channels_last(np.zeros((2, 3, 5, 6))).shape
         (2, 5, 6, 3)
     """
-    x = np.asarray(x)
+    x = _numbers(x)
     if x.ndim < 3:
         return np.array(x, copy=True)
     return np.ascontiguousarray(np.moveaxis(x, 1, -1))

@@ -28,6 +28,7 @@ from typing import Literal, overload
 import numpy as np
 
 from multiviz.core.layout import infer_layout, map_ndim
+from multiviz.core.params import names_parameters
 
 __all__ = ["MODES", "NormInfo", "check_mode", "normalize", "resolve_mode"]
 
@@ -169,6 +170,7 @@ def normalize(
 ) -> tuple[np.ndarray, NormInfo]: ...
 
 
+@names_parameters
 def normalize(
     maps: np.ndarray,
     mode: Mode = "map",

@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import numpy as np
+
 from multiviz.errors import (
+    ImageError,
     InputShapeError,
     LayerNotFoundError,
     NotSpatialLayerError,
@@ -64,6 +68,11 @@ def _param_for(err: Exception, bound: inspect.BoundArguments) -> str | None:
                     return p
         return None
     first = str(err.args[0]).split("\n", 1)[0] if err.args else ""
+    if isinstance(err, ImageError):  # the parameter holding the path the message quotes
+        for p, value in args.items():
+            if isinstance(value, (str, os.PathLike)) and repr(str(value)) in first:
+                return p
+        return None
     if isinstance(err, (LayerNotFoundError, NotSpatialLayerError)) or type(err) is TypeError:
         present = [p for p in _LAYER_PARAMS if p in bound.signature.parameters]
         for p in present:
@@ -89,12 +98,83 @@ def _prefix(err: Exception, param: str, own: Any) -> None:
     err.args = (f"`{param}`: {text}", *err.args[1:])
 
 
+_NUMBERS = {"int", "float", "None", "tuple[int, int]", "tuple[float, float]"}
+
+
+def _kind(annotation: Any) -> str | None:
+    """``"bool"`` / ``"bool?"`` (or None) / ``"number"`` for the annotations checked on entry."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    parts = {p.strip() for p in text.split("|")}
+    if parts == {"bool"}:
+        return "bool"
+    if parts == {"bool", "None"}:
+        return "bool?"
+    if parts & {"int", "float"} and parts <= _NUMBERS:
+        return "number"
+    if "Sequence[str]" in parts and parts <= {"Sequence[str]", "None"}:
+        return "strings" + ("?" if "None" in parts else "")
+    if len(parts) == 2 and "None" in parts and any(p.startswith("Callable[") for p in parts):
+        return "callable?"
+    if "os.PathLike" in parts and parts <= {"str", "os.PathLike", "None"}:
+        return "path?"
+    return None
+
+
+def _check_flags(
+    signature: inspect.Signature, flags: dict[str, str], args: Any, kwargs: dict[str, Any]
+) -> None:
+    """Types a string can never be: a flag annotated ``bool``, a number ``int`` / ``float``.
+
+    ``normalize="per_map"`` would otherwise read as True, and ``steps="8"``
+    fail deep inside with a message about ``str`` and ``int``.
+
+    Raises:
+        TypeError: naming the parameter, what it takes and what was received.
+    """
+    try:
+        bound = signature.bind_partial(*args, **kwargs).arguments
+    except TypeError:
+        return  # Python's own message for a wrong call
+    for name, kind in flags.items():
+        if name not in bound:
+            continue
+        value = bound[name]
+        if kind.startswith("bool") and not (
+            isinstance(value, (bool, np.bool_)) or (kind == "bool?" and value is None)
+        ):
+            took = "True, False or None" if kind == "bool?" else "True or False"
+            raise TypeError(f"`{name}` must be {took}. Received: {name}={value!r:.60}")
+        if value is None and kind.endswith("?"):
+            continue
+        if kind.startswith("strings") and (
+            isinstance(value, (str, bytes))
+            or not isinstance(value, (list, tuple, np.ndarray))
+            or not all(isinstance(v, str) for v in value)
+        ):
+            raise TypeError(f"`{name}` must be a list of strings. Received: {name}={value!r:.60}")
+        if kind == "callable?" and not callable(value):
+            raise TypeError(
+                f"`{name}` must be a function (e.g. tqdm.tqdm) or None. Received: {name}={value!r:.60}"
+            )
+        if kind == "path?" and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"`{name}` must be a path or None. Received: {name}={value!r:.60}")
+        if kind == "number" and isinstance(value, (str, bytes)):
+            raise TypeError(
+                f"`{name}` must be a number, not a string. Received: {name}={value!r:.60}"
+            )
+
+
 def names_parameters(func: F) -> F:
     """Wrap a public function so that deep errors name the caller's parameter."""
     signature = inspect.signature(func)
 
+    flags = {n: _kind(p.annotation) for n, p in signature.parameters.items()}
+    flags = {n: k for n, k in flags.items() if k is not None}
+
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if flags:
+            _check_flags(signature, flags, args, kwargs)
         try:
             return func(*args, **kwargs)
         except (
@@ -102,6 +182,7 @@ def names_parameters(func: F) -> F:
             NotSpatialLayerError,
             InputShapeError,
             UnsupportedModelError,
+            ImageError,
             TypeError,
         ) as err:
             if isinstance(err, TypeError) and not isinstance(

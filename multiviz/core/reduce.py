@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from multiviz.core.layout import channel_axis, infer_layout
+from multiviz.core.params import names_parameters
 from multiviz.core.stats import channel_stats
 
 __all__ = ["REDUCTIONS", "SCORES", "aggregate", "check_channels", "select_channels"]
@@ -44,6 +45,7 @@ def check_channels(channels: Sequence[int] | np.ndarray | None, n: int) -> np.nd
     return np.where(idx < 0, idx + n, idx)
 
 
+@names_parameters
 def aggregate(
     maps: np.ndarray,
     reduce: str = "mean",
@@ -100,6 +102,7 @@ def aggregate(
         return np.asarray(out, dtype=np.float32)
 
 
+@names_parameters
 def select_channels(
     maps: np.ndarray,
     channels: Sequence[int] | np.ndarray | None = None,
@@ -137,6 +140,8 @@ def select_channels(
     if by not in SCORES:
         raise ValueError(f"`by` must be one of {list(SCORES)}. Received: by={by!r}")
     arr = np.asarray(maps)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`maps` must be an array of numbers. Received dtype {arr.dtype}.")
     lay = infer_layout(arr, layout)
     axis = channel_axis(lay)
     n = arr.shape[axis if axis is not None else -1]

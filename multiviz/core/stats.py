@@ -52,6 +52,7 @@ from typing import Any, overload
 import numpy as np
 
 from multiviz.core.layout import infer_layout
+from multiviz.core.params import names_parameters
 from multiviz.core.views import html_table, number, plural
 from multiviz.errors import InputShapeError, LayerNotFoundError, closest
 
@@ -829,6 +830,27 @@ def _brief(a: np.ndarray, k: int = 4) -> str:
     return f"[{head}]  (range {lo:.3g} .. {hi:.3g})"
 
 
+def _bounds(bounds: Any) -> tuple[float, ...] | None:
+    """``bounds`` as a tuple of one or two finite floats, or ``None``.
+
+    Raises:
+        ValueError: anything else (a string, a number alone, NaN/Inf, three values).
+    """
+    if bounds is None:
+        return None
+    fits = isinstance(bounds, (list, tuple, np.ndarray)) and 1 <= len(bounds) <= 2
+    try:
+        values = tuple(float(b) for b in bounds) if fits else ()
+    except (TypeError, ValueError):
+        values = ()
+    if not values or not all(np.isfinite(values)):
+        raise ValueError(
+            "`bounds` must be None or one or two finite numbers, the values the activation "
+            f"saturates at: (6.0,) for ReLU6, (0.0, 1.0) for a sigmoid. Received: bounds={bounds!r}"
+        )
+    return values
+
+
 class RunningStats:
     """Streaming per-channel statistics of one layer, mergeable across workers.
 
@@ -873,9 +895,7 @@ class RunningStats:
         if isinstance(topk, bool) or not isinstance(topk, int | np.integer) or topk < 0:
             raise ValueError(f"`topk` must be an int >= 0. Received: topk={topk!r}")
         self.eps = float(eps)
-        self.bounds = None if bounds is None else tuple(float(b) for b in bounds)
-        if self.bounds is not None and not all(np.isfinite(self.bounds)):
-            raise ValueError(f"`bounds` must be finite numbers. Received: bounds={bounds!r}")
+        self.bounds = _bounds(bounds)
         self.quantiles = bool(quantiles)
         self.topk = int(topk)
         self.sketch_k = int(sketch_k)
@@ -1159,6 +1179,7 @@ class RunningStats:
         return out
 
 
+@names_parameters
 def channel_stats(
     maps: np.ndarray,
     *,
@@ -1423,6 +1444,7 @@ class RunningLayerStats:
         return LayerStatsReport([s.layer_stats(name) for name, s in self.layers.items()])
 
 
+@names_parameters
 def layer_stats(
     activations: Mapping[str, np.ndarray],
     *,
@@ -1455,6 +1477,11 @@ def layer_stats(
         raise TypeError(
             "`activations` must map layer names to arrays (what mv.capture returns). "
             f"Received: activations of type {type(activations).__name__}"
+        )
+    if bounds is not None and not isinstance(bounds, Mapping):
+        raise TypeError(
+            "`bounds` must map layer names to the values their activation saturates at, "
+            f'e.g. {{"relu6": (6.0,)}}. Received: bounds={bounds!r:.60}'
         )
     known = {**getattr(activations, "bounds", {}), **dict(bounds or {})}
     records = []

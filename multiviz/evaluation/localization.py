@@ -69,6 +69,15 @@ def boxes_to_masks(boxes: Any, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _numeric(boxes: Any) -> bool:
+    """True when ``boxes`` reads as numbers: an array, or a list of number rows/arrays."""
+    try:
+        items = boxes if isinstance(boxes, Sequence) else [boxes]
+        return all(np.asarray(b).dtype.kind in "biuf" for b in items)
+    except (TypeError, ValueError):
+        return False
+
+
 def regions_from(
     boxes: Any = None, masks: Any = None, *, n: int, size: tuple[int, int]
 ) -> np.ndarray | None:
@@ -96,6 +105,11 @@ def regions_from(
             region = np.isfinite(region) & (region != 0)
         return region.copy()
     if boxes is not None:
+        if isinstance(boxes, (str, bytes)) or not _numeric(boxes):
+            raise ValueError(
+                "`boxes` must be boxes (x0, y0, x1, y1) in pixels: an (N, 4) array, or a list of "
+                f"N (k, 4) arrays. Received: boxes={boxes!r:.60}"
+            )
         if isinstance(boxes, np.ndarray) or not isinstance(boxes, Sequence):
             boxes = np.asarray(boxes, np.float64)
             if boxes.ndim == 1:

@@ -18,6 +18,7 @@ import numpy as np
 from multiviz.core.names import owner
 from multiviz.core.params import names_parameters
 from multiviz.core.weight_layouts import LayerParams
+from multiviz.errors import InputShapeError
 from multiviz.parity.metrics import array_metrics
 from multiviz.parity.pairing import LayerSpec, PairsArg, pair_layers, param_signature
 from multiviz.parity.report import LayerParity, ParityReport, fmt_shape
@@ -170,7 +171,20 @@ def _inputs(x: Any, models: tuple[Any, Any], backends: tuple[Any, Any]) -> tuple
 
     if isinstance(x, tuple | list) and len(x) == 2:
         return x[0], x[1]
-    arr = np.asarray(x, dtype=np.float32)
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim < 2:
+        raise InputShapeError(
+            "`x` must be a batch of numbers in PyTorch's layout (N, C, H, W), or a pair "
+            f"(x_a, x_b), one per model. Received: x={x!r:.60}"
+            + (
+                "\nhint: read the image first: mv.load_images(path, Preprocess(size=(H, W))).inputs"
+                if isinstance(x, str)
+                else ""
+            )
+        )
     out = []
     for model, backend in zip(models, backends, strict=True):
         layout = backend.input_layout(model)
@@ -273,6 +287,10 @@ def compare(
     from multiviz.backends import get_backend
 
     _check_tolerances(atol, rtol)
+    if cka not in ("auto", "position", "sample"):
+        raise ValueError(
+            f"`cka` must be one of ['auto', 'position', 'sample']. Received: cka={cka!r:.60}"
+        )
     from multiviz.parity.transfer import read_params
 
     capture = multiviz.capture

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multiviz.core.params import names_parameters
+
 __all__ = [
     "ArrayMetrics",
     "array_metrics",
@@ -163,6 +165,7 @@ def features(x: np.ndarray, mode: str = "auto") -> np.ndarray:
     return np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
 
 
+@names_parameters
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     """Linear centred kernel alignment of two (examples, features) matrices.
 
@@ -189,6 +192,12 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
         >>> round(linear_cka(x, 3.0 * x), 6)
         1.0
     """
+    for name, value in (("x", x), ("y", y)):
+        if np.asarray(value).dtype.kind not in "biuf":
+            raise TypeError(
+                f"`{name}` must be a 2-D array of numbers (examples, features). "
+                f"Received: {name}={value!r:.60}"
+            )
     x, y = _f64(x), _f64(y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(

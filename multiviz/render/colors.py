@@ -15,6 +15,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import Colormap
 
+from multiviz.core.params import names_parameters
+
 __all__ = [
     "background_color",
     "colorize",
@@ -120,6 +122,7 @@ def background_color(cmap: str | Colormap) -> tuple[int, int, int]:
     return r, g, b
 
 
+@names_parameters
 def colorize(
     values: np.ndarray,
     cmap: str | Colormap = "gray",

@@ -26,6 +26,7 @@ from multiviz.attribution.maps import normalize_maps as scale_each_sample
 from multiviz.core.layout import infer_layout, take_sample, to_channels_last
 from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps
+from multiviz.core.params import names_parameters
 from multiviz.core.reduce import aggregate
 from multiviz.core.stats import LayerStats, layer_stats
 from multiviz.core.views import plural
@@ -65,6 +66,12 @@ TARGET_PX, MAX_PX, MIN_WIDTH_IN = 700, 1000, 4.5
 
 
 def _root_figure(ax: Axes) -> Figure:
+    from matplotlib.axes import Axes as AxesType
+
+    if not isinstance(ax, AxesType):
+        raise TypeError(
+            f"`ax` must be a matplotlib Axes (fig.add_subplot()) or None. Received: ax={ax!r:.60}"
+        )
     get = getattr(ax, "get_figure", None)
     try:
         fig = get(root=True) if get is not None else ax.figure
@@ -188,6 +195,7 @@ def figure_png(fig: Figure, dpi: float = DPI) -> bytes:
 # --------------------------------------------------------------------------- feature maps
 
 
+@names_parameters
 def plot_feature_maps(
     maps: np.ndarray,
     *,
@@ -452,6 +460,7 @@ def _vector_title(sel: MapSelection) -> str:
 # --------------------------------------------------------------------------- aggregate
 
 
+@names_parameters
 def plot_aggregate(
     maps: np.ndarray,
     reduce: str = "mean",
@@ -547,6 +556,7 @@ def plot_aggregate(
 # --------------------------------------------------------------------------- overlay
 
 
+@names_parameters
 def plot_overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
@@ -619,6 +629,7 @@ def plot_overlay(
 # --------------------------------------------------------------------------- layer statistics
 
 
+@names_parameters
 def plot_layer_stats(
     activations_or_stats: Mapping[str, np.ndarray] | Iterable[LayerStats],
     *,
@@ -936,6 +947,7 @@ def _limit_decades(ax: Axes, col: Mapping[str, np.ndarray], linthresh: float) ->
 # --------------------------------------------------------------------------- attribution maps
 
 
+@names_parameters
 def plot_explanations(
     image: np.ndarray,
     maps: Mapping[str, np.ndarray],

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from multiviz.core.layout import infer_layout
+from multiviz.core.params import names_parameters
 
 __all__ = ["Tiling", "montage", "tiling", "vector_grid_shape"]
 
@@ -126,6 +127,7 @@ def _tiling(tiles: np.ndarray, ncols: int | None, pad: int) -> Tiling:
     return Tiling(count=k, tile=(h, w), grid=(max(1, math.ceil(k / ncols)), ncols), pad=int(pad))
 
 
+@names_parameters
 def montage(
     maps: np.ndarray,
     ncols: int | None = None,

@@ -15,6 +15,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from multiviz.core.params import names_parameters
 from multiviz.errors import LayerNotFoundError
 from multiviz.parity.report import LayerParity, ParityReport, fmt_fixed, fmt_sci, fmt_shape
 from multiviz.render.colors import get_cmap
@@ -104,6 +105,7 @@ def plot_parity(report: ParityReport, ax: Axes | None = None) -> Figure:
 # --------------------------------------------------------------------------- pictures
 
 
+@names_parameters
 def plot_comparison(
     report: ParityReport,
     layer: str | int | None = None,

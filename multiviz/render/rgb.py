@@ -17,6 +17,7 @@ import numpy as np
 from multiviz.core.layout import infer_layout, take_sample
 from multiviz.core.normalize import NormInfo, check_mode, resolve_mode
 from multiviz.core.normalize import normalize as normalize_maps  # `normalize` is a parameter here
+from multiviz.core.params import names_parameters
 from multiviz.core.reduce import check_channels, select_channels
 from multiviz.core.resize import resize_bilinear
 from multiviz.errors import InputShapeError
@@ -115,6 +116,7 @@ def select_maps(
     )
 
 
+@names_parameters
 def feature_map_image(
     maps: np.ndarray,
     *,
@@ -386,6 +388,7 @@ def overlay(
     return np.rint(out * 255.0).astype(np.uint8), info
 
 
+@names_parameters
 def overlay_image(
     image: np.ndarray,
     heatmap: np.ndarray,
@@ -465,6 +468,7 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+@names_parameters
 def save_image(image: Any, path: str | Path, **kwargs: Any) -> Path:
     """Write an RGB array (with Pillow) or a matplotlib Figure (``savefig``) to ``path``.
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from multiviz.core.params import names_parameters
 from multiviz.errors import ImageError, InputShapeError
 
 __all__ = [
@@ -77,13 +78,13 @@ def image_files(folder: str | Path) -> list[Path]:
     Pillow does not know by extension (``README.txt``) are left out.
 
     Raises:
-        ImageError: ``folder`` holds no image file.
+        ImageError: ``folder`` does not exist or holds no image file.
 
     Example:
         >>> image_files("no/such/folder")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        multiviz.errors.ImageError: No image files in 'no/such/folder'...
+        multiviz.errors.ImageError: No file or folder 'no/such/folder'...
     """
     folder = Path(folder)
     suffixes = _known_suffixes()
@@ -92,6 +93,8 @@ def image_files(folder: str | Path) -> list[Path]:
         if folder.is_dir()
         else []
     )
+    if not folder.exists():
+        raise ImageError(f"No file or folder {str(folder)!r}. Check the path.")
     if not found:
         raise ImageError(
             f"No image files in {str(folder)!r}. Put .png/.jpg/... files (or .npy arrays) "
@@ -537,6 +540,7 @@ def preprocess_images(
     return ImageBatch(display, np.ascontiguousarray(inputs, dtype=np.float32), names, prep.layout)
 
 
+@names_parameters
 def load_images(
     source: str | Path, prep: Preprocess, *, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> ImageBatch:

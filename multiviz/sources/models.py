@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from multiviz.backends import EXTRAS, plugin
+from multiviz.core.params import names_parameters
 from multiviz.errors import BackendUnavailableError, ModelLoadError
 from multiviz.sources.images import Preprocess
 
@@ -223,6 +225,7 @@ def _torch_file_kind(path: Path) -> str:
     )
 
 
+@names_parameters
 def load_model(
     spec: str | ModelSpec,
     *,
@@ -260,15 +263,20 @@ def load_model(
         >>> load_model("builtin", framework="torch").framework  # doctest: +SKIP
         'torch'
     """
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            "`weights` must be 'default', 'none' or a path to a weights file. "
+            f"Received: weights={weights!r:.60}"
+        )
     parsed = spec if isinstance(spec, ModelSpec) else parse_spec(spec, framework)
     if arch is not None and parsed.kind != "torch_pickle":
         raise ModelLoadError(
-            f"--arch is only for a state-dict file (.pt/.pth); {parsed.text!r} is a "
+            f"`arch` (--arch) is only for a state-dict file (.pt/.pth); {parsed.text!r} is a "
             f"{_KIND_WORDS[parsed.kind]}. Drop --arch."
         )
     if weights != "default" and parsed.kind not in ("torchvision", "keras_app", "builtin"):
         raise ModelLoadError(
-            f"--weights is only for builtin, torchvision:NAME and keras:NAME models; "
+            f"`weights` (--weights) is only for builtin, torchvision:NAME and keras:NAME models; "
             f"{parsed.text!r} is a {_KIND_WORDS[parsed.kind]} that holds its own weights. Drop --weights."
         )
     if weights not in ("none", "default") and not Path(weights).is_file():

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multiviz.core.params import names_parameters
+
 __all__ = ["CLASS_NAMES", "ShapesData", "sample", "sample_image", "shapes_dataset"]
 
 #: Class names, in label order.
@@ -93,6 +95,7 @@ class ShapesData:
         )
 
 
+@names_parameters
 def shapes_dataset(n: int, size: int | tuple[int, int] = 64, seed: int = 0) -> ShapesData:
     """Generate ``n`` shape images with labels, masks and boxes.
 
@@ -159,6 +162,7 @@ def sample(
     return _stack([_render(rng, height, width, _check_label(label))], height, width)
 
 
+@names_parameters
 def sample_image(
     seed: int = 0, size: int | tuple[int, int] = 64, label: int | str | None = None
 ) -> np.ndarray:

@@ -45,7 +45,7 @@ def test_heldout_accuracy_and_localization_rates():
     meta = _meta()
     logits = mv.forward(model, data.images)
     accuracy = float((logits.argmax(1) == data.labels).mean())
-    assert accuracy >= meta["heldout_accuracy"] - 0.1 and accuracy > 0.25 + 0.15  # chance: 0.25
+    assert accuracy >= meta["heldout_accuracy"] - 0.1 and accuracy > 0.25 + 0.2  # chance: 0.25
     # a map with no information: its peak is a uniformly random pixel, in the box with
     # probability box area / image area
     random_rate = float(np.mean([(x1 - x0) * (y1 - y0) / 64**2 for x0, y0, x1, y1 in data.boxes]))
@@ -61,9 +61,10 @@ def test_heldout_accuracy_and_localization_rates():
     assert rates["grad_cam"] >= meta["grad_cam_peak_in_box"] - 0.03
     assert rates["rollout"] >= meta["rollout_peak_in_box"] - 0.03
     assert rates["grad"] >= meta["grad_rollout_peak_in_box"] - 0.03
-    assert (
-        rates["rollout"] > random_rate + 0.2
-    )  # rollout finds the shape; see the docs for Grad-CAM
+    # every map finds the shape far more often than a map without information (0.17 here)
+    assert rates["grad_cam"] > random_rate + 0.35
+    assert rates["rollout"] > random_rate + 0.5
+    assert rates["grad"] > random_rate + 0.4
 
 
 @pytest.mark.both

@@ -75,9 +75,9 @@ def test_file_kinds_are_read_from_contents(tmp_path):
 def test_option_mismatches_are_refused(tmp_path):
     path = tmp_path / "m.keras"
     path.touch()
-    with pytest.raises(ModelLoadError, match="--arch is only for a state-dict file"):
+    with pytest.raises(ModelLoadError, match=r"`arch` \(--arch\) is only for a state-dict file"):
         load_model(str(path), arch="torchvision:resnet18")
-    with pytest.raises(ModelLoadError, match="--weights is only for"):
+    with pytest.raises(ModelLoadError, match=r"`weights` \(--weights\) is only for"):
         load_model(str(path), weights="none")
     with pytest.raises(ModelLoadError, match="Weights file not found"):
         load_model("torchvision:resnet18", weights=str(tmp_path / "nope.pth"))
