@@ -204,3 +204,41 @@ def test_a_second_keras_model_in_one_process_prints_no_retracing_warning():
     finally:
         tf.get_logger().removeHandler(records)
     assert not [m for m in records.messages if "retracing" in m], records.messages
+
+
+@pytest.mark.keras
+@pytest.mark.tensorflow
+def test_dropped_keras_runners_leave_nothing_behind_in_tensorflow(size_two):
+    """Issue 10, item 4: once the cache is full, more layer sets keep nothing more.
+
+    What a dropped runner held must go with it: its Keras sub-model (no other
+    ``multiviz_*`` model stays alive) and its ``tf.function``'s graphs in
+    TensorFlow's eager context (the context's function count stops growing).
+    With a bound of 2, at most 2 sub-models are alive, whatever the calls.
+    """
+    import keras
+    from tensorflow.python.eager import context
+
+    inp = keras.Input((8, 9, 3))
+    h = inp
+    for i in range(6):
+        h = keras.layers.Conv2D(4, 3, padding="same", name=f"c{i}")(h)
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(pooled), name="pressure_probe")
+    x = np.random.default_rng(0).standard_normal((2, 8, 9, 3)).astype(np.float32)
+    sets = [[f"c{i}", f"c{j}"] for i in range(6) for j in range(i + 1, 6)]  # 15 different sets
+
+    def alive() -> tuple[int, int]:
+        gc.collect()
+        subs = [o for o in gc.get_objects() if isinstance(o, keras.Model)]
+        mine = [m for m in subs if m.name == "multiviz_pressure_probe"]  # this model's
+        return len(mine), len(context.context().list_function_names())
+
+    for names in sets[:4]:
+        mv.capture(model, x, names)
+    models_full, functions_full = alive()
+    for names in sets[4:]:
+        mv.capture(model, x, names)
+    models_end, functions_end = alive()
+    assert models_full <= 2 and models_end <= 2, (models_full, models_end)
+    assert functions_end <= functions_full, (functions_full, functions_end)

@@ -205,9 +205,14 @@ class Runner:
         """Channels-last outputs of rank 3-5 with their channel axis moved to 1.
 
         A recurrent layer's states ``(N, H)`` become ``(N, 1, H)``.
+
+        ``tensors`` is emptied as it goes: run eagerly (JAX, torch), each
+        layer's original is freed once moved, so the originals and the moved
+        copies never all coexist.
         """
         out = {}
-        for key, t in tensors.items():
+        for key in list(tensors):
+            t = tensors.pop(key)
             layout = self.layouts.get(key)
             if layout is None:  # "relu#1" of a layer found at run time
                 read = owner(key, self.layouts)
