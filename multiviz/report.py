@@ -36,6 +36,7 @@ from multiviz.core.names import owner, resolve
 from multiviz.core.normalize import resolve_mode
 from multiviz.core.params import names_parameters
 from multiviz.core.views import plural
+from multiviz.errors import InputShapeError
 
 __all__ = ["ReportLayer", "html_report", "png_data_uri", "write_atomic"]
 
@@ -137,6 +138,12 @@ def html_report(
     acts = mv.capture(model, x, chosen)
     output = np.asarray(mv.forward(model, x))
     display = _display_image(x, backend.input_layout(model)) if display is None else display
+    shape = np.shape(display)
+    if np.asarray(display).dtype.kind not in "biuf" or len(shape) not in (2, 3):
+        raise InputShapeError(
+            "`display` must be the image as a person sees it, (H, W, 3) or (H, W) numbers. "
+            f"Received: {type(display).__name__} of shape {shape}"
+        )
     by_name = {i.name: i for i in infos}
     by_layer = {i.base: i for i in reversed(infos)}  # a layer's first entry
 

@@ -322,6 +322,9 @@ MORE_NUMPY_ROWS: list[Row] = [
     ("plot_layer_stats", {"activations_or_stats": ACTS}, "ax", "axes"),
     ("plot_layer_stats", {"activations_or_stats": ACTS}, "bounds", "..."),
     ("plot_explanations", {"image": IMAGE, "maps": EXPLAINED}, "class_names", 3),
+    ("plot_explanations", {"maps": EXPLAINED}, "image", "image.png"),
+    ("plot_explanations", {"image": IMAGE[None], "maps": EXPLAINED}, "sample", 9),
+    ("plot_explanations", {"image": IMAGE, "maps": EXPLAINED}, "layer", 3),
     ("linear_cka", {"y": np.zeros((4, 3))}, "x", "acts"),
     ("load_model", {"spec": "builtin"}, "weights", 3),
     ("load_model", {"spec": "builtin"}, "arch", "resnet"),
@@ -342,6 +345,13 @@ def _prep() -> Any:
 )
 def test_more_numpy_functions_name_the_parameter(index: int) -> None:
     _run(MORE_NUMPY_ROWS, index)
+
+
+def _vit() -> dict[str, Any]:
+    if "vit" not in _CACHE:
+        _CACHE["vit"] = mv.builtin_model("torch", arch="vit", weights=None)
+    x = np.random.default_rng(4).random((1, 3, 64, 64)).astype(np.float32)
+    return {"model": _CACHE["vit"], "x": x}
 
 
 def _smoothgrad() -> dict[str, Any]:
@@ -478,6 +488,14 @@ MORE_MODEL_ROWS: list[Row] = [
     ("explain", _model, "class_names", 3),
     ("compare", _pair, "cka", "yes"),
     ("scan", _scan, "checkpoint", 3),
+    ("scan", _scan, "preprocess", "imagenet"),
+    ("explain", _model, "image", "image.png"),
+    ("evaluate", _evaluate, "layer", 3),
+    ("evaluate", _evaluate, "randomized_model", "resnet18"),
+    ("evaluate", _evaluate, "maps", "grad_cam"),
+    ("html_report", _report, "display", "image.png"),
+    ("attention_rollout", _vit, "token_grid", "14x14"),
+    ("attention_rollout", _vit, "prefix_tokens", "1"),
 ]
 
 
@@ -512,19 +530,9 @@ ANYTHING_GOES = {
 #: parameters without a row yet, each with what a bad value does today (issue 12,
 #: kind 8, left open): a row that starts passing must take its entry off this list
 NOT_YET = {
-    ("plot_explanations", "image"): "a file name: NumPy's 'could not convert string to float'",
-    ("plot_explanations", "sample"): "out of range: a raw IndexError",
-    ("plot_explanations", "layer"): "a number: used in the title, no error",
-    ("explain", "image"): "a file name: kept as the display image, no error until drawn",
-    ("evaluate", "layer"): "a number, with input-gradient methods only: ignored, no error",
-    ("evaluate", "randomized_model"): "not a model, without data_randomization: ignored",
-    ("evaluate", "maps"): "a string: a raw AttributeError",
-    ("scan", "unpack"): "any value for an array batch: ignored, no error",
-    ("scan", "preprocess"): "a string for an array batch: ignored, no error",
-    ("html_report", "display"): "a file name: the message names `image`",
-    ("attention_rollout", "target"): "rows need a vision transformer (the CNN is refused first)",
-    ("attention_rollout", "token_grid"): "rows need a vision transformer",
-    ("attention_rollout", "prefix_tokens"): "rows need a vision transformer",
+    ("scan", "unpack"): "any value with an array batch: ignored, no error",
+    ("attention_rollout", "target"): "a string with method='rollout' (which has no target): "
+    "ignored, no error",
 }
 
 ALL_ROWS = NUMPY_ROWS + MODEL_ROWS + MORE_NUMPY_ROWS + MORE_MODEL_ROWS

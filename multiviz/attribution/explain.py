@@ -216,6 +216,11 @@ def _explain(
     class_names: Sequence[str] | None,
     input_index: int | str | None,
 ) -> Explanations:
+    if image is not None and np.asarray(image).dtype.kind not in "biuf":
+        raise TypeError(
+            "`image` must be an array of numbers, the images as shown (N, H, W, C), or None. "
+            f"Received: {image!r:.60}"
+        )
     call = ModelCall.make(model, x, batch_size, input_index=input_index)
     call.refuse_video(
         "explain",

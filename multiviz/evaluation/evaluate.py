@@ -257,6 +257,24 @@ def evaluate(
         steps, blur_sigma, percentages, noise, tolerance, iou_threshold, level, resamples, seed
     )
     methods = _check_methods(methods) if methods else []
+    if maps is not None and not isinstance(maps, Mapping):
+        raise TypeError(
+            "`maps` must be a dict of name -> maps (N, H, W), or None. "
+            f"Received: maps of type {type(maps).__name__}"
+        )
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"`layer` must be a layer name (a str) or None. Received: layer={layer!r}")
+    if randomized_model is not None:
+        from multiviz.backends import get_backend
+        from multiviz.errors import UnsupportedModelError
+
+        try:
+            get_backend(randomized_model)
+        except UnsupportedModelError:
+            raise UnsupportedModelError(
+                "`randomized_model` must be a model (torch.nn.Module or Keras model) with "
+                f"re-initialized weights, or None. Received: {type(randomized_model).__name__}"
+            ) from None
     call = ModelCall.make(model, x, batch_size)
     size = call.size
     given = _check_maps(maps, methods, call.n, size)

@@ -1008,7 +1008,19 @@ def plot_explanations(
             f"Received: maps of type {type(maps).__name__}"
         )
     img = np.asarray(image)
+    if img.dtype.kind not in "biuf":
+        raise TypeError(
+            f"`image` must be an array of numbers (H, W, C) or (N, H, W, C). Received: {image!r:.60}"
+        )
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"`layer` must be a layer name (a str) or None. Received: layer={layer!r}")
     if img.ndim == 4:
+        if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)):
+            raise TypeError(f"`sample` must be an int. Received: sample={sample!r:.60}")
+        if not -len(img) <= sample < len(img):
+            raise IndexError(
+                f"`sample` must be in [0, {len(img)}), a sample of the batch. Received: sample={sample}"
+            )
         img = img[sample]
     img = _displayable(img)
     fig = Figure(figsize=(size * (1 + len(maps)), size + 0.75), layout="constrained")

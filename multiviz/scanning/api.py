@@ -136,10 +136,15 @@ def scan(
     check_number(index_offset, "index_offset", low=0, integer=True)
     backend = get_backend(model)
     layout = backend.input_layout(model)
-    if preprocess is None:
-        from multiviz.sources.images import Preprocess
+    from multiviz.sources.images import Preprocess
 
+    if preprocess is None:
         preprocess = Preprocess(name="[0, 1]", layout=layout)
+    elif not isinstance(preprocess, Preprocess):
+        raise TypeError(
+            "`preprocess` must be a multiviz.sources.images.Preprocess (e.g. "
+            f"Preprocess(size=(224, 224))) or None. Received: preprocess={preprocess!r:.60}"
+        )
     src = source(
         data, unpack=unpack, batch_size=batch_size, preprocess=preprocess, max_pixels=max_pixels
     )
