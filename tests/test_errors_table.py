@@ -327,7 +327,7 @@ MORE_NUMPY_ROWS: list[Row] = [
     ("plot_explanations", {"image": IMAGE, "maps": EXPLAINED}, "layer", 3),
     ("linear_cka", {"y": np.zeros((4, 3))}, "x", "acts"),
     ("load_model", {"spec": "builtin"}, "weights", 3),
-    ("load_model", {"spec": "builtin"}, "arch", "resnet"),
+    ("load_model", {"spec": "builtin", "framework": "torch"}, "arch", "resnet"),
     ("load_images", lambda: {"source": _png(), "prep": _prep()}, "max_pixels", "1M"),
 ]
 
