@@ -160,3 +160,32 @@ def test_the_same_video_model_gives_the_same_maps_in_both_frameworks(weights):
     for method, (a, b) in runs.items():
         assert a.shape == b.shape and a.shape[:2] == (N, T), method
         np.testing.assert_allclose(a, b, atol=1e-4, err_msg=method)
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_a_nan_in_one_frame_blanks_that_clip_only(fw, weights):
+    """The non-finite policy per clip: a layer's (N*T, ...) rows belong to their clip."""
+    import warnings
+
+    model, x = video_net(fw, weights), _clips()
+    x[1, 2, 0, 3, 4] = np.nan  # clip 1, last frame
+    given = video_native(fw, x)
+    methods = [lambda: mv.saliency(model, given, target=0)]
+    if not _keras_on_jax(fw):  # there a layer inside TimeDistributed has no gradient (documented)
+        methods.append(lambda: mv.grad_cam(model, given, LAYER[fw], target=0))
+    for method in methods:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            heat = method()
+        assert heat.shape == (N, T, S, S)
+        assert np.isfinite(heat[0]).all() and np.isnan(heat[1]).all()
+        said = [w for w in caught if issubclass(w.category, mv.MultivizWarning)]
+        assert len(said) == 1 and "1" in str(said[0].message)
+
+
+def _keras_on_jax(fw: str) -> bool:
+    if fw != "keras":
+        return False
+    import keras
+
+    return keras.backend.backend() == "jax"
