@@ -78,7 +78,7 @@ def attention_rollout(
     entries zeroed, the residual path added (``0.5 A + 0.5 I``, rows
     renormalized), and the layers multiplied; the class token's row (or, for a
     model that pools its patch tokens, the mean of their rows) gives each
-    patch's share. ``target`` is ignored: attention does not depend on it.
+    patch's share. ``target`` is checked but not used: attention does not depend on it.
 
     ``method="grad"``: "Generic Attention-model Explainability for
     Interpreting Bi-Modal and Encoder-Decoder Transformers" (ICCV), the
@@ -135,7 +135,8 @@ def attention_rollout(
             f"`discard_ratio` must be a number in [0, 1). Received: discard_ratio={discard_ratio!r}"
         )
     call = ModelCall.make(model, x, batch_size)
-    wanted = "none" if method == "rollout" else call.check_target(target)
+    checked = call.check_target(target)  # a bad target is a slip even where it is not used
+    wanted = "none" if method == "rollout" else checked
     maps, artifacts = [], []
     grid = None
     for s in chunks(call.n, call.batch_size):

@@ -220,6 +220,13 @@ def source(
     from multiviz.core.checks import check_number
 
     check_number(batch_size, "batch_size", low=1, integer=True)
+    array = hasattr(data, "shape") and hasattr(data, "__getitem__") and len(data.shape) >= 2
+    if unpack is not None and (array or isinstance(data, str | os.PathLike)):
+        raise ValueError(
+            "`unpack` finds the input in each batch of an iterable (a DataLoader, a Ray "
+            f"dataset); `data` is {'an array' if array else 'a folder'}, read as it is. "
+            f"Received: unpack={unpack!r:.60}\nhint: drop unpack, or pass data[key] yourself."
+        )
     if isinstance(data, str | os.PathLike):
         folder = ImageFolder(data, preprocess, max_pixels)
         return Source(folder, unpack, int(batch_size), len(folder), "folder")
