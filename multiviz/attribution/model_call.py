@@ -49,7 +49,7 @@ from multiviz.core.checks import check_number
 from multiviz.core.layout import to_channels_first, to_channels_last
 from multiviz.core.names import Request, requests, select
 from multiviz.core.records import LayerInfo
-from multiviz.core.tokens import ATTENTION, TokenGrid, fold_arrays, token_grid_arg
+from multiviz.core.tokens import ATTENTION, OTHER, TokenGrid, fold_arrays, token_grid_arg
 from multiviz.errors import (
     AmbiguousLayerError,
     InputShapeError,
@@ -955,7 +955,7 @@ def _is_attention_type(type_name: str) -> bool:
 
 def _is_spatial(info: LayerInfo) -> bool:
     shape = info.shape
-    if info.layout == ATTENTION or shape is None or len(shape) != 4:
+    if info.layout in (ATTENTION, OTHER) or shape is None or len(shape) != 4:
         return False
     h, w = shape[2], shape[3]
     return h is None or w is None or h * w > 1
@@ -984,8 +984,10 @@ def choose_layer(call: ModelCall, target: Targets, method: str) -> str:
     the last attention, nothing carries a patch token to the class token: an
     all-zero gradient), stopping at the last block's first norm; and in a CNN
     a pooled map upsampled again (torchvision's AlexNet at 64 px: ``avgpool``
-    repeats a 1x1 map six times each way). The choice is cached per model
-    and input shape.
+    repeats a 1x1 map six times each way). A pooling or upsampling layer whose
+    map is larger than the map before it (AlexNet and VGG at 64x96 pool a 2x3
+    map up to 6x6 or 7x7) is no candidate: it only resamples that map. The
+    choice is cached per model and input shape.
 
     Raises:
         NotSpatialLayerError: no layer outputs a spatial map; or none reaches the
@@ -1065,9 +1067,38 @@ def _candidates(infos: Sequence[LayerInfo], method: str) -> list[str]:
     spatial = [i for i in infos if _is_spatial(i) and not inside(i.name)]
     if not spatial:
         default_layer(infos, method)  # raises the "no spatial layer" error
+    # a Permute or Reshape's 4-D output is not laid out as an image (Keras's
+    # Permute((3, 1, 2)) before Flatten, to match PyTorch's flattening order)
+    spatial = [i for i in spatial if i.type.lower() not in _REARRANGES] or spatial
+    spatial = [
+        i for k, i in enumerate(spatial) if not (k and _only_enlarges(i, spatial[k - 1]))
+    ] or spatial
     first = default_layer(spatial, method)
     rest = [i.name for i in reversed(spatial) if i.name != first]
     return [first, *rest]
+
+
+_REARRANGES = frozenset({"permute", "reshape"})
+
+
+def _only_enlarges(info: LayerInfo, before: LayerInfo) -> bool:
+    """A pooling or upsampling layer whose map is larger than the map computed before it.
+
+    Such a layer adds no spatial information: torchvision's AlexNet and VGG at
+    64x96 pool a 2x3 map up to 6x6 or 7x7 (``AdaptiveAvgPool2d``), and a
+    Grad-CAM there only shows the smaller map resampled. The automatic choice
+    takes the layer before it.
+    """
+    if not (info.kind == "pool" or "upsampl" in info.type.lower()):
+        return False
+    area, earlier = _area(info.shape), _area(before.shape)
+    return area is not None and earlier is not None and area > earlier
+
+
+def _area(shape: tuple[Any, ...] | None) -> int | None:
+    if shape is None or len(shape) != 4 or shape[2] is None or shape[3] is None:
+        return None
+    return int(shape[2]) * int(shape[3])
 
 
 def default_layer(infos: Sequence[LayerInfo], method: str) -> str:

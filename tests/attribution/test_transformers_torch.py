@@ -101,7 +101,7 @@ CHOSEN = {
     "timm swin": "norm",
     "timm convnext": "norm_pre",  # an Identity after the last stage: its map
     "torchvision vit_b_16": "encoder.layers.encoder_layer_11.ln_1",
-    "torchvision swin_t": "permute",  # the final norm, moved channels first by the model
+    "torchvision swin_t": "norm",  # the final norm (channels-last); the model's Permute after it only moves axes
     "multiviz vit": "blocks.3.norm1",
 }
 

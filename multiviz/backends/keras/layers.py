@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 LAST, FIRST = "channels_last", "channels_first"
+#: a 4-D output whose axes are not an image's (a ``Permute`` that is neither
+#: channels-last -> first nor back): returned as Keras gives it, never a map
+OTHER = "other"
 #: a recurrent layer's sequence (N, T, F) and its states, laid out (N, 1, H) (see core.layout)
 SEQUENCE, STATE = "sequence", "state"
 #: a layer inside ``TimeDistributed``: ``"time_maps:T:<its own layout>"`` (T ``?`` if unknown);
@@ -294,6 +297,20 @@ def output_layout(layer: Any, index: int | None, layout: str) -> str:
     return layout
 
 
+def _permuted(dims: tuple[int, ...], before: str) -> str:
+    """The layout after ``Permute(dims)`` of a map laid out ``before``.
+
+    ``Permute((3, 1, 2))`` of a channels-last map is a channels-first map (a
+    port's usual step before ``Flatten``, to match PyTorch's order), and
+    ``(2, 3, 1)`` the way back; any other reordering is :data:`OTHER`.
+    """
+    if dims == (1, 2, 3):
+        return before
+    if (before, dims) in ((LAST, (3, 1, 2)), (FIRST, (2, 3, 1))):
+        return FIRST if before == LAST else LAST
+    return OTHER
+
+
 def _search_upstream(node: Any, outer: tuple[Any, ...]) -> str | None:
     queue: collections.deque[tuple[Any, tuple[Any, ...]]] = collections.deque([(node, outer)])
     seen: set[int] = set()
@@ -308,6 +325,8 @@ def _search_upstream(node: Any, outer: tuple[Any, ...]) -> str | None:
                 queue.extend((p, chain[:-1]) for p in chain[-1].parent_nodes)
             continue
         rank = _rank(current.outputs[0]) if current.outputs else 0
+        if isinstance(op, keras.layers.Permute) and rank == 4 and current.parent_nodes:
+            return _permuted(tuple(op.dims), node_layout(current.parent_nodes[0], chain))
         fmt = own_layout(op, rank)
         if fmt is None and graph_of(op) is not None:
             fmt = _nested_output_layout(graph_of(op))
