@@ -129,7 +129,8 @@ def _check_flags(
     fail deep inside with a message about ``str`` and ``int``.
 
     Raises:
-        TypeError: naming the parameter, what it takes and what was received.
+        ValueError: a flag that is not a bool (as ``check_options`` raises for ``relu``).
+        TypeError: any other, naming the parameter, what it takes and what was received.
     """
     try:
         bound = signature.bind_partial(*args, **kwargs).arguments
@@ -143,7 +144,8 @@ def _check_flags(
             isinstance(value, (bool, np.bool_)) or (kind == "bool?" and value is None)
         ):
             took = "True, False or None" if kind == "bool?" else "True or False"
-            raise TypeError(f"`{name}` must be {took}. Received: {name}={value!r:.60}")
+            # a ValueError, as the attribution functions' own check of relu / reduce
+            raise ValueError(f"`{name}` must be {took}. Received: {name}={value!r:.60}")
         if value is None and kind.endswith("?"):
             continue
         if kind.startswith("strings") and (
