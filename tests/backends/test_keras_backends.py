@@ -108,3 +108,34 @@ def test_captured_arrays_are_the_users():
     again = mv.capture(model, X, ["conv", "relu"])
     for k, v in again.items():
         np.testing.assert_array_equal(v, kept[k])
+
+
+def test_repeated_captures_give_the_same_arrays_and_follow_new_weights():
+    """On JAX a layer set's second capture is jitted: the same numbers, the current weights.
+
+    A 1x1 convolution and a ReLU, by hand in NumPy: ``relu(x @ w + b)``. Three
+    captures (the first eager, the others compiled on JAX), then new weights:
+    the compiled capture reads the variables' values on every call, so it must
+    follow them, not keep the values it was traced with. Every backend runs it.
+    """
+    rng = np.random.default_rng(0)
+    inp = keras.Input((5, 7, 3))
+    out = keras.layers.ReLU(name="relu")(keras.layers.Conv2D(4, 1, name="conv")(inp))
+    model = keras.Model(inp, out)
+    x = rng.standard_normal((2, 5, 7, 3)).astype(np.float32)
+
+    def by_hand(w, b):
+        return np.moveaxis(np.maximum(np.einsum("nhwc,ck->nhwk", x, w[0, 0]) + b, 0), -1, 1)
+
+    w, b = model.get_layer("conv").get_weights()
+    first = mv.capture(model, x, ["conv", "relu"])
+    again = [mv.capture(model, x, ["conv", "relu"]) for _ in range(2)]
+    for acts in [first, *again]:
+        np.testing.assert_allclose(acts["relu"], by_hand(w, b), rtol=1e-5, atol=1e-6)
+    again[0]["relu"][:] = -1  # the user's array: writable, shared with no later capture
+    np.testing.assert_allclose(again[1]["relu"], by_hand(w, b), rtol=1e-5, atol=1e-6)
+    w2, b2 = rng.standard_normal(w.shape).astype(np.float32), np.ones_like(b)
+    model.get_layer("conv").set_weights([w2, b2])
+    np.testing.assert_allclose(
+        mv.capture(model, x, ["conv", "relu"])["relu"], by_hand(w2, b2), rtol=1e-5, atol=1e-6
+    )
