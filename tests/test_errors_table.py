@@ -133,6 +133,11 @@ def _png() -> str:
     return path
 
 
+def _ids(rows: list[Row], width: int | None = 60) -> list[str]:
+    """Test ids ``function-parameter-bad value``, cut at ``width`` characters."""
+    return [f"{r[0]}-{r[2]}-{r[3]!r}"[:width] for r in rows]
+
+
 def _run(rows: list[Row], index: int) -> None:
     name, valid, param, bad = rows[index]
     kwargs = dict(valid() if callable(valid) else valid)
@@ -142,9 +147,7 @@ def _run(rows: list[Row], index: int) -> None:
     _check(info.value, param)
 
 
-@pytest.mark.parametrize(
-    "index", range(len(NUMPY_ROWS)), ids=[f"{r[0]}-{r[2]}-{r[3]!r}" for r in NUMPY_ROWS]
-)
+@pytest.mark.parametrize("index", range(len(NUMPY_ROWS)), ids=_ids(NUMPY_ROWS, None))
 def test_numpy_functions_name_the_parameter(index: int) -> None:
     _run(NUMPY_ROWS, index)
 
@@ -238,9 +241,7 @@ MODEL_ROWS: list[Row] = [
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize(
-    "index", range(len(MODEL_ROWS)), ids=[f"{r[0]}-{r[2]}-{r[3]!r}"[:60] for r in MODEL_ROWS]
-)
+@pytest.mark.parametrize("index", range(len(MODEL_ROWS)), ids=_ids(MODEL_ROWS))
 def test_model_functions_name_the_parameter(index: int) -> None:
     _run(MODEL_ROWS, index)
 
@@ -341,7 +342,7 @@ def _prep() -> Any:
 @pytest.mark.parametrize(
     "index",
     range(len(MORE_NUMPY_ROWS)),
-    ids=[f"{r[0]}-{r[2]}-{r[3]!r}"[:60] for r in MORE_NUMPY_ROWS],
+    ids=_ids(MORE_NUMPY_ROWS),
 )
 def test_more_numpy_functions_name_the_parameter(index: int) -> None:
     _run(MORE_NUMPY_ROWS, index)
@@ -505,7 +506,7 @@ MORE_MODEL_ROWS: list[Row] = [
 @pytest.mark.parametrize(
     "index",
     range(len(MORE_MODEL_ROWS)),
-    ids=[f"{r[0]}-{r[2]}-{r[3]!r}"[:60] for r in MORE_MODEL_ROWS],
+    ids=_ids(MORE_MODEL_ROWS),
 )
 def test_more_model_functions_name_the_parameter(index: int) -> None:
     _run(MORE_MODEL_ROWS, index)

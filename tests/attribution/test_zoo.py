@@ -20,30 +20,19 @@ reach the target. The full zoo (~100 models) is the script's job
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+
+from tests.zoo_script import loaded
 
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
 pytestmark = pytest.mark.torch
 
-_SCRIPT = Path(__file__).parents[2] / "scripts" / "zoo.py"
-
 
 @pytest.fixture(scope="module")
 def zoo():
-    spec = importlib.util.spec_from_file_location("zoo_script", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from loaded("zoo_script")
 
 
 CASES = {

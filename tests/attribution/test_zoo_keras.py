@@ -9,31 +9,20 @@ where the full zoo (``python scripts/zoo.py --family keras``) is not run.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+
+from tests.zoo_script import loaded
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("tensorflow")
 
 pytestmark = [pytest.mark.keras, pytest.mark.tensorflow]
 
-_SCRIPT = Path(__file__).parents[2] / "scripts" / "zoo.py"
-
 
 @pytest.fixture(scope="module")
 def zoo():
-    spec = importlib.util.spec_from_file_location("zoo_script_keras", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    yield from loaded("zoo_script_keras")
 
 
 def test_our_keras_vit_with_registers_non_square(zoo):

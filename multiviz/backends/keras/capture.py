@@ -196,9 +196,17 @@ class Runner:
         self._fn: Callable[..., Tensors] | None = None
         if isinstance(self.plan, GraphPlan) and keras.backend.backend() == "tensorflow":
             self._fn = tf_function(self.plan_call)
-        #: on JAX: calls so far, and the jitted plan once the same layers come back
+        #: on JAX, a flat graph plan (layers inside nested models are read by
+        #: Python-side hooks): calls so far, and the plan jitted once the same
+        #: layers come back, with the variables it reads
+        self._jax = (
+            keras.backend.backend() == "jax"
+            and isinstance(self.plan, GraphPlan)
+            and not self.plan.nested
+        )
         self._calls = 0
         self._jitted: Callable[..., Tensors] | None = None
+        self._variables: list[Any] = []
 
     def plan_call(self, inputs: Sequence[Any]) -> Tensors:
         assert isinstance(self.plan, GraphPlan)
@@ -233,25 +241,18 @@ class Runner:
             return self.canonical(self.plan(model, args, {}), keras.ops.shape(inputs[0])[0])
         if self._fn is not None:
             return self._fn(list(inputs))
-        if self._jit_worthy():
-            return self._jax_call(list(inputs))
+        if self._jax:
+            self._calls += 1
+            if self._calls >= JAX_JIT_AFTER:
+                return self._jax_call(list(inputs))
         return _no_grad(lambda: self.plan_call(inputs))
-
-    def _jit_worthy(self) -> bool:
-        """On JAX, a flat graph plan asked for a second time: compile it (see ``_jax_call``)."""
-        if keras.backend.backend() != "jax" or not isinstance(self.plan, GraphPlan):
-            return False
-        if self.plan.nested:  # layers inside nested models are read by Python-side hooks
-            return False
-        self._calls += 1
-        return self._calls >= JAX_JIT_AFTER
 
     def _jax_call(self, inputs: list[Any]) -> Tensors:
         """The plan as one ``jax.jit`` function of the variables' values and the inputs.
 
         Run op by op, a Keras model on JAX costs well over its jitted forward
-        pass (1.6x on ResNet50); jitted, the capture costs what the forward
-        pass does. Compiling takes as long as compiling the forward pass (about
+        pass (1.6x on ResNet50); jitted, about 1.16x (benchmarks/keras_backends.py).
+        Compiling takes as long as compiling the forward pass (about
         15 s for ResNet50 on 2 CPU cores), so the first call with a layer set
         runs eagerly and the second compiles: one-off captures never wait for a
         compile, repeated ones (a scan, a benchmark) run at the compiled speed.
@@ -260,15 +261,16 @@ class Runner:
         """
         import jax
 
-        variables = list(self.plan.submodel.variables)
         if self._jitted is None:
+            assert isinstance(self.plan, GraphPlan)
+            variables = self._variables = list(self.plan.submodel.variables)
 
             def pure(values: list[Any], xs: list[Any]) -> Tensors:
                 with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
                     return self.plan_call(xs)
 
             self._jitted = jax.jit(pure)
-        return self._jitted([v.value for v in variables], inputs)
+        return self._jitted([v.value for v in self._variables], inputs)
 
     def fresh(self, model: Any) -> bool:
         """False once a Sequential was rebuilt (its inner graph replaced)."""
