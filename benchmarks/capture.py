@@ -478,8 +478,9 @@ def keras_backend_rows(backends: Sequence[str], cfg: Config) -> list[dict[str, A
             else ""
         )
         copy = (
-            f"; copy out of JAX's buffers {r['jax_copy_ratio']:.2f}x of a forward"
-            if "jax_copy_ratio" in r
+            f"; of which the plan {r['plan_ratio']:.2f}x, the channels-first copy"
+            f" {r['copy_ratio']:.2f}x"
+            if "copy_ratio" in r
             else ""
         )
         rows.append({

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from multiviz.core.params import names_parameters
+from multiviz.core.transpose import channels_first_copy
 from multiviz.errors import InputShapeError
 
 __all__ = [
@@ -168,7 +169,7 @@ def to_channels_first(x: np.ndarray) -> np.ndarray:
     x = _numbers(x)
     if x.ndim < 3:
         return np.array(x, copy=True)
-    return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    return channels_first_copy(x, x.dtype)
 
 
 @names_parameters

@@ -42,7 +42,8 @@ def test_only_keras_adds_files_and_only_those_it_needs() -> None:
 
 def test_no_framework_prefix_stands_in_for_a_folder() -> None:
     # beside the folders only what both frameworks share: the contract, the
-    # per-model lock and undo stack (guard), the bounded per-model cache
-    shared = ("__init__", "contract", "guard", "cache")
+    # per-model lock and undo stack (guard), the bounded per-model cache, the
+    # hand-back of freed framework memory during large captures
+    shared = ("__init__", "contract", "guard", "cache", "memory")
     stray = sorted(p.name for p in BACKENDS.glob("*.py") if p.stem not in shared)
     assert stray == []

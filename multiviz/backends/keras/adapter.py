@@ -45,6 +45,7 @@ anything patched for a call is restored on the way out.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -58,7 +59,13 @@ from multiviz.backends.guard import locked
 from multiviz.backends.keras.attention import attention_layers, read_attention
 from multiviz.backends.keras.capture import EagerPlan, output_index_of, runner_for, tf_function
 from multiviz.backends.keras.gradients import compute_gradients
-from multiviz.backends.keras.inputs import check_shape, input_errors, plain, to_numpy, to_tensor
+from multiviz.backends.keras.inputs import (
+    check_shape,
+    host_view,
+    input_errors,
+    plain,
+    to_tensor,
+)
 from multiviz.backends.keras.layers import (
     LAST,
     STATE,
@@ -73,10 +80,12 @@ from multiviz.backends.keras.layers import (
     read_time_layout,
 )
 from multiviz.backends.keras.tokens import model_token_grid
+from multiviz.backends.memory import Releaser
 from multiviz.core.attention import AttentionIO
 from multiviz.core.names import owner, suffix_order
 from multiviz.core.records import LayerInfo
 from multiviz.core.tokens import PATCHES, TOKENS, TOKENS_CF, TokenGrid, canonical_layer_shape
+from multiviz.core.transpose import channels_first_copy
 from multiviz.errors import (
     InputShapeError,
     LayerNotFoundError,
@@ -180,12 +189,16 @@ class KerasBackend:
         with input_errors(model, inputs if len(inputs) > 1 else inputs[0]):
             tensors = runner(model, inputs)
         del inputs  # the input tensor too is freed before the copies
-        # the runner already returned the canonical layout; each framework
-        # tensor is dropped as soon as it is copied, so the peak is the data
-        # plus one layer, not the data twice
+        # each framework tensor is dropped as soon as it is copied, and a
+        # large capture hands the freed memory back as it goes
+        # (multiviz.backends.memory), so the peak is the data plus a stretch
+        # of layers, not the data twice
+        release = Releaser(sum(4 * math.prod(t.shape) for t in tensors.values()))
         out: dict[str, np.ndarray] = {}
         for k in self._ordered(model, tensors):
-            out[k] = _numpy(tensors.pop(k))
+            layout = runner.layout_of(k)
+            out[k] = _numpy(tensors.pop(k), layout if runner.moved_on_host(layout) else None)
+            release.freed(out[k].nbytes)
         return out
 
     @locked
@@ -585,12 +598,9 @@ def _numpy(tensor: Any, layout: str | None = None) -> np.ndarray:
 
     A recurrent layer's state ``(N, H)`` becomes ``(N, 1, H)``.
     """
-    arr = to_numpy(tensor)
+    arr = host_view(tensor)
     if layout == LAST and 3 <= arr.ndim <= 5:
-        arr = np.moveaxis(arr, -1, 1)
-    elif layout == STATE and arr.ndim == 2:
+        return channels_first_copy(arr)
+    if layout == STATE and arr.ndim == 2:
         arr = arr[:, None]
-    elif keras.backend.backend() == "tensorflow" and isinstance(arr, np.ndarray):
-        # TensorFlow's convert_to_numpy is np.array(tensor): already a fresh copy
-        return np.asarray(arr, dtype=np.float32, order="C")
     return np.array(arr, dtype=np.float32, order="C", copy=True)

@@ -27,7 +27,7 @@ import numpy as np
 from multiviz.backends.keras.layers import LAST, graph_of
 from multiviz.errors import InputShapeError, MultivizError
 
-__all__ = ["check_shape", "input_errors", "plain", "to_numpy", "to_tensor"]
+__all__ = ["check_shape", "host_view", "input_errors", "plain", "to_numpy", "to_tensor"]
 
 
 def plain(x: Any) -> Any:
@@ -48,6 +48,18 @@ def to_numpy(tensor: Any) -> np.ndarray:
         t = tensor.detach().cpu()
         return (t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy()
     return keras.ops.convert_to_numpy(tensor)
+
+
+def host_view(tensor: Any) -> np.ndarray:
+    """A tensor's values as NumPy, without a copy where the backend allows one.
+
+    On JAX and TensorFlow a zero-copy, read-only view of the tensor's host
+    buffer (a device tensor is fetched); on torch the detached CPU tensor's
+    memory. Callers that return the array to a user copy it first.
+    """
+    if keras.backend.backend() in ("jax", "tensorflow") and not isinstance(tensor, np.ndarray):
+        return np.asarray(tensor)
+    return to_numpy(tensor)
 
 
 def to_tensor(x: Any, dtype: str) -> Any:
