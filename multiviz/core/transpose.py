@@ -4,7 +4,7 @@ NumPy copies a transposed view element by element in the destination's order,
 reading the source with a stride of ``C`` floats: on a ``(8, 112, 112, 64)``
 float32 map that costs about three times a plain copy. Moving the channel axis
 block by block (``block`` spatial positions at a time, so both the rows read
-and the rows written stay in cache) on a few threads brings it to about 1.5
+and the rows written stay in cache) on a few threads brings it to about 1.6-2
 plain copies (``benchmarks/capture.py`` measures it inside a capture: Keras on
 JAX and torch hand over channels-last buffers that multiviz must copy anyway,
 and moving the axis in the copy replaces a transpose in the framework plus a
