@@ -5,10 +5,10 @@ reading the source with a stride of ``C`` floats: on a ``(8, 112, 112, 64)``
 float32 map that costs about three times a plain copy. Moving the channel axis
 block by block (``block`` spatial positions at a time, so both the rows read
 and the rows written stay in cache) on a few threads brings it to about 1.6-2
-plain copies (``benchmarks/capture.py`` measures it inside a capture: Keras on
-JAX and torch hand over channels-last buffers that multiviz must copy anyway,
-and moving the axis in the copy replaces a transpose in the framework plus a
-copy).
+plain copies. Keras hands over channels-last buffers that multiviz must copy
+anyway (they are read-only or shared), so moving the axis in that copy
+replaces a transpose in the framework plus a copy
+(``benchmarks/keras_backends.py`` times the copy inside a capture).
 """
 
 from __future__ import annotations
