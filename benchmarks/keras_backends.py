@@ -142,8 +142,7 @@ def child(backend: str, size: int, batch: int, n: int, grad_cam: bool = True) ->
 
     runner = runner_for(model, KerasBackend()._select(model, FIVE))
     tensors = runner(model, [x])
-    moves = {k: runner.layout_of(k) if runner.moved_on_host(runner.layout_of(k)) else None
-             for k in tensors}  # fmt: skip
+    moves = {k: runner.host_layout(k) for k in tensors}
     ready = (lambda t: jax.block_until_ready(t)) if backend == "jax" else (lambda t: t)
     variants["plan"] = lambda: ready(runner(model, [x]))
     variants["copy"] = lambda: [_numpy(t, moves[k]) for k, t in tensors.items()]

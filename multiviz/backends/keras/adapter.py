@@ -196,8 +196,7 @@ class KerasBackend:
         release = Releaser(sum(4 * math.prod(t.shape) for t in tensors.values()))
         out: dict[str, np.ndarray] = {}
         for k in self._ordered(model, tensors):
-            layout = runner.layout_of(k)
-            out[k] = _numpy(tensors.pop(k), layout if runner.moved_on_host(layout) else None)
+            out[k] = _numpy(tensors.pop(k), runner.host_layout(k))
             release.freed(out[k].nbytes)
         return out
 

@@ -213,11 +213,12 @@ class Runner:
         return self.canonical(self.plan(list(inputs)), keras.ops.shape(inputs[0])[0])
 
     def canonical(self, tensors: Tensors, batch: Any = None) -> Tensors:
-        """Channels-last outputs of rank 3-5 with their channel axis moved to 1.
+        """Outputs in the canonical layout, but for plain channels-last maps.
 
-        A recurrent layer's states ``(N, H)`` become ``(N, 1, H)``. Plain
-        channels-last maps are left as they are (:meth:`moved_on_host`): the
-        copy to NumPy moves their axis.
+        A recurrent layer's states ``(N, H)`` become ``(N, 1, H)``; maps of a
+        layer run per frame become ``(N, T, ...)``. Plain channels-last maps
+        are left as they are (:meth:`moved_on_host`): the copy to NumPy moves
+        their axis.
 
         ``tensors`` is emptied as it goes: run eagerly (JAX, torch), each
         layer's original is freed once moved, so the originals and the moved
@@ -241,6 +242,15 @@ class Runner:
                 layout = output_layout(self.layers[read[0]], index, layout)
         return layout
 
+    def host_layout(self, key: str) -> str | None:
+        """The layout the copy to NumPy still has to apply to output ``key``.
+
+        :data:`LAST` for a plain channels-last map (returned as computed,
+        :meth:`moved_on_host`), ``None`` for an output already canonical.
+        """
+        layout = self.layout_of(key)
+        return layout if self.moved_on_host(layout) else None
+
     @staticmethod
     def moved_on_host(layout: str | None) -> bool:
         """Whether an output of ``layout`` comes back channels-last, to be moved in the copy.
@@ -255,7 +265,7 @@ class Runner:
         return layout == LAST
 
     def __call__(self, model: Any, inputs: Sequence[Any]) -> Tensors:
-        """Run the plan on ``inputs``; name -> tensor in the canonical layout."""
+        """Run the plan on ``inputs``; name -> tensor, canonical but for :meth:`host_layout`."""
         if isinstance(self.plan, EagerPlan):  # subclassed: run the model itself, eagerly
             args = (inputs[0] if len(inputs) == 1 else list(inputs),)
             return self.canonical(self.plan(model, args, {}), keras.ops.shape(inputs[0])[0])
